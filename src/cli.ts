@@ -1,0 +1,93 @@
+import { fileDefaults, loadConfig, settings } from './config.ts';
+import { ConfigError, ThresholdError } from './errors.ts';
+import { createLogger } from './log.ts';
+import { startNode } from './node.ts';
+import { RedisNotInstalledError } from './redis/embedded.ts';
+
+const USAGE = `Usage: threshold <command> [--setting value ...]
+
+Commands:
+  node        run a relay node (with its own local redis-server unless THRESHOLD_REDIS_URL is set)
+  settings    list every setting with its default, environment variable and flag
+  help        show this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'node':
+      return runNode(rest);
+    case 'settings':
+      printSettings();
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function runNode(argv: string[]): Promise<number> {
+  const config = loadConfig({ argv });
+  const log = createLogger(config.logLevel);
+  const node = await startNode(config, log);
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string) => {
+      log.info({ signal }, 'shutdown requested');
+      const timer = setTimeout(() => {
+        log.error(
+          { timeoutMs: config.shutdownTimeoutMs },
+          'graceful stop took too long; exiting anyway (unfinished entries stay pending in the funnel)',
+        );
+        resolve(1);
+      }, config.shutdownTimeoutMs);
+      node.stop().then(
+        () => {
+          clearTimeout(timer);
+          resolve(0);
+        },
+        (err) => {
+          log.error({ err }, 'graceful stop failed');
+          clearTimeout(timer);
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+}
+
+function printSettings(): void {
+  const defaults = fileDefaults();
+  for (const leaf of settings(defaults)) {
+    let value: unknown = defaults;
+    for (const key of leaf.path) value = (value as Record<string, unknown>)[key];
+    process.stdout.write(
+      `${leaf.path.join('.').padEnd(24)} ${JSON.stringify(value).padEnd(10)} ${leaf.env.padEnd(36)} --${leaf.flag}\n`,
+    );
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (
+      err instanceof ConfigError ||
+      err instanceof RedisNotInstalledError ||
+      err instanceof ThresholdError
+    ) {
+      process.stderr.write(`threshold: ${err.message}\n`);
+    } else {
+      process.stderr.write(
+        `threshold: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+    }
+    process.exit(1);
+  },
+);

@@ -1,0 +1,90 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.ts';
+import type { Keys } from '../redis/keys.ts';
+
+/** A local receiver of a room's committed messages (a WebSocket session). */
+export interface LiveSubscriber {
+  /** `frame` is the message exactly as clients get it, serialised once for all of them. */
+  deliver(room: string, seq: number, frame: string): void;
+  /** Pub/sub was interrupted: whatever was published meanwhile must be read from history. */
+  resync(room: string): void;
+}
+
+const SEQ = /"seq":(\d+)/;
+
+/**
+ * Fans committed messages out to this node's sessions: one Redis subscription per room
+ * that has local subscribers, shared by all of them (DESIGN §4, `thr:live:<r>`).
+ */
+export class LiveHub {
+  private readonly rooms = new Map<string, Set<LiveSubscriber>>();
+  private readonly channels = new Map<string, (payload: string) => void>();
+  private readonly prefix: string;
+  private hadConnection = false;
+
+  constructor(
+    private readonly sub: Redis,
+    private readonly keys: Keys,
+    private readonly log: Logger,
+  ) {
+    this.prefix = keys.live('');
+    sub.on('message', (channel: string, payload: string) => this.onMessage(channel, payload));
+    sub.on('ready', () => {
+      // ioredis re-subscribes by itself; what was published while we were away is not replayed.
+      if (this.hadConnection) this.resyncAll();
+      this.hadConnection = true;
+    });
+  }
+
+  /** Non-room channels (receipts, membership) on the same subscriber connection. */
+  async listen(channel: string, handler: (payload: string) => void): Promise<void> {
+    this.channels.set(channel, handler);
+    await this.sub.subscribe(channel);
+  }
+
+  /** Resolves once Redis confirmed the subscription, so nothing published after it is missed. */
+  async subscribe(room: string, subscriber: LiveSubscriber): Promise<void> {
+    let set = this.rooms.get(room);
+    if (!set) {
+      set = new Set();
+      this.rooms.set(room, set);
+      set.add(subscriber);
+      await this.sub.subscribe(this.keys.live(room));
+      return;
+    }
+    set.add(subscriber);
+  }
+
+  async unsubscribe(room: string, subscriber: LiveSubscriber): Promise<void> {
+    const set = this.rooms.get(room);
+    if (!set?.delete(subscriber) || set.size > 0) return;
+    this.rooms.delete(room);
+    await this.sub
+      .unsubscribe(this.keys.live(room))
+      .catch((err) => this.log.warn({ err, room }, 'unsubscribe failed'));
+  }
+
+  get subscribedRooms(): number {
+    return this.rooms.size;
+  }
+
+  private onMessage(channel: string, payload: string): void {
+    if (channel.startsWith(this.prefix)) {
+      const room = channel.slice(this.prefix.length);
+      const set = this.rooms.get(room);
+      if (!set) return;
+      const seq = Number(SEQ.exec(payload)?.[1]);
+      for (const s of set) s.deliver(room, seq, payload);
+      return;
+    }
+    this.channels.get(channel)?.(payload);
+  }
+
+  private resyncAll(): void {
+    this.log.info(
+      { rooms: this.rooms.size },
+      'pub/sub reconnected; sessions catch up from history',
+    );
+    for (const [room, set] of this.rooms) for (const s of set) s.resync(room);
+  }
+}

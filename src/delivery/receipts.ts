@@ -1,0 +1,83 @@
+import type { ChainableCommander } from 'ioredis';
+import type { Envelope } from '../funnel/envelope.ts';
+import type { Keys } from '../redis/keys.ts';
+
+/** What the owner of a room tells the node that accepted a message (DESIGN §3, `thr:node:<id>`). */
+export interface Receipt {
+  id: string;
+  room: string;
+  status: 'committed' | 'duplicate' | 'rejected';
+  seq?: number;
+  recipients?: number;
+  code?: string;
+  message?: string;
+}
+
+export interface Waiter {
+  promise: Promise<Receipt>;
+  cancel(): void;
+}
+
+/**
+ * Routes receipts back to the node that accepted the message, and on that node to whoever
+ * waits for it (a `?wait=1` request, a WebSocket `ack`). Waiters register before the XADD,
+ * so a commit can never beat its own waiter.
+ */
+export class Receipts {
+  private readonly waiters = new Map<string, Set<(r: Receipt) => void>>();
+
+  constructor(
+    private readonly nodeId: string,
+    private readonly keys: Keys,
+  ) {}
+
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  /** Waits for the receipt of an envelope id; rejects with `onTimeout()` after timeoutMs. */
+  wait(id: string, timeoutMs: number, onTimeout: () => Error): Waiter {
+    let settle!: (r: Receipt) => void;
+    let timer: NodeJS.Timeout;
+    const promise = new Promise<Receipt>((resolve, reject) => {
+      settle = (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      };
+      timer = setTimeout(() => {
+        this.remove(id, settle);
+        reject(onTimeout());
+      }, timeoutMs);
+    });
+    const set = this.waiters.get(id) ?? new Set();
+    this.waiters.set(id, set);
+    set.add(settle);
+    return {
+      promise,
+      cancel: () => {
+        clearTimeout(timer);
+        this.remove(id, settle);
+      },
+    };
+  }
+
+  /** Delivers locally when we accepted the message, else queues a PUBLISH on `pipe`. */
+  route(origin: Envelope['origin'], receipt: Receipt, pipe: ChainableCommander): void {
+    if (origin.node === this.nodeId) this.deliver(receipt);
+    else pipe.publish(this.keys.nodeChannel(origin.node), JSON.stringify(receipt));
+  }
+
+  /** A receipt for this node: from our own commits or from our node channel. */
+  deliver(receipt: Receipt): void {
+    const set = this.waiters.get(receipt.id);
+    if (!set) return;
+    this.waiters.delete(receipt.id);
+    for (const settle of set) settle(receipt);
+  }
+
+  private remove(id: string, settle: (r: Receipt) => void) {
+    const set = this.waiters.get(id);
+    set?.delete(settle);
+    if (set?.size === 0) this.waiters.delete(id);
+  }
+}

@@ -1,0 +1,364 @@
+import { z } from 'zod';
+import { ThresholdError } from '../errors.ts';
+import { RoomId, type Sender } from '../funnel/envelope.ts';
+import type { Ingress } from '../ingress/ingress.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { History } from '../rooms/history.ts';
+import type { RoomsStore } from '../rooms/store.ts';
+import type { LiveHub, LiveSubscriber } from './live-hub.ts';
+
+/** Close codes a client can act on. */
+export const CLOSE = {
+  /** The client did not read fast enough; reconnect and subscribe with `since`. */
+  SLOW_CONSUMER: 4008,
+  /** No pong to the server's ping. */
+  HEARTBEAT_TIMEOUT: 4009,
+  /** The node is shutting down; reconnect (any node). */
+  GOING_AWAY: 1001,
+} as const;
+
+/** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
+export interface SocketLike {
+  send(data: string): void;
+  close(code: number, reason: string): void;
+  readonly bufferedAmount: number;
+}
+
+export interface Principal {
+  /** The member id the client acts as (`user:alice`); undefined for the admin token. */
+  member?: string | undefined;
+  /** Admin token or open development mode: may read any room. */
+  admin: boolean;
+}
+
+export interface SessionDeps {
+  hub: LiveHub;
+  history: History;
+  rooms: RoomsStore;
+  ingress: Ingress;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export interface SessionOptions {
+  maxBufferedBytes: number;
+  replayPageSize: number;
+  maxBodyChars: number;
+}
+
+const ClientFrame = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('subscribe'),
+    room: RoomId,
+    since: z.number().int().min(0).optional(),
+  }),
+  z.object({ type: z.literal('unsubscribe'), room: RoomId }),
+  z.object({
+    type: z.literal('publish'),
+    room: RoomId,
+    body: z.string().min(1),
+    id: z
+      .string()
+      .min(1)
+      .max(128)
+      .regex(/^[\x21-\x7e]+$/, 'expected printable ASCII without spaces')
+      .optional(),
+    media: z.array(z.url()).max(10).optional(),
+  }),
+  z.object({ type: z.literal('ping') }),
+]);
+type ClientFrame = z.infer<typeof ClientFrame>;
+
+interface RoomSub {
+  /** Seq of the last message sent to the client for this room. */
+  last: number;
+  /** Catching up from history: live messages wait in `pending` meanwhile. */
+  syncing: boolean;
+  pending: { seq: number; frame: string }[];
+}
+
+let nextConn = 0;
+
+/**
+ * One WebSocket client: its subscriptions, each in seq order with no gaps (history first,
+ * then live, healing from history whenever a gap shows), its publishes and their acks.
+ */
+export class WebSocketSession implements LiveSubscriber {
+  readonly id = `c${(++nextConn).toString(36)}-${process.pid.toString(36)}`;
+  private readonly subs = new Map<string, RoomSub>();
+  private closed = false;
+
+  constructor(
+    private readonly socket: SocketLike,
+    private readonly principal: Principal,
+    private readonly deps: SessionDeps,
+    private readonly options: SessionOptions,
+  ) {}
+
+  async onText(text: string): Promise<void> {
+    let frame: ClientFrame;
+    try {
+      frame = ClientFrame.parse(JSON.parse(text));
+    } catch (err) {
+      this.error('bad_frame', describeFrameError(err));
+      return;
+    }
+    try {
+      switch (frame.type) {
+        case 'ping':
+          this.send('{"type":"pong"}');
+          return;
+        case 'subscribe':
+          await this.subscribe(frame.room, frame.since);
+          return;
+        case 'unsubscribe':
+          await this.unsubscribe(frame.room);
+          return;
+        case 'publish':
+          await this.publish(frame);
+          return;
+      }
+    } catch (err) {
+      const id = frame.type === 'publish' ? frame.id : undefined;
+      if (err instanceof ThresholdError)
+        this.error(err.code, err.message, id, 'room' in frame ? frame.room : undefined);
+      else {
+        this.deps.log.error({ err, conn: this.id }, 'WebSocket frame failed');
+        this.error('internal', 'the request failed on the server; retry', id);
+      }
+    }
+  }
+
+  private async subscribe(room: string, since: number | undefined): Promise<void> {
+    const { rooms, hub, history } = this.deps;
+    if (!(await this.mayRead(room))) return;
+    if (this.subs.has(room)) await this.unsubscribe(room, false);
+    const sub: RoomSub = { last: 0, syncing: true, pending: [] };
+    this.subs.set(room, sub);
+    // Subscribe first, then read the seq: everything committed after the read arrives live.
+    await hub.subscribe(room, this);
+    const current = await history.lastSeq(room);
+    if (this.subs.get(room) !== sub || this.closed) return;
+    if (!(await rooms.get(room))) {
+      await this.unsubscribe(room, false);
+      this.error('not_found', `room ${room} does not exist`, undefined, room);
+      return;
+    }
+    this.send(JSON.stringify({ type: 'subscribed', room, seq: current }));
+    sub.last = since === undefined ? current : Math.min(since, current);
+    await this.catchUp(room, sub);
+  }
+
+  private async mayRead(room: string): Promise<boolean> {
+    if (this.principal.admin) return true;
+    const member = this.principal.member;
+    if (member && (await this.deps.rooms.isMember(room, member))) return true;
+    const exists = await this.deps.rooms.get(room);
+    if (!exists) this.error('not_found', `room ${room} does not exist`, undefined, room);
+    else
+      this.error(
+        'forbidden',
+        `${member ?? 'this client'} is not a member of room ${room}`,
+        undefined,
+        room,
+      );
+    return false;
+  }
+
+  private async unsubscribe(room: string, confirm = true): Promise<void> {
+    if (!this.subs.delete(room)) {
+      if (confirm) this.error('not_subscribed', `not subscribed to room ${room}`, undefined, room);
+      return;
+    }
+    await this.deps.hub.unsubscribe(room, this);
+    if (confirm) this.send(JSON.stringify({ type: 'unsubscribed', room }));
+  }
+
+  private async publish(frame: Extract<ClientFrame, { type: 'publish' }>): Promise<void> {
+    const { member } = this.principal;
+    if (frame.body.length > this.options.maxBodyChars) {
+      this.error(
+        'invalid_request',
+        `body is longer than ${this.options.maxBodyChars} characters`,
+        frame.id,
+        frame.room,
+      );
+      return;
+    }
+    const sender: Sender = member ? senderOf(member) : { kind: 'service', id: 'admin' };
+    const accepted = await this.deps.ingress.submit(
+      {
+        room: frame.room,
+        source: 'ws',
+        sender,
+        kind: member ? 'chat' : 'notification',
+        body: frame.body,
+        media: frame.media,
+        clientKey: frame.id,
+        conn: this.id,
+      },
+      true,
+    );
+    const receipt = await accepted.receipt?.promise.catch((err: Error) => {
+      if (!this.closed)
+        this.error(
+          err instanceof ThresholdError ? err.code : 'timeout',
+          err.message,
+          frame.id,
+          frame.room,
+        );
+      return undefined;
+    });
+    if (!receipt || this.closed) return;
+    if (receipt.status === 'rejected')
+      this.error(
+        receipt.code ?? 'rejected',
+        receipt.message ?? 'message rejected',
+        frame.id,
+        frame.room,
+      );
+    else this.send(JSON.stringify({ type: 'ack', id: frame.id ?? accepted.id, seq: receipt.seq }));
+  }
+
+  /** A live message from the hub. */
+  deliver(room: string, seq: number, frame: string): void {
+    const sub = this.subs.get(room);
+    if (!sub) return;
+    if (sub.syncing) {
+      sub.pending.push({ seq, frame });
+      return;
+    }
+    if (seq <= sub.last) return;
+    if (seq === sub.last + 1) {
+      sub.last = seq;
+      this.send(frame);
+      return;
+    }
+    // A gap: pub/sub dropped something. History has it.
+    sub.pending.push({ seq, frame });
+    void this.catchUp(room, sub);
+  }
+
+  resync(room: string): void {
+    const sub = this.subs.get(room);
+    if (sub && !sub.syncing) void this.catchUp(room, sub);
+  }
+
+  /** Sends what history holds after `sub.last`, then what arrived live meanwhile, then goes live. */
+  private async catchUp(room: string, sub: RoomSub): Promise<void> {
+    sub.syncing = true;
+    try {
+      for (;;) {
+        const page = await this.deps.history.since(room, sub.last, this.options.replayPageSize);
+        if (this.subs.get(room) !== sub || this.closed) return;
+        const first = page.messages[0];
+        if (first && first.seq > sub.last + 1) {
+          this.error(
+            'history_truncated',
+            `messages ${sub.last + 1}..${first.seq - 1} of room ${room} are no longer in history`,
+            undefined,
+            room,
+          );
+        }
+        for (const m of page.messages) {
+          if (!(await this.roomToWrite())) return;
+          this.send(m.frame);
+          sub.last = m.seq;
+        }
+        if (page.messages.length === this.options.replayPageSize) continue;
+
+        const pending = sub.pending.splice(0);
+        let gap = false;
+        for (const m of pending) {
+          if (m.seq <= sub.last) continue;
+          if (m.seq !== sub.last + 1) {
+            gap = true;
+            break;
+          }
+          this.send(m.frame);
+          sub.last = m.seq;
+        }
+        if (!gap) break;
+      }
+      sub.syncing = false;
+    } catch (err) {
+      this.deps.log.warn(
+        { err, conn: this.id, room },
+        'catching up from history failed; the client should resubscribe with since',
+      );
+      this.error(
+        'unavailable',
+        `could not read the history of room ${room}; subscribe again with since=${sub.last}`,
+        undefined,
+        room,
+      );
+      this.subs.delete(room);
+      await this.deps.hub.unsubscribe(room, this);
+    }
+  }
+
+  /** During a replay, waits for the socket to drain instead of piling frames up; false if it never does. */
+  private async roomToWrite(): Promise<boolean> {
+    const deadline = Date.now() + 10_000;
+    while (this.socket.bufferedAmount > this.options.maxBufferedBytes / 2) {
+      if (this.closed) return false;
+      if (Date.now() > deadline) {
+        this.slowConsumer();
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return !this.closed;
+  }
+
+  private send(frame: string): void {
+    if (this.closed) return;
+    if (this.socket.bufferedAmount + frame.length > this.options.maxBufferedBytes) {
+      this.slowConsumer();
+      return;
+    }
+    this.socket.send(frame);
+  }
+
+  private slowConsumer(): void {
+    this.deps.metrics.wsClosed.inc({ reason: 'slow_consumer' });
+    this.deps.log.info(
+      { conn: this.id, buffered: this.socket.bufferedAmount },
+      'closed a slow WebSocket consumer',
+    );
+    this.socket.close(CLOSE.SLOW_CONSUMER, 'slow consumer: reconnect and subscribe with since');
+    this.onClose();
+  }
+
+  private error(code: string, message: string, id?: string, room?: string): void {
+    const frame: Record<string, unknown> = { type: 'error', code, message };
+    if (id !== undefined) frame.id = id;
+    if (room !== undefined) frame.room = room;
+    this.send(JSON.stringify(frame));
+  }
+
+  /** The socket closed: drop every subscription. */
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const room of this.subs.keys()) void this.deps.hub.unsubscribe(room, this);
+    this.subs.clear();
+  }
+}
+
+function senderOf(member: string): Sender {
+  const [kind, ...rest] = member.split(':');
+  return { kind: kind === 'phone' ? 'phone' : 'user', id: rest.join(':') } as Sender;
+}
+
+function describeFrameError(err: unknown): string {
+  if (err instanceof SyntaxError)
+    return 'frames are JSON text: {"type":"subscribe"|"unsubscribe"|"publish"|"ping", ...}';
+  if (err instanceof z.ZodError) {
+    const issue = err.issues[0];
+    const field = issue?.path.join('.') || 'type';
+    return `${field}: ${issue?.message ?? 'invalid'}`;
+  }
+  return 'invalid frame';
+}

@@ -1,0 +1,107 @@
+/**
+ * Every error Threshold raises on purpose. Each has a stable `code` (used in problem+json
+ * `type`, WebSocket `error` frames and logs), an HTTP status, and keeps its `cause`.
+ */
+export class ThresholdError extends Error {
+  readonly code: string;
+  readonly status: number;
+
+  constructor(code: string, status: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ThresholdError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export class ConfigError extends ThresholdError {
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super('invalid_config', 500, message);
+    this.name = 'ConfigError';
+  }
+}
+
+export class ValidationError extends ThresholdError {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super('invalid_request', 400, message);
+    this.name = 'ValidationError';
+  }
+}
+
+export class UnauthorizedError extends ThresholdError {
+  constructor(message = 'missing or invalid credentials') {
+    super('unauthorized', 401, message);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+export class ForbiddenError extends ThresholdError {
+  constructor(message: string) {
+    super('forbidden', 403, message);
+    this.name = 'ForbiddenError';
+  }
+}
+
+export class NotFoundError extends ThresholdError {
+  constructor(message: string) {
+    super('not_found', 404, message);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class ConflictError extends ThresholdError {
+  constructor(message: string) {
+    super('conflict', 409, message);
+    this.name = 'ConflictError';
+  }
+}
+
+export class PayloadTooLargeError extends ThresholdError {
+  constructor(limit: number) {
+    super('payload_too_large', 413, `request body is larger than the limit of ${limit} bytes`);
+    this.name = 'PayloadTooLargeError';
+  }
+}
+
+/** Redis or the mesh cannot take the request right now; the client should retry. */
+export class UnavailableError extends ThresholdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('unavailable', 503, message, options);
+    this.name = 'UnavailableError';
+  }
+}
+
+export class TimeoutError extends ThresholdError {
+  constructor(message: string) {
+    super('timeout', 504, message);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** The commit script refused: this node no longer holds the partition's lease. */
+export class FencedError extends ThresholdError {
+  constructor(partition: number) {
+    super('fenced', 409, `partition ${partition}: lease lost, commit refused`);
+    this.name = 'FencedError';
+  }
+}
+
+/** The deployment was created with another partition count; P cannot change. */
+export class PartitionMismatchError extends ThresholdError {
+  constructor(stored: number, configured: number) {
+    super(
+      'partition_mismatch',
+      500,
+      `this Redis holds a deployment with ${stored} partitions but the node was started with ${configured}; ` +
+        `the partition count is fixed for the life of a deployment: start the node with THRESHOLD_PARTITIONS=${stored} ` +
+        '(or use a fresh Redis / key prefix)',
+    );
+    this.name = 'PartitionMismatchError';
+  }
+}

@@ -1,0 +1,75 @@
+import type { Redis } from 'ioredis';
+import {
+  ForbiddenError,
+  NotFoundError,
+  PartitionMismatchError,
+  UnavailableError,
+} from '../errors.ts';
+import type { Publisher } from '../ingress/publisher.ts';
+import type { Keys } from '../redis/keys.ts';
+import { type Envelope, memberIdOf } from './envelope.ts';
+
+export const RELAY_GROUP = 'relay';
+export const SCHEMA_VERSION = 1;
+
+export interface FunnelOptions {
+  /** Entries a partition may hold before ingress answers 503 (0 = no limit). @default 0 */
+  maxLength: number;
+}
+
+/** The ingress side of the funnel: the Publisher every source writes through. */
+export class Funnel implements Publisher {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly options: FunnelOptions = { maxLength: 0 },
+  ) {}
+
+  async publish(envelope: Envelope): Promise<string> {
+    const { keys } = this;
+    const p = keys.partitionOf(envelope.room);
+    let result: string | number;
+    try {
+      result = await this.redis.publishEnvelope(
+        keys.room(envelope.room),
+        keys.members(envelope.room),
+        keys.funnel(p),
+        memberIdOf(envelope.sender),
+        JSON.stringify(envelope),
+        this.options.maxLength,
+      );
+    } catch (err) {
+      throw new UnavailableError('the message could not be stored (Redis unavailable); retry', {
+        cause: err,
+      });
+    }
+    if (result === -1) throw new NotFoundError(`room ${envelope.room} does not exist`);
+    if (result === -2)
+      throw new ForbiddenError(
+        `${memberIdOf(envelope.sender)} is not a member of room ${envelope.room}`,
+      );
+    if (result === -3)
+      throw new UnavailableError(`room ${envelope.room}'s funnel partition is full; retry later`);
+    return String(result);
+  }
+}
+
+/**
+ * Makes sure this Redis holds a deployment with our partition count (fixed for its life)
+ * and that every partition stream has its consumer group.
+ */
+export async function prepareFunnel(redis: Redis, keys: Keys): Promise<void> {
+  await redis.hsetnx(keys.meta, 'partitions', keys.partitions);
+  await redis.hsetnx(keys.meta, 'schema', SCHEMA_VERSION);
+  const stored = Number(await redis.hget(keys.meta, 'partitions'));
+  if (stored !== keys.partitions) throw new PartitionMismatchError(stored, keys.partitions);
+
+  const pipe = redis.pipeline();
+  for (let p = 0; p < keys.partitions; p++) {
+    pipe.xgroup('CREATE', keys.funnel(p), RELAY_GROUP, '0', 'MKSTREAM');
+  }
+  const results = (await pipe.exec()) ?? [];
+  for (const [err] of results) {
+    if (err && !String(err.message).includes('BUSYGROUP')) throw err;
+  }
+}

@@ -1,0 +1,321 @@
+import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import {
+  ForbiddenError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnavailableError,
+  ValidationError,
+} from '../errors.ts';
+import { MemberId, RoomId, type Sender } from '../funnel/envelope.ts';
+import type { Ingress } from '../ingress/ingress.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { HistoryPage } from '../rooms/history.ts';
+import { RoomSettings, type RoomsStore } from '../rooms/store.ts';
+import { type Auth, bearer, isAdmin, type Principal, requireAdmin } from './auth.ts';
+import { problemResponse, toProblem } from './problem.ts';
+
+export interface HistoryReader {
+  since(room: string, since: number, limit: number): Promise<HistoryPage>;
+  status(room: string, id: string): Promise<Record<string, string> | undefined>;
+}
+
+export interface AppDeps {
+  auth: Auth;
+  rooms: RoomsStore;
+  ingress: Ingress;
+  history: HistoryReader;
+  metrics: Metrics;
+  health: { ready(): boolean; draining(): boolean };
+  log: Logger;
+  options: {
+    maxBodyBytes: number;
+    maxBodyChars: number;
+  };
+}
+
+export type AppEnv = { Variables: { principal: Principal } };
+
+const NewRoomBody = z
+  .object({
+    id: RoomId,
+    name: z.string().min(1).max(200).optional(),
+    numbers: z
+      .array(z.string().regex(/^\+[1-9]\d{6,14}$/, 'expected an E.164 number such as +15551234567'))
+      .max(50)
+      .optional(),
+    settings: RoomSettings.optional(),
+  })
+  .strict();
+
+const PublishBody = z
+  .object({
+    body: z.string().min(1, 'must not be empty'),
+    media: z.array(z.url()).max(10).optional(),
+    /** Admin only: a member id to publish as, or a service name. */
+    sender: z.string().min(1).max(64).optional(),
+  })
+  .strict();
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+const MAX_HISTORY_PAGE = 1000;
+
+/** The public HTTP API (DESIGN §5). WebSocket wiring is added by `websocket.ts`. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const { auth, rooms, ingress, history, metrics, health, log, options } = deps;
+  const app = new Hono<AppEnv>();
+
+  app.onError((err, c) => {
+    const problem = toProblem(err);
+    if (problem.status >= 500 && problem.status !== 503 && problem.status !== 504) {
+      log.error({ err, method: c.req.method, path: c.req.path }, 'request failed');
+    }
+    return problemResponse(c, problem, problem.status === 503 ? { 'retry-after': '1' } : undefined);
+  });
+  app.notFound((c) =>
+    problemResponse(c, {
+      status: 404,
+      code: 'not_found',
+      detail: `no route for ${c.req.method} ${c.req.path}`,
+    }),
+  );
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', (c) => {
+    if (health.draining()) throw new UnavailableError('the node is shutting down');
+    if (!health.ready())
+      throw new UnavailableError(
+        'the node has not yet joined the mesh or does not hold its partitions yet',
+      );
+    return c.json({ status: 'ready' });
+  });
+  app.get('/metrics', async (c) =>
+    c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
+  );
+
+  app.use('/v1/*', async (c, next) => {
+    if (health.draining())
+      throw new UnavailableError('the node is shutting down; retry on another node');
+    const token = bearer(c.req.header('authorization')) ?? c.req.query('token');
+    c.set('principal', await auth.principal(token, c.req.query('member')));
+    await next();
+  });
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: options.maxBodyBytes,
+      onError: () => {
+        throw new PayloadTooLargeError(options.maxBodyBytes);
+      },
+    }),
+  );
+
+  const admin = (c: Context<AppEnv>) => requireAdmin(c.get('principal'));
+
+  app.post('/v1/rooms', async (c) => {
+    admin(c);
+    const body = await readJson(c, NewRoomBody);
+    return c.json(await rooms.create(body), 201);
+  });
+  app.get('/v1/rooms', async (c) => {
+    admin(c);
+    return c.json({ rooms: await rooms.list() });
+  });
+  app.get('/v1/rooms/:room', async (c) => {
+    admin(c);
+    const id = roomParam(c);
+    const room = await rooms.get(id);
+    if (!room) throw new NotFoundError(`room ${id} does not exist`);
+    return c.json(room);
+  });
+  app.delete('/v1/rooms/:room', async (c) => {
+    admin(c);
+    await rooms.delete(roomParam(c));
+    return c.body(null, 204);
+  });
+
+  app.put('/v1/rooms/:room/members/:member', async (c) => {
+    admin(c);
+    const room = roomParam(c);
+    const member = memberParam(c);
+    const added = await rooms.addMember(room, member);
+    return c.json({ room, member }, added ? 201 : 200);
+  });
+  app.delete('/v1/rooms/:room/members/:member', async (c) => {
+    admin(c);
+    const room = roomParam(c);
+    const member = memberParam(c);
+    if (!(await rooms.removeMember(room, member)))
+      throw new NotFoundError(`${member} is not a member of room ${room}`);
+    return c.body(null, 204);
+  });
+  app.get('/v1/rooms/:room/members', async (c) => {
+    admin(c);
+    const room = roomParam(c);
+    return c.json({ room, members: await rooms.members(room) });
+  });
+
+  app.post('/v1/rooms/:room/messages', async (c) => {
+    const room = roomParam(c);
+    const principal = c.get('principal');
+    const body = await readJson(c, PublishBody);
+    if (body.body.length > options.maxBodyChars) {
+      throw new ValidationError(`body: longer than ${options.maxBodyChars} characters`, 'body');
+    }
+    const key = c.req.header('idempotency-key');
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+      throw new ValidationError(
+        'Idempotency-Key: 1-128 printable ASCII characters without spaces',
+        'Idempotency-Key',
+      );
+    }
+    const sender = senderFor(principal, body.sender);
+    const wait = ['1', 'true'].includes(c.req.query('wait') ?? '');
+    const accepted = await ingress.submit(
+      {
+        room,
+        source: 'http',
+        sender,
+        kind: sender.kind === 'service' ? 'notification' : 'chat',
+        body: body.body,
+        media: body.media,
+        clientKey: key,
+      },
+      wait,
+    );
+    if (!accepted.receipt) return c.json({ id: accepted.id, status: 'accepted' }, 202);
+    const receipt = await accepted.receipt.promise.catch(() => undefined);
+    // Not committed in time: it is durable in the funnel, so say accepted rather than fail.
+    if (!receipt) return c.json({ id: accepted.id, status: 'pending' }, 202);
+    if (receipt.status === 'rejected')
+      throw new NotFoundError(receipt.message ?? `room ${room} does not exist`);
+    return c.json({ id: accepted.id, seq: receipt.seq, status: receipt.status }, 201);
+  });
+
+  app.get('/v1/rooms/:room/messages', async (c) => {
+    const room = roomParam(c);
+    await mayRead(c, room);
+    const since = intQuery(c, 'since', 0, 0, Number.MAX_SAFE_INTEGER);
+    const limit = intQuery(c, 'limit', 100, 1, MAX_HISTORY_PAGE);
+    const page = await history.since(room, since, limit);
+    // Frames are stored as JSON text already: splice them rather than parse and re-serialise.
+    const json = `{"room":${JSON.stringify(room)},"messages":[${page.messages.map((m) => m.frame).join(',')}],"last":${page.last}}`;
+    return c.body(json, 200, { 'content-type': 'application/json' });
+  });
+
+  app.get('/v1/messages/:id', async (c) => {
+    const id = c.req.param('id');
+    const room = c.req.query('room');
+    if (!room)
+      throw new ValidationError(
+        'room: query parameter required (the room the message was sent to)',
+        'room',
+      );
+    if (!RoomId.safeParse(room).success)
+      throw new ValidationError('room: not a valid room id', 'room');
+    await mayRead(c, room);
+    const status = await history.status(room, id);
+    if (!status)
+      throw new NotFoundError(`message ${id} is unknown in room ${room}, or not committed yet`);
+    return c.json({
+      id,
+      room,
+      seq: Number(status.seq),
+      status: status.status,
+      committedAt: Number(status.committedAt),
+      recipients: Number(status.recipients ?? 0),
+    });
+  });
+
+  async function mayRead(c: Context<AppEnv>, room: string) {
+    const principal = c.get('principal');
+    if (isAdmin(principal)) {
+      if (!(await rooms.get(room))) throw new NotFoundError(`room ${room} does not exist`);
+      return;
+    }
+    if (principal.kind === 'member' && (await rooms.isMember(room, principal.member))) return;
+    if (!(await rooms.get(room))) throw new NotFoundError(`room ${room} does not exist`);
+    throw new ForbiddenError(`you are not a member of room ${room}`);
+  }
+
+  return app;
+}
+
+function senderFor(principal: Principal, requested: string | undefined): Sender {
+  if (principal.kind === 'member') {
+    if (requested !== undefined && requested !== principal.member) {
+      throw new ForbiddenError('sender: a client may only publish as itself');
+    }
+    return memberSender(principal.member);
+  }
+  const as = requested ?? (principal.kind === 'dev' ? principal.member : undefined);
+  if (as === undefined) return { kind: 'service', id: 'admin' };
+  if (MemberId.safeParse(as).success) return memberSender(as);
+  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(as)) {
+    throw new ValidationError(
+      'sender: expected a member id (user:alice, phone:+1555…) or a service name',
+      'sender',
+    );
+  }
+  return { kind: 'service', id: as };
+}
+
+function memberSender(member: string): Sender {
+  const i = member.indexOf(':');
+  return { kind: member.slice(0, i), id: member.slice(i + 1) } as Sender;
+}
+
+function roomParam(c: Context): string {
+  const room = c.req.param('room') ?? '';
+  const parsed = RoomId.safeParse(room);
+  if (!parsed.success)
+    throw new ValidationError(
+      `room: ${parsed.error.issues[0]?.message ?? 'invalid room id'}`,
+      'room',
+    );
+  return room;
+}
+
+function memberParam(c: Context): string {
+  const member = c.req.param('member') ?? '';
+  const parsed = MemberId.safeParse(member);
+  if (!parsed.success)
+    throw new ValidationError(
+      `member: ${parsed.error.issues[0]?.message ?? 'invalid member id'}`,
+      'member',
+    );
+  return member;
+}
+
+function intQuery(c: Context, name: string, fallback: number, min: number, max: number): number {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ValidationError(`${name}: expected an integer from ${min} to ${max}`, name);
+  }
+  return n;
+}
+
+/** Parses the body as JSON and checks it; errors name the offending field. */
+async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  const text = await c.req.text();
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError(`malformed JSON body: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.join('.') ?? '';
+    throw new ValidationError(
+      `${field || 'body'}: ${issue?.message ?? 'invalid'}`,
+      field || undefined,
+    );
+  }
+  return parsed.data;
+}

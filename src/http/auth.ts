@@ -1,0 +1,73 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { verify } from 'hono/jwt';
+import { ForbiddenError, UnauthorizedError } from '../errors.ts';
+import { MEMBER_ID } from '../funnel/envelope.ts';
+
+export interface AuthOptions {
+  adminToken: string;
+  jwtSecret: string;
+  /** No secrets configured, loopback only: every request is trusted (DESIGN §5). */
+  devMode: boolean;
+}
+
+export type Principal =
+  | { kind: 'admin' }
+  /** Open development mode: acts as admin, or as the member it names. */
+  | { kind: 'dev'; member?: string | undefined }
+  | { kind: 'member'; member: string };
+
+/**
+ * Who a request is: the admin token, a client JWT (HS256, `sub` = member id) or, in open
+ * development mode, anyone. Credentials come from `Authorization: Bearer …` or, for
+ * WebSocket upgrades where browsers cannot set headers, `?token=`.
+ */
+export class Auth {
+  private readonly adminDigest: Buffer | undefined;
+
+  constructor(private readonly options: AuthOptions) {
+    this.adminDigest = options.adminToken ? digest(options.adminToken) : undefined;
+  }
+
+  async principal(token: string | undefined, devMember?: string): Promise<Principal> {
+    if (this.options.devMode && !token) {
+      if (devMember !== undefined && !MEMBER_ID.test(devMember)) {
+        throw new UnauthorizedError('member must be a member id such as user:alice');
+      }
+      return { kind: 'dev', member: devMember };
+    }
+    if (!token)
+      throw new UnauthorizedError('missing credentials: send Authorization: Bearer <token>');
+    // Compare digests so the comparison takes the same time whatever the token's length.
+    if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest))
+      return { kind: 'admin' };
+    if (!this.options.jwtSecret) throw new UnauthorizedError('invalid token');
+    let sub: unknown;
+    try {
+      ({ sub } = await verify(token, this.options.jwtSecret, 'HS256'));
+    } catch (err) {
+      throw new UnauthorizedError(`invalid token: ${(err as Error).message}`);
+    }
+    if (typeof sub !== 'string' || !MEMBER_ID.test(sub)) {
+      throw new UnauthorizedError('token sub must be a member id such as user:alice');
+    }
+    return { kind: 'member', member: sub };
+  }
+}
+
+export function isAdmin(p: Principal): boolean {
+  return p.kind === 'admin' || p.kind === 'dev';
+}
+
+export function requireAdmin(p: Principal): void {
+  if (!isAdmin(p)) throw new ForbiddenError('this route takes the admin token');
+}
+
+/** The bearer token of an Authorization header, if any. */
+export function bearer(header: string | undefined): string | undefined {
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return match?.[1];
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}

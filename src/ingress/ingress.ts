@@ -1,0 +1,81 @@
+import { ulid } from 'ulid';
+import type { Receipts, Waiter } from '../delivery/receipts.ts';
+import { ThresholdError, TimeoutError } from '../errors.ts';
+import { ENVELOPE_VERSION, type Envelope, type Sender } from '../funnel/envelope.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { Publisher } from './publisher.ts';
+
+export interface IngressOptions {
+  nodeId: string;
+  /** How long a caller that waits for its receipt (`?wait=1`, WebSocket ack) waits. */
+  receiptTimeoutMs: number;
+}
+
+export interface Submission {
+  room: string;
+  source: string;
+  sender: Sender;
+  kind: Envelope['kind'];
+  body: string;
+  media?: string[] | undefined;
+  /** The client's own id for the message (Idempotency-Key, WS frame id): retries commit once. */
+  clientKey?: string | undefined;
+  /** The WebSocket connection that sent it, so its ack finds the way back. */
+  conn?: string | undefined;
+}
+
+export interface Accepted {
+  id: string;
+  /** Present when the caller asked to wait for the commit. */
+  receipt?: Waiter;
+}
+
+/** Turns a client's message into an envelope and puts it in the funnel: what HTTP and WebSocket share. */
+export class Ingress {
+  constructor(
+    private readonly publisher: Publisher,
+    private readonly receipts: Receipts,
+    private readonly metrics: Metrics,
+    private readonly options: IngressOptions,
+  ) {}
+
+  async submit(s: Submission, wait: boolean): Promise<Accepted> {
+    const id = `${s.source}:${s.sender.kind === 'service' ? 'service:' : `${s.sender.kind}:`}${s.sender.id}:${s.clientKey ?? ulid()}`;
+    const envelope: Envelope = {
+      v: ENVELOPE_VERSION,
+      id,
+      room: s.room,
+      source: s.source,
+      sender: s.sender,
+      body: s.body,
+      kind: s.kind,
+      origin: s.conn ? { node: this.options.nodeId, conn: s.conn } : { node: this.options.nodeId },
+      receivedAt: Date.now(),
+    };
+    if (s.media?.length) envelope.media = s.media;
+
+    // Registered before the XADD, so the commit cannot outrun its own waiter.
+    const receipt = wait
+      ? this.receipts.wait(
+          id,
+          this.options.receiptTimeoutMs,
+          () =>
+            new TimeoutError(
+              `message ${id} was accepted but not committed within ${this.options.receiptTimeoutMs} ms; it is durable and will be committed`,
+            ),
+        )
+      : undefined;
+    try {
+      await this.publisher.publish(envelope);
+    } catch (err) {
+      receipt?.cancel();
+      this.metrics.ingressRejected.inc({
+        source: s.source,
+        reason: err instanceof ThresholdError ? err.code : 'error',
+      });
+      throw err;
+    }
+    this.metrics.ingress.inc({ source: s.source });
+    return receipt ? { id, receipt } : { id };
+  }
+}

@@ -1,0 +1,18 @@
+import type { Envelope } from '../funnel/envelope.ts';
+
+/** All an ingress source sees of Threshold: put an envelope into the funnel. */
+export interface Publisher {
+  /**
+   * Appends the envelope to its room's funnel partition and returns the entry id once
+   * Redis has it. Throws NotFoundError (no such room), ForbiddenError (sender is not a
+   * member) or UnavailableError (funnel full, Redis down).
+   */
+  publish(envelope: Envelope): Promise<string>;
+}
+
+/** A plug-in message source (DESIGN §1): turns its input into envelopes, nothing more. */
+export interface Source {
+  readonly name: string;
+  start(publisher: Publisher): Promise<void>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,178 @@
+import type { Logger } from '../log.ts';
+import type { Leases } from './leases.ts';
+import type { Membership } from './membership.ts';
+import type { PartitionConsumer } from './partition-consumer.ts';
+import { Ring } from './ring.ts';
+
+export interface CoordinatorOptions {
+  nodeId: string;
+  partitions: number;
+  heartbeatMs: number;
+  leaseTtlMs: number;
+}
+
+export interface CoordinatorHooks {
+  connections(): number;
+  onRebalance?(owned: number[], ring: Ring): void;
+  onTick?(state: { live: string[]; owned: number }): void;
+}
+
+/**
+ * Keeps this node's share of the partitions in line with the ring, every heartbeat and on
+ * every membership message: renew what we hold, release what the ring gave away, acquire
+ * what it gave us (DESIGN §4).
+ */
+export class Coordinator {
+  /** partition → our lease value */
+  private readonly held = new Map<number, string>();
+  private ring = new Ring([]);
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private lastRenewal = Date.now();
+  private isReady = false;
+
+  constructor(
+    private readonly membership: Membership,
+    private readonly leases: Leases,
+    private readonly consumer: PartitionConsumer,
+    private readonly options: CoordinatorOptions,
+    private readonly hooks: CoordinatorHooks,
+    private readonly log: Logger,
+  ) {
+    consumer.onFenced = (p) => {
+      this.held.delete(p);
+      this.isReady = false;
+    };
+  }
+
+  /** True once we are in the live set and hold every partition the ring gives us. */
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  get liveNodes(): readonly string[] {
+    return this.ring.nodes;
+  }
+
+  get ownedPartitions(): number[] {
+    return [...this.held.keys()].sort((a, b) => a - b);
+  }
+
+  /** The owner of every partition as this node sees it. */
+  owners(): (string | undefined)[] {
+    return this.ring.owners(this.options.partitions);
+  }
+
+  async start(): Promise<void> {
+    await this.tick();
+    await this.membership.announce('join');
+    this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
+  }
+
+  /** Rebalance now (a peer joined or left), without waiting for the next heartbeat. */
+  poke(): void {
+    void this.tick();
+  }
+
+  /** Runs one round; a round asked for while one is running runs right after it. */
+  tick(): Promise<void> {
+    if (this.ticking) {
+      this.again = true;
+      return this.ticking;
+    }
+    this.ticking = (async () => {
+      do {
+        this.again = false;
+        if (this.stopped) break;
+        try {
+          await this.round();
+        } catch (err) {
+          this.onRoundFailure(err);
+        }
+      } while (this.again);
+      this.ticking = undefined;
+    })();
+    return this.ticking;
+  }
+
+  private async round(): Promise<void> {
+    const { nodeId, partitions } = this.options;
+    const live = await this.membership.heartbeat(this.hooks.connections());
+    if (!live.includes(nodeId)) live.push(nodeId);
+    const ring = new Ring(live);
+    const changed = ring.nodes.join(',') !== this.ring.nodes.join(',');
+    this.ring = ring;
+    const desired = new Set(ring.partitionsOf(nodeId, partitions));
+
+    for (const p of await this.leases.renew(this.held)) {
+      this.log.warn({ partition: p }, 'lease expired or taken over; stopped reading the partition');
+      this.held.delete(p);
+      await this.consumer.remove(p);
+    }
+    this.lastRenewal = Date.now();
+
+    for (const [p, value] of [...this.held]) {
+      if (desired.has(p)) continue;
+      await this.consumer.remove(p);
+      await this.leases.release(p, value);
+      this.held.delete(p);
+    }
+
+    const wanted = [...desired].filter((p) => !this.held.has(p));
+    for (const [p, value] of await this.leases.acquire(wanted)) {
+      await this.consumer.add(p, value);
+      this.held.set(p, value);
+    }
+
+    const ready = [...desired].every((p) => this.held.has(p));
+    if (ready !== this.isReady)
+      this.log.info(
+        { owned: this.held.size, live: ring.nodes },
+        ready ? 'holding all my partitions' : 'waiting for partition leases',
+      );
+    this.isReady = ready;
+    if (changed) {
+      this.log.info(
+        { live: ring.nodes, owned: this.ownedPartitions.length },
+        'membership changed; rebalanced',
+      );
+      this.hooks.onRebalance?.(this.ownedPartitions, ring);
+    }
+    this.hooks.onTick?.({ live: [...ring.nodes], owned: this.held.size });
+  }
+
+  private onRoundFailure(err: unknown): void {
+    const silentFor = Date.now() - this.lastRenewal;
+    this.log.warn({ err, silentFor }, 'mesh heartbeat failed (is Redis reachable?)');
+    if (silentFor > this.options.leaseTtlMs && this.held.size > 0) {
+      // Our leases have expired by now; another node may own these partitions already.
+      this.log.error(
+        { partitions: this.ownedPartitions },
+        'could not renew leases in time; gave up every partition',
+      );
+      for (const p of this.held.keys()) void this.consumer.remove(p);
+      this.held.clear();
+      this.isReady = false;
+    }
+  }
+
+  /** Graceful stop: finish the batch in hand, release every lease, leave the live set. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    for (const [p, value] of [...this.held]) {
+      await this.consumer.remove(p);
+      await this.leases
+        .release(p, value)
+        .catch((err) => this.log.warn({ err, partition: p }, 'could not release lease'));
+      this.held.delete(p);
+    }
+    await this.membership
+      .leave()
+      .catch((err) => this.log.warn({ err }, 'could not leave the mesh cleanly'));
+    this.isReady = false;
+  }
+}

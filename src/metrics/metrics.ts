@@ -1,0 +1,114 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/** Every Threshold series (DESIGN §6), on a registry of its own. */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly ingress = new Counter({
+    name: 'threshold_ingress_total',
+    help: 'Envelopes accepted into the funnel, by source',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly ingressRejected = new Counter({
+    name: 'threshold_ingress_rejected_total',
+    help: 'Publish attempts refused at ingress, by source and reason (forbidden, not_found, invalid, unavailable)',
+    labelNames: ['source', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly relayed = new Counter({
+    name: 'threshold_messages_relayed_total',
+    help: 'Messages committed to room history and fanned out, by source',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly duplicates = new Counter({
+    name: 'threshold_messages_duplicate_total',
+    help: 'Funnel entries whose envelope was already committed (client retries, redelivery after a crash)',
+    registers: [this.registry],
+  });
+  readonly discarded = new Counter({
+    name: 'threshold_messages_discarded_total',
+    help: 'Messages not relayed, by reason; dead-lettered ones are in the thr:dead stream',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveries = new Counter({
+    name: 'threshold_deliveries_total',
+    help: 'Deliveries to recipients, by channel and outcome',
+    labelNames: ['channel', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly ingressToCommit = new Histogram({
+    name: 'threshold_ingress_to_commit_seconds',
+    help: 'Time from ingress (receivedAt) to commit',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly commitToDelivery = new Histogram({
+    name: 'threshold_commit_to_delivery_seconds',
+    help: 'Time from ingress to the frame being written to a subscriber, by channel',
+    labelNames: ['channel'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly commitBatch = new Histogram({
+    name: 'threshold_commit_batch_size',
+    help: 'Funnel entries committed per pipelined batch',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+    registers: [this.registry],
+  });
+  readonly funnelLag = new Gauge({
+    name: 'threshold_funnel_lag',
+    help: 'Entries in an owned funnel partition not yet read by its owner',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly funnelPending = new Gauge({
+    name: 'threshold_funnel_pending',
+    help: 'Entries of an owned funnel partition read but not yet acknowledged',
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly partitionsOwned = new Gauge({
+    name: 'threshold_partitions_owned',
+    help: 'Funnel partitions this node holds the lease of',
+    registers: [this.registry],
+  });
+  readonly nodesLive = new Gauge({
+    name: 'threshold_nodes_live',
+    help: 'Relay nodes in the live set, as this node sees it',
+    registers: [this.registry],
+  });
+  readonly rebalances = new Counter({
+    name: 'threshold_rebalances_total',
+    help: 'Ring changes this node reacted to',
+    registers: [this.registry],
+  });
+  readonly wsConnections = new Gauge({
+    name: 'threshold_websocket_connections',
+    help: 'Open WebSocket connections on this node',
+    registers: [this.registry],
+  });
+  readonly wsClosed = new Counter({
+    name: 'threshold_websocket_closed_total',
+    help: 'WebSocket connections closed by the server, by reason (slow_consumer, heartbeat, shutdown)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'threshold_dead_letters_total',
+    help: 'Envelopes moved to thr:dead, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(labels: Record<string, string> = {}) {
+    this.registry.setDefaultLabels(labels);
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

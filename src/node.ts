@@ -1,0 +1,250 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { type ServerType, serve } from '@hono/node-server';
+import { Redis } from 'ioredis';
+import { ulid } from 'ulid';
+import { type Config, isLoopback } from './config.ts';
+import { LiveHub } from './delivery/live-hub.ts';
+import { type Receipt, Receipts } from './delivery/receipts.ts';
+import { ConfigError } from './errors.ts';
+import { Funnel, prepareFunnel } from './funnel/funnel.ts';
+import { FunnelMaintenance } from './funnel/maintenance.ts';
+import { createApp } from './http/app.ts';
+import { Auth } from './http/auth.ts';
+import { mountWebSocket } from './http/websocket.ts';
+import { Ingress } from './ingress/ingress.ts';
+import { createLogger, type Logger } from './log.ts';
+import { Coordinator } from './mesh/coordinator.ts';
+import { Leases } from './mesh/leases.ts';
+import { Membership, type MeshEvent } from './mesh/membership.ts';
+import { PartitionConsumer } from './mesh/partition-consumer.ts';
+import { Metrics } from './metrics/metrics.ts';
+import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
+import { Keys } from './redis/keys.ts';
+import { defineScripts } from './redis/scripts.ts';
+import { Committer } from './rooms/committer.ts';
+import { History } from './rooms/history.ts';
+import { RedisRoomsStore } from './rooms/store.ts';
+
+export const VERSION = '0.1.0';
+
+export interface RelayNode {
+  readonly id: string;
+  readonly url: string;
+  readonly redisUrl: string;
+  /** Graceful stop (DESIGN §4): stop ingress, finish in-flight work, release leases, leave. */
+  stop(): Promise<void>;
+}
+
+/** The composition root: builds every component from the config and starts the node. */
+export async function startNode(
+  config: Config,
+  log: Logger = createLogger(config.logLevel),
+): Promise<RelayNode> {
+  // Stable across restarts (host and port), so a restarted node takes its own leases back at once.
+  const nodeId =
+    config.nodeId ||
+    `${hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 40)}-${config.port || ulid().slice(-8).toLowerCase()}`;
+  log = log.child({ node: nodeId });
+  const devMode = !config.adminToken && !config.jwtSecret;
+  if (devMode && !isLoopback(config.host)) {
+    throw new ConfigError(
+      'host',
+      `no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET is set, and open development mode is only allowed on loopback, not on ${config.host}: set both secrets, or bind to 127.0.0.1`,
+    );
+  }
+
+  let embedded: EmbeddedRedis | undefined;
+  let redisUrl = config.redisUrl;
+  if (!redisUrl) {
+    const dir = resolve(config.dataDir, 'redis');
+    embedded = await startEmbeddedRedis({ dir });
+    redisUrl = embedded.url;
+    log.info(
+      { redis: redisUrl, dir },
+      'no THRESHOLD_REDIS_URL: started a local redis-server (append-only file on)',
+    );
+  }
+
+  const redisOptions = {
+    lazyConnect: true,
+    maxRetriesPerRequest: 2,
+    connectionName: `threshold:${nodeId}`,
+  };
+  const redis = defineScripts(new Redis(redisUrl, redisOptions));
+  const reader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
+  const sub = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
+  for (const [name, client] of [
+    ['commands', redis],
+    ['reader', reader],
+    ['subscriber', sub],
+  ] as const) {
+    client.on('error', (err) =>
+      log.warn({ err: err.message, connection: name }, 'Redis connection error (retrying)'),
+    );
+  }
+  const closeAll = async () => {
+    for (const c of [redis, reader, sub]) c.disconnect();
+    await embedded?.stop();
+  };
+
+  try {
+    await Promise.all([redis.connect(), reader.connect(), sub.connect()]);
+    const keys = new Keys(config.keyPrefix, config.partitions);
+    await prepareFunnel(redis, keys);
+
+    const metrics = new Metrics();
+    const receipts = new Receipts(nodeId, keys);
+    const hub = new LiveHub(sub, keys, log);
+    const history = new History(redis, keys);
+    const rooms = new RedisRoomsStore(redis, keys);
+    const funnel = new Funnel(redis, keys, { maxLength: config.mesh.maxFunnelLength });
+    const ingress = new Ingress(funnel, receipts, metrics, {
+      nodeId,
+      receiptTimeoutMs: config.http.waitTimeoutMs,
+    });
+    const committer = new Committer(
+      redis,
+      keys,
+      receipts,
+      metrics,
+      {
+        historyLength: config.rooms.historyLength,
+        dedupeTtlMs: config.rooms.dedupeTtlHours * 3_600_000,
+        maxAttempts: config.mesh.maxAttempts,
+        deadLength: 100_000,
+      },
+      log,
+    );
+    const consumer = new PartitionConsumer(
+      reader,
+      redis,
+      keys,
+      committer,
+      {
+        nodeId,
+        batch: config.mesh.readBatch,
+        blockMs: config.mesh.readBlockMs,
+      },
+      log,
+    );
+
+    let draining = false;
+    const auth = new Auth({ adminToken: config.adminToken, jwtSecret: config.jwtSecret, devMode });
+    let coordinator: Coordinator | undefined;
+    const app = createApp({
+      auth,
+      rooms,
+      ingress,
+      history,
+      metrics,
+      log,
+      health: { ready: () => coordinator?.ready ?? false, draining: () => draining },
+      options: { maxBodyBytes: config.http.maxBodyBytes, maxBodyChars: config.http.maxBodyChars },
+    });
+    const sessionDeps = { hub, history, rooms, ingress, metrics, log };
+    const ws = mountWebSocket(app, sessionDeps, {
+      maxFrameBytes: config.ws.maxFrameBytes,
+      heartbeatMs: config.ws.heartbeatMs,
+      maxBufferedBytes: config.ws.maxBufferedBytes,
+      replayPageSize: config.ws.replayPageSize,
+      maxBodyChars: config.http.maxBodyChars,
+    });
+
+    const server = await listen(app.fetch, config.host, config.port);
+    ws.inject(server);
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url =
+      config.publicUrl ||
+      `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+    const membership = new Membership(redis, keys, {
+      nodeId,
+      nodeTtlMs: config.mesh.nodeTtlMs,
+      info: { url, startedAt: Date.now(), version: VERSION },
+    });
+    const leases = new Leases(redis, keys, nodeId, config.mesh.leaseTtlMs);
+    coordinator = new Coordinator(
+      membership,
+      leases,
+      consumer,
+      {
+        nodeId,
+        partitions: config.partitions,
+        heartbeatMs: config.mesh.heartbeatMs,
+        leaseTtlMs: config.mesh.leaseTtlMs,
+      },
+      {
+        connections: () => ws.connections,
+        onRebalance: () => metrics.rebalances.inc(),
+        onTick: ({ live, owned }) => {
+          metrics.nodesLive.set(live.length);
+          metrics.partitionsOwned.set(owned);
+        },
+      },
+      log,
+    );
+    const maintenance = new FunnelMaintenance(
+      redis,
+      keys,
+      metrics,
+      () => coordinator?.ownedPartitions ?? [],
+      config.mesh.trimIntervalMs,
+      log,
+    );
+
+    await hub.listen(keys.nodeChannel(nodeId), (payload) =>
+      receipts.deliver(JSON.parse(payload) as Receipt),
+    );
+    await hub.listen(keys.meshChannel, (payload) => {
+      const event = JSON.parse(payload) as MeshEvent;
+      if (event.node !== nodeId) coordinator?.poke();
+    });
+    await consumer.start();
+    await coordinator.start();
+    maintenance.start();
+
+    if (devMode)
+      log.warn(
+        'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
+      );
+    log.info(
+      { url, partitions: config.partitions, owned: coordinator.ownedPartitions.length },
+      'relay node started',
+    );
+
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        log.info('stopping: no new ingress, finishing in-flight work, releasing leases');
+        draining = true;
+        ws.closeAll();
+        ws.stop();
+        await new Promise<void>((r) => server.close(() => r()));
+        maintenance.stop();
+        await coordinator?.stop();
+        await consumer.stop();
+        await Promise.all([redis.quit(), reader.quit(), sub.quit()].map((p) => p.catch(() => {})));
+        await embedded?.stop();
+        log.info('stopped');
+      })());
+    return { id: nodeId, url, redisUrl, stop };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function listen(
+  fetch: (req: Request) => Response | Promise<Response>,
+  hostname: string,
+  port: number,
+): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, hostname, port }, () => resolve(server));
+    server.once('error', reject);
+  });
+}

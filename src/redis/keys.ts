@@ -1,0 +1,100 @@
+import { crc32 } from 'node:zlib';
+
+/** Room ids: DESIGN §2. */
+export const ROOM_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** `partition = hash32(room) mod P`: CRC-32 of the room id, stable across languages and versions. */
+export function partitionOf(room: string, partitions: number): number {
+  return crc32(room) % partitions;
+}
+
+/**
+ * The one place key names are built (DESIGN §3). Everything that belongs to partition n
+ * carries the hash tag `{p<n>}` so one Lua script can touch all of it, also on Redis Cluster.
+ */
+export class Keys {
+  constructor(
+    readonly prefix: string,
+    readonly partitions: number,
+  ) {}
+
+  partitionOf(room: string): number {
+    return partitionOf(room, this.partitions);
+  }
+
+  private p(n: number): string {
+    return `${this.prefix}{p${n}}:`;
+  }
+
+  // Deployment-wide keys.
+  get meta() {
+    return `${this.prefix}meta`;
+  }
+  get nodes() {
+    return `${this.prefix}nodes`;
+  }
+  node(id: string) {
+    return `${this.prefix}node:${id}`;
+  }
+  get rooms() {
+    return `${this.prefix}rooms`;
+  }
+  get dead() {
+    return `${this.prefix}dead`;
+  }
+  member(id: string) {
+    return `${this.prefix}member:${id}`;
+  }
+  memberRooms(id: string) {
+    return `${this.prefix}member:${id}:rooms`;
+  }
+  number(e164: string) {
+    return `${this.prefix}number:${e164}`;
+  }
+
+  // Pub/sub channels.
+  live(room: string) {
+    return `${this.prefix}live:${room}`;
+  }
+  nodeChannel(id: string) {
+    return `${this.prefix}node:${id}`;
+  }
+  /** Membership changes (join/leave), so peers rebalance at once instead of at the next heartbeat. */
+  get meshChannel() {
+    return `${this.prefix}mesh`;
+  }
+
+  // Partition keys.
+  funnel(n: number) {
+    return `${this.p(n)}funnel`;
+  }
+  lease(n: number) {
+    return `${this.p(n)}lease`;
+  }
+  leaseToken(n: number) {
+    return `${this.p(n)}lease-token`;
+  }
+  outbox(n: number) {
+    return `${this.p(n)}outbox`;
+  }
+  seen(n: number, envelopeId: string) {
+    return `${this.p(n)}seen:${envelopeId}`;
+  }
+  msg(n: number, envelopeId: string) {
+    return `${this.p(n)}msg:${envelopeId}`;
+  }
+
+  // Room keys live in their room's partition.
+  room(room: string) {
+    return `${this.p(this.partitionOf(room))}room:${room}`;
+  }
+  members(room: string) {
+    return `${this.room(room)}:members`;
+  }
+  seq(room: string) {
+    return `${this.room(room)}:seq`;
+  }
+  history(room: string) {
+    return `${this.room(room)}:history`;
+  }
+}

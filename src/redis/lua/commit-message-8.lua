@@ -1,0 +1,61 @@
+--[[
+  Commit one funnel entry: the fenced, idempotent heart of the relay (DESIGN §4).
+
+  Input:
+    KEYS[1] partition lease     thr:{p<n>}:lease
+    KEYS[2] funnel stream       thr:{p<n>}:funnel
+    KEYS[3] seen marker         thr:{p<n>}:seen:<envelope id>
+    KEYS[4] message receipt     thr:{p<n>}:msg:<envelope id>
+    KEYS[5] room hash           thr:{p<n>}:room:<r>
+    KEYS[6] room seq            thr:{p<n>}:room:<r>:seq
+    KEYS[7] room history        thr:{p<n>}:room:<r>:history
+    KEYS[8] room members        thr:{p<n>}:room:<r>:members
+    ARGV[1] expected lease value "<node>:<token>"
+    ARGV[2] funnel entry id
+    ARGV[3] consumer group
+    ARGV[4] message frame up to the seq value: {"type":"message","room":"r","seq":
+    ARGV[5] message frame after the seq value: ,"id":...}
+    ARGV[6] live pub/sub channel of the room
+    ARGV[7] default history length (the room's historyLength setting wins)
+    ARGV[8] dedupe window, ms
+    ARGV[9] commit time, ms since epoch
+    ARGV[10] sender member id ("" for services), not counted as a recipient
+    ARGV[11] room id
+
+  Output: { status, seq, recipients }
+    status  1 committed now
+            2 already committed earlier (seq is the original one; the entry is acknowledged)
+           -1 fenced: the lease is not ours, nothing was written
+           -2 the room no longer exists, nothing was written (the caller dead-letters it)
+]]
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return { -1, 0, 0 }
+end
+
+local previous = redis.call('GET', KEYS[3])
+if previous then
+  redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
+  return { 2, tonumber(previous), tonumber(redis.call('HGET', KEYS[4], 'recipients') or '0') }
+end
+
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  return { -2, 0, 0 }
+end
+
+local seq = redis.call('INCR', KEYS[6])
+local frame = ARGV[4] .. seq .. ARGV[5]
+local historyLength = tonumber(redis.call('HGET', KEYS[5], 'historyLength') or ARGV[7])
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', historyLength, seq .. '-0', 'm', frame)
+
+local recipients = redis.call('SCARD', KEYS[8])
+if ARGV[10] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[10]) == 1 then
+  recipients = recipients - 1
+end
+
+redis.call('SET', KEYS[3], seq, 'PX', ARGV[8])
+redis.call('HSET', KEYS[4], 'room', ARGV[11], 'seq', seq, 'status', 'committed',
+  'committedAt', ARGV[9], 'recipients', recipients)
+redis.call('PEXPIRE', KEYS[4], ARGV[8])
+redis.call('PUBLISH', ARGV[6], frame)
+redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])
+return { 1, seq, recipients }

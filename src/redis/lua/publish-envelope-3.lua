@@ -1,0 +1,29 @@
+--[[
+  Ingress: accept one envelope into its room's funnel partition, atomically with the
+  room and membership checks, so a refused message never enters the funnel.
+
+  Input:
+    KEYS[1] room hash          thr:{p<n>}:room:<r>
+    KEYS[2] room members set   thr:{p<n>}:room:<r>:members
+    KEYS[3] funnel stream      thr:{p<n>}:funnel
+    ARGV[1] member id that must belong to the room, or "" (services, admin)
+    ARGV[2] envelope JSON
+    ARGV[3] funnel length limit (0 = none): beyond it ingress is refused until the owner catches up
+
+  Output:
+    the funnel entry id, or
+    -1 room does not exist
+    -2 sender is not a member
+    -3 funnel partition is full
+]]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  return -2
+end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('XLEN', KEYS[3]) >= limit then
+  return -3
+end
+return redis.call('XADD', KEYS[3], '*', 'e', ARGV[2])

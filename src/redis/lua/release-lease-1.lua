@@ -1,0 +1,13 @@
+--[[
+  Give a lease up, only if it still holds our value (compare-and-delete).
+
+  Input:
+    KEYS[1] lease  thr:{p<n>}:lease
+    ARGV[1] expected lease value "<node>:<token>"
+
+  Output: 1 released, 0 it was no longer ours
+]]
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0

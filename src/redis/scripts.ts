@@ -1,0 +1,66 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import type { Redis, Result } from 'ioredis';
+
+type Arg = string | number;
+
+/**
+ * The Lua scripts in `lua/`, registered with ioredis `defineCommand` (EVALSHA with a
+ * fallback to EVAL). A file `verb-noun-<numKeys>.lua` becomes the command `verbNoun`.
+ */
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** lua/publish-envelope-3.lua */
+    publishEnvelope(
+      ...args: [string, string, string, Arg, Arg, Arg]
+    ): Result<string | number, Context>;
+    /** lua/commit-message-8.lua */
+    commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
+    /** lua/acquire-lease-2.lua */
+    acquireLease(
+      lease: string,
+      token: string,
+      node: string,
+      ttlMs: number,
+    ): Result<string | null, Context>;
+    /** lua/renew-lease-1.lua */
+    renewLease(lease: string, value: string, ttlMs: number): Result<number, Context>;
+    /** lua/release-lease-1.lua */
+    releaseLease(lease: string, value: string): Result<number, Context>;
+    /** lua/trim-funnel-1.lua */
+    trimFunnel(funnel: string, group: string): Result<[number, number, number], Context>;
+    /** lua/heartbeat-node-1.lua */
+    heartbeatNode(
+      nodes: string,
+      node: string,
+      ttlMs: number,
+    ): Result<[number, ...string[]], Context>;
+  }
+}
+
+const LUA_DIR = new URL('./lua/', import.meta.url);
+
+let scripts: { name: string; numberOfKeys: number; lua: string }[] | undefined;
+
+function load() {
+  scripts ??= readdirSync(LUA_DIR)
+    .filter((f) => f.endsWith('.lua'))
+    .map((file) => {
+      const match = /^([a-z]+)-([a-z]+)-(\d+)\.lua$/.exec(file);
+      if (!match) throw new Error(`Lua script ${file} is not named verb-noun-<numKeys>.lua`);
+      const [, verb, noun, keys] = match as unknown as [string, string, string, string];
+      return {
+        name: verb + noun.charAt(0).toUpperCase() + noun.slice(1),
+        numberOfKeys: Number(keys),
+        lua: readFileSync(new URL(file, LUA_DIR), 'utf8'),
+      };
+    });
+  return scripts;
+}
+
+/** Registers every script on a client; pipelines made from it get them too. */
+export function defineScripts(redis: Redis): Redis {
+  for (const { name, numberOfKeys, lua } of load()) {
+    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
+  }
+  return redis;
+}

@@ -1,0 +1,186 @@
+import type { Redis } from 'ioredis';
+import type { Receipts } from '../delivery/receipts.ts';
+import { type Envelope, memberIdOf, messageFrameParts, parseEnvelope } from '../funnel/envelope.ts';
+import { RELAY_GROUP } from '../funnel/funnel.ts';
+import type { Logger } from '../log.ts';
+import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { Keys } from '../redis/keys.ts';
+
+export interface CommitterOptions {
+  /** Default history length of a room (its historyLength setting wins). */
+  historyLength: number;
+  /** How long an envelope id is remembered as committed. */
+  dedupeTtlMs: number;
+  /** Attempts before an entry that keeps failing is dead-lettered. */
+  maxAttempts: number;
+  /** Entries kept in the dead-letter stream (approximate). */
+  deadLength: number;
+}
+
+const COMMITTED = 1;
+const DUPLICATE = 2;
+const FENCED = -1;
+const NO_ROOM = -2;
+
+/**
+ * The commit path: a batch of funnel entries becomes one pipeline of commit scripts (in
+ * stream order, so each room's seq follows the funnel), then receipts and dead letters.
+ */
+export class Committer implements BatchProcessor {
+  private readonly attempts = new Map<string, number>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly receipts: Receipts,
+    private readonly metrics: Metrics,
+    private readonly options: CommitterOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async process(entries: FunnelEntry[]): Promise<BatchOutcome> {
+    const { keys, options } = this;
+    const retry = new Set<number>();
+    const fenced = new Set<number>();
+    const after = this.redis.pipeline();
+    const commits: { entry: FunnelEntry; env: Envelope }[] = [];
+    const pipe = this.redis.pipeline();
+    const now = Date.now();
+
+    for (const entry of entries) {
+      let env: Envelope;
+      try {
+        if (entry.data === null)
+          throw new Error('entry has no envelope (trimmed or written by something else)');
+        env = parseEnvelope(entry.data);
+      } catch (err) {
+        this.deadLetter(after, entry, 'invalid_envelope', (err as Error).message);
+        continue;
+      }
+      const p = entry.partition;
+      const [head, tail] = messageFrameParts(env);
+      pipe.commitMessage(
+        keys.lease(p),
+        keys.funnel(p),
+        keys.seen(p, env.id),
+        keys.msg(p, env.id),
+        keys.room(env.room),
+        keys.seq(env.room),
+        keys.history(env.room),
+        keys.members(env.room),
+        entry.lease,
+        entry.id,
+        RELAY_GROUP,
+        head,
+        tail,
+        keys.live(env.room),
+        options.historyLength,
+        options.dedupeTtlMs,
+        now,
+        memberIdOf(env.sender),
+        env.room,
+      );
+      commits.push({ entry, env });
+    }
+
+    const results = commits.length > 0 ? ((await pipe.exec()) ?? []) : [];
+    let committed = 0;
+    commits.forEach(({ entry, env }, i) => {
+      const [err, reply] = results[i] ?? [new Error('no reply')];
+      if (err) {
+        this.failed(after, entry, err, retry);
+        return;
+      }
+      const [status, seq, recipients] = reply as [number, number, number];
+      if (status === FENCED) {
+        fenced.add(entry.partition);
+      } else if (status === NO_ROOM) {
+        this.deadLetter(after, entry, 'room_deleted', `room ${env.room} no longer exists`);
+        this.receipts.route(
+          env.origin,
+          {
+            id: env.id,
+            room: env.room,
+            status: 'rejected',
+            code: 'not_found',
+            message: `room ${env.room} does not exist`,
+          },
+          after,
+        );
+      } else {
+        this.attempts.delete(entry.id);
+        if (status === COMMITTED) {
+          committed++;
+          this.metrics.relayed.inc({ source: env.source });
+          this.metrics.ingressToCommit.observe(Math.max(0, now - env.receivedAt) / 1000);
+        } else if (status === DUPLICATE) {
+          this.metrics.duplicates.inc();
+        }
+        const kind = status === COMMITTED ? 'committed' : 'duplicate';
+        this.receipts.route(
+          env.origin,
+          { id: env.id, room: env.room, status: kind, seq, recipients },
+          after,
+        );
+      }
+    });
+    if (committed > 0) this.metrics.commitBatch.observe(committed);
+    if (after.length > 0) await after.exec();
+    return { retry, fenced };
+  }
+
+  private failed(
+    after: ReturnType<Redis['pipeline']>,
+    entry: FunnelEntry,
+    err: Error,
+    retry: Set<number>,
+  ) {
+    const attempts = (this.attempts.get(entry.id) ?? 0) + 1;
+    if (attempts >= this.options.maxAttempts) {
+      this.attempts.delete(entry.id);
+      this.deadLetter(after, entry, 'commit_failed', `${attempts} attempts: ${err.message}`);
+      return;
+    }
+    this.attempts.set(entry.id, attempts);
+    this.log.warn(
+      { err, entry: entry.id, partition: entry.partition, attempts },
+      'commit failed; will retry',
+    );
+    retry.add(entry.partition);
+  }
+
+  /** Moves an entry that can never commit to `thr:dead`, then acknowledges it so it no longer holds up its partition. */
+  private deadLetter(
+    after: ReturnType<Redis['pipeline']>,
+    entry: FunnelEntry,
+    reason: string,
+    detail: string,
+  ) {
+    this.log.warn(
+      { entry: entry.id, partition: entry.partition, reason, detail },
+      'dead-lettered a funnel entry',
+    );
+    this.metrics.deadLetters.inc({ reason });
+    this.metrics.discarded.inc({ reason });
+    after
+      .xadd(
+        this.keys.dead,
+        'MAXLEN',
+        '~',
+        this.options.deadLength,
+        '*',
+        'reason',
+        reason,
+        'detail',
+        detail,
+        'partition',
+        entry.partition,
+        'entry',
+        entry.id,
+        'e',
+        entry.data ?? '',
+      )
+      .xack(this.keys.funnel(entry.partition), RELAY_GROUP, entry.id);
+  }
+}

@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis';
+import type { Keys } from '../redis/keys.ts';
+
+export interface HistoryPage {
+  /** Committed messages, each as its client frame (JSON text), in seq order. */
+  messages: { seq: number; frame: string }[];
+  /** Seq of the last message returned, or `since` when none. */
+  last: number;
+}
+
+/** Committed messages of a room: a stream whose entry ids are `<seq>-0`. */
+export class History {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  /** Up to `limit` messages with seq > since. */
+  async since(room: string, since: number, limit: number): Promise<HistoryPage> {
+    const entries = await this.redis.xrange(
+      this.keys.history(room),
+      `${since + 1}-0`,
+      '+',
+      'COUNT',
+      limit,
+    );
+    const messages: HistoryPage['messages'] = [];
+    let last = since;
+    for (const [id, fields] of entries) {
+      last = Number.parseInt(id, 10);
+      const frame = fields[1];
+      if (frame !== undefined) messages.push({ seq: last, frame });
+    }
+    return { messages, last };
+  }
+
+  /** The receipt of a committed message (`thr:{p<n>}:msg:<id>`), if it is known. */
+  async status(room: string, id: string): Promise<Record<string, string> | undefined> {
+    const hash = await this.redis.hgetall(this.keys.msg(this.keys.partitionOf(room), id));
+    return hash.room === room ? hash : undefined;
+  }
+
+  async lastSeq(room: string): Promise<number> {
+    return Number((await this.redis.get(this.keys.seq(room))) ?? 0);
+  }
+}

@@ -1,0 +1,163 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
+import { E164 } from '../funnel/envelope.ts';
+import type { Keys } from '../redis/keys.ts';
+
+export const RoomSettings = z
+  .object({
+    /** Anyone may JOIN by SMS. */
+    open: z.boolean().optional(),
+    /** Senders get a confirmation receipt by default. */
+    confirmations: z.boolean().optional(),
+    /** Committed messages kept in the room's history (approximate, trimmed in blocks). */
+    historyLength: z.number().int().min(1).max(100_000_000).optional(),
+  })
+  .strict();
+export type RoomSettings = z.infer<typeof RoomSettings>;
+
+export interface Room {
+  id: string;
+  name: string;
+  numbers: string[];
+  settings: RoomSettings;
+  createdAt: number;
+  /** Last committed sequence number (0 before the first message). */
+  seq: number;
+  members: number;
+}
+
+export interface NewRoom {
+  id: string;
+  name?: string | undefined;
+  numbers?: string[] | undefined;
+  settings?: RoomSettings | undefined;
+}
+
+/** Rooms and their members, as the admin API and ingress see them. */
+export interface RoomsStore {
+  create(room: NewRoom): Promise<Room>;
+  get(id: string): Promise<Room | undefined>;
+  list(): Promise<Room[]>;
+  delete(id: string): Promise<void>;
+  addMember(room: string, member: string): Promise<boolean>;
+  removeMember(room: string, member: string): Promise<boolean>;
+  members(room: string): Promise<string[]>;
+  isMember(room: string, member: string): Promise<boolean>;
+}
+
+export class RedisRoomsStore implements RoomsStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  async create({ id, name, numbers = [], settings = {} }: NewRoom): Promise<Room> {
+    const { keys } = this;
+    for (const n of numbers)
+      if (!E164.test(n)) throw new ValidationError(`number ${n} is not in E.164 form`, 'numbers');
+    const createdAt = Date.now();
+    if (!(await this.redis.hsetnx(keys.room(id), 'createdAt', createdAt))) {
+      throw new ConflictError(`room ${id} already exists`);
+    }
+    const taken: string[] = [];
+    for (const n of numbers) if (!(await this.redis.set(keys.number(n), id, 'NX'))) taken.push(n);
+    if (taken.length > 0) {
+      await this.redis.del(
+        keys.room(id),
+        ...numbers.filter((n) => !taken.includes(n)).map((n) => keys.number(n)),
+      );
+      throw new ConflictError(`number ${taken.join(', ')} already serves another room`);
+    }
+    const fields: Record<string, string | number> = {
+      name: name ?? id,
+      numbers: JSON.stringify(numbers),
+      settings: JSON.stringify(settings),
+    };
+    if (settings.historyLength) fields.historyLength = settings.historyLength;
+    await this.redis.multi().hset(keys.room(id), fields).sadd(keys.rooms, id).exec();
+    return { id, name: name ?? id, numbers, settings, createdAt, seq: 0, members: 0 };
+  }
+
+  async get(id: string): Promise<Room | undefined> {
+    const [room] = await this.fetch([id]);
+    return room;
+  }
+
+  async list(): Promise<Room[]> {
+    const ids = (await this.redis.smembers(this.keys.rooms)).sort();
+    return (await this.fetch(ids)).filter((r): r is Room => r !== undefined);
+  }
+
+  private async fetch(ids: string[]): Promise<(Room | undefined)[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids)
+      pipe.hgetall(this.keys.room(id)).get(this.keys.seq(id)).scard(this.keys.members(id));
+    const res = (await pipe.exec()) ?? [];
+    return ids.map((id, i) => {
+      const [hash, seq, members] = res.slice(i * 3, i * 3 + 3).map(([err, v]) => {
+        if (err) throw err;
+        return v;
+      }) as [Record<string, string>, string | null, number];
+      if (!hash.createdAt) return undefined;
+      return {
+        id,
+        name: hash.name ?? id,
+        numbers: JSON.parse(hash.numbers ?? '[]'),
+        settings: JSON.parse(hash.settings ?? '{}'),
+        createdAt: Number(hash.createdAt),
+        seq: Number(seq ?? 0),
+        members,
+      };
+    });
+  }
+
+  async delete(id: string): Promise<void> {
+    const room = await this.get(id);
+    if (!room) throw new NotFoundError(`room ${id} does not exist`);
+    const { keys } = this;
+    const members = await this.redis.smembers(keys.members(id));
+    const tx = this.redis
+      .multi()
+      .del(keys.room(id), keys.members(id), keys.seq(id), keys.history(id))
+      .srem(keys.rooms, id);
+    for (const m of members) tx.srem(keys.memberRooms(m), id);
+    for (const n of room.numbers) tx.del(keys.number(n));
+    await tx.exec();
+  }
+
+  async addMember(room: string, member: string): Promise<boolean> {
+    await this.mustExist(room);
+    const [[, added]] = (await this.redis
+      .multi()
+      .sadd(this.keys.members(room), member)
+      .sadd(this.keys.memberRooms(member), room)
+      .exec()) as [[Error | null, number], ...unknown[]];
+    return added === 1;
+  }
+
+  async removeMember(room: string, member: string): Promise<boolean> {
+    await this.mustExist(room);
+    const [[, removed]] = (await this.redis
+      .multi()
+      .srem(this.keys.members(room), member)
+      .srem(this.keys.memberRooms(member), room)
+      .exec()) as [[Error | null, number], ...unknown[]];
+    return removed === 1;
+  }
+
+  async members(room: string): Promise<string[]> {
+    await this.mustExist(room);
+    return (await this.redis.smembers(this.keys.members(room))).sort();
+  }
+
+  async isMember(room: string, member: string): Promise<boolean> {
+    return (await this.redis.sismember(this.keys.members(room), member)) === 1;
+  }
+
+  private async mustExist(room: string): Promise<void> {
+    if (!(await this.redis.exists(this.keys.room(room))))
+      throw new NotFoundError(`room ${room} does not exist`);
+  }
+}

@@ -1,0 +1,129 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis, type RedisOptions } from 'ioredis';
+import { afterAll, beforeAll, inject, onTestFinished } from 'vitest';
+import {
+  type EmbeddedRedis,
+  type EmbeddedRedisOptions,
+  startEmbeddedRedis,
+} from '../../src/redis/embedded.ts';
+
+/** The Redis shared by the whole run (see test/global-setup.ts). */
+export function redisUrl(): string {
+  return inject('redisUrl');
+}
+
+/**
+ * A key prefix no other test uses, e.g. `t:commit-dedupe:1f3a9c0b:`, so tests can share
+ * one Redis (even one a developer also uses) and run in parallel.
+ */
+export function uniquePrefix(name: string): string {
+  const slug = name
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
+  return `t:${slug || 'test'}:${randomBytes(4).toString('hex')}:`;
+}
+
+/** A new client (to the shared Redis by default). The caller must `quit()` it. */
+export function connect(url: string = redisUrl(), options: RedisOptions = {}): Redis {
+  return new Redis(url, { maxRetriesPerRequest: 3, ...options });
+}
+
+/**
+ * A client for the enclosing file or `describe`, quit after its last test. Call it at the
+ * top level of a file or a `describe`, not inside a test.
+ */
+export function useRedis(url?: string, options?: RedisOptions): Redis {
+  const client = connect(url, options);
+  afterAll(async () => {
+    await client.quit().catch(() => client.disconnect());
+  });
+  return client;
+}
+
+/** Deletes every key under `prefix` (made by {@link uniquePrefix}); returns how many. */
+export async function deleteKeys(client: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  // uniquePrefix() yields no glob metacharacters, so the prefix can be used as is.
+  for await (const keys of client.scanStream({ match: `${prefix}*`, count: 500 })) {
+    const batch = keys as string[];
+    if (batch.length > 0) deleted += await client.unlink(...batch);
+  }
+  return deleted;
+}
+
+export interface PrivateRedis extends EmbeddedRedis {
+  /** Its data directory: pass it (and `port`) to startPrivateRedis() to restart it. */
+  readonly dir: string;
+}
+
+/**
+ * A Redis of the test's own, for tests that stop, kill or restart it; stopped when the test
+ * finishes. Without `dir` it lives in a fresh temp dir, deleted afterwards. Call it inside
+ * a test; for one server shared by a suite, use {@link usePrivateRedis}.
+ */
+export async function startPrivateRedis(
+  options: Partial<EmbeddedRedisOptions> = {},
+): Promise<PrivateRedis> {
+  let instance: Awaited<ReturnType<typeof createPrivateRedis>> | undefined;
+  try {
+    onTestFinished(async () => {
+      await instance?.cleanup();
+    });
+  } catch (err) {
+    // A hook registered from a beforeAll would be silently ignored, leaking the server.
+    throw new Error(
+      'startPrivateRedis() must be called inside a test; use usePrivateRedis() at the ' +
+        'top of a describe for a server shared by the suite',
+      { cause: err },
+    );
+  }
+  instance = await createPrivateRedis(options);
+  return instance.server;
+}
+
+/**
+ * Starts a private Redis before the enclosing file or `describe` and stops it after.
+ * Call at collection time; the returned function gives the server inside tests.
+ */
+export function usePrivateRedis(options: Partial<EmbeddedRedisOptions> = {}): () => PrivateRedis {
+  let instance: Awaited<ReturnType<typeof createPrivateRedis>> | undefined;
+  beforeAll(async () => {
+    instance = await createPrivateRedis(options);
+  });
+  afterAll(async () => {
+    await instance?.cleanup();
+  });
+  return () => {
+    if (!instance) throw new Error('usePrivateRedis(): the server starts in beforeAll');
+    return instance.server;
+  };
+}
+
+async function createPrivateRedis(
+  options: Partial<EmbeddedRedisOptions>,
+): Promise<{ server: PrivateRedis; cleanup: () => Promise<void> }> {
+  const ownDir = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'threshold-private-redis-')));
+  const removeDir = async (): Promise<void> => {
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+  };
+  let started: EmbeddedRedis;
+  try {
+    started = await startEmbeddedRedis({ appendOnly: true, ...options, dir });
+  } catch (err) {
+    await removeDir();
+    throw err;
+  }
+  return {
+    server: { ...started, dir },
+    cleanup: async () => {
+      await started.stop();
+      await removeDir();
+    },
+  };
+}
