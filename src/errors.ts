@@ -105,3 +105,36 @@ export class PartitionMismatchError extends ThresholdError {
     this.name = 'PartitionMismatchError';
   }
 }
+
+/** No `redis-server` to start for a node without a Redis URL. */
+export class RedisNotInstalledError extends ThresholdError {
+  constructor(binary: string, cause: unknown) {
+    super(
+      'redis_not_installed',
+      500,
+      `Redis is not installed: could not run "${binary}". Install Redis ` +
+        '(for example `apt-get install redis-server` or `brew install redis`), ' +
+        'or point Threshold at a running server with THRESHOLD_REDIS_URL=redis://host:6379.',
+      { cause },
+    );
+    this.name = 'RedisNotInstalledError';
+  }
+}
+
+/** The local `redis-server` did not come up; `log` holds its last words. */
+export class EmbeddedRedisStartError extends ThresholdError {
+  constructor(
+    message: string,
+    /** The last lines redis-server printed, which usually say why. */
+    readonly log: string,
+    cause?: unknown,
+  ) {
+    super(
+      'embedded_redis_start_failed',
+      500,
+      log ? `${message}\n--- redis-server output (tail) ---\n${log}` : message,
+      { cause },
+    );
+    this.name = 'EmbeddedRedisStartError';
+  }
+}

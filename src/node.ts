@@ -63,7 +63,7 @@ export async function startNode(
     embedded = await startEmbeddedRedis({ dir });
     redisUrl = embedded.url;
     log.info(
-      { redis: redisUrl, dir },
+      { redis: redisUrl, redisPid: embedded.pid, dir },
       'no THRESHOLD_REDIS_URL: started a local redis-server (append-only file on)',
     );
   }

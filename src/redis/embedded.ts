@@ -6,6 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { EmbeddedRedisStartError, RedisNotInstalledError } from '../errors.ts';
+
+export { EmbeddedRedisStartError, RedisNotInstalledError };
 
 export interface EmbeddedRedisOptions {
   /** Working directory for the append-only file; created if missing. */
@@ -45,34 +48,6 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
   /** SIGKILL: a crash, for fault tests. */
   kill(): Promise<void>;
-}
-
-export class RedisNotInstalledError extends Error {
-  override readonly name = 'RedisNotInstalledError';
-  readonly code = 'REDIS_NOT_INSTALLED';
-
-  constructor(binary: string, cause: unknown) {
-    super(
-      `Redis is not installed: could not run "${binary}". Install Redis ` +
-        '(for example `apt-get install redis-server` or `brew install redis`), ' +
-        'or point Threshold at a running server with THRESHOLD_REDIS_URL=redis://host:6379.',
-      { cause },
-    );
-  }
-}
-
-export class EmbeddedRedisStartError extends Error {
-  override readonly name = 'EmbeddedRedisStartError';
-  readonly code = 'EMBEDDED_REDIS_START_FAILED';
-
-  constructor(
-    message: string,
-    /** The last lines redis-server printed, which usually say why. */
-    readonly log: string,
-    cause?: unknown,
-  ) {
-    super(log ? `${message}\n--- redis-server output (tail) ---\n${log}` : message, { cause });
-  }
 }
 
 const READY_LINE = 'Ready to accept connections';

@@ -50,7 +50,7 @@ describe('startEmbeddedRedis', () => {
     await expect(attempt).rejects.toBeInstanceOf(RedisNotInstalledError);
     await expect(attempt).rejects.toMatchObject({
       name: 'RedisNotInstalledError',
-      code: 'REDIS_NOT_INSTALLED',
+      code: 'redis_not_installed',
       message: expect.stringContaining('THRESHOLD_REDIS_URL'),
       cause: expect.objectContaining({ code: 'ENOENT' }),
     });
