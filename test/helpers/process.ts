@@ -54,7 +54,10 @@ export function runThreshold(args: string[], env: NodeJS.ProcessEnv = {}): NodeP
             done(() => reject(new Error(`process exited before ${pattern}:\n${out}`)));
           }
         };
-        const timer = setTimeout(() => done(() => reject(new Error(`timed out waiting for ${pattern}:\n${out}`))), timeoutMs);
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`timed out waiting for ${pattern}:\n${out}`))),
+          timeoutMs,
+        );
         const done = (f: () => void) => {
           clearTimeout(timer);
           listeners.delete(check);

@@ -37,14 +37,19 @@ function nodeEnv(port: number, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv
 describe('relay node process', () => {
   it('exits 0 on SIGTERM, and after a restart the history is intact', async () => {
     const port = await freePort();
-    const env = nodeEnv(port, { THRESHOLD_REDIS_URL: redisUrl(), THRESHOLD_KEY_PREFIX: uniquePrefix('lifecycle restart') });
+    const env = nodeEnv(port, {
+      THRESHOLD_REDIS_URL: redisUrl(),
+      THRESHOLD_KEY_PREFIX: uniquePrefix('lifecycle restart'),
+    });
     const base = `http://127.0.0.1:${port}`;
 
     const first = runThreshold(['node'], env);
     await first.waitFor(/relay node started/);
     expect((await api(base, 'POST', '/v1/rooms', { id: 'lobby' })).status).toBe(201);
     for (const body of ['one', 'two', 'three']) {
-      expect((await api(base, 'POST', '/v1/rooms/lobby/messages?wait=1', { body })).status).toBe(201);
+      expect((await api(base, 'POST', '/v1/rooms/lobby/messages?wait=1', { body })).status).toBe(
+        201,
+      );
     }
     const started = Date.now();
     first.child.kill('SIGTERM');
@@ -55,12 +60,16 @@ describe('relay node process', () => {
     const second = runThreshold(['node'], env);
     await second.waitFor(/relay node started/);
     const history = await api(base, 'GET', '/v1/rooms/lobby/messages?since=0');
-    expect(history.json.messages.map((m: { seq: number; body: string }) => [m.seq, m.body])).toEqual([
+    expect(
+      history.json.messages.map((m: { seq: number; body: string }) => [m.seq, m.body]),
+    ).toEqual([
       [1, 'one'],
       [2, 'two'],
       [3, 'three'],
     ]);
-    expect((await api(base, 'POST', '/v1/rooms/lobby/messages?wait=1', { body: 'four' })).json.seq).toBe(4);
+    expect(
+      (await api(base, 'POST', '/v1/rooms/lobby/messages?wait=1', { body: 'four' })).json.seq,
+    ).toBe(4);
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
   });
@@ -79,7 +88,9 @@ describe('relay node process', () => {
     expect(redisPid).toBeGreaterThan(0);
     expect(alive(redisPid)).toBe(true);
     await api(base, 'POST', '/v1/rooms', { id: 'kept' });
-    expect((await api(base, 'POST', '/v1/rooms/kept/messages?wait=1', { body: 'durable' })).json.seq).toBe(1);
+    expect(
+      (await api(base, 'POST', '/v1/rooms/kept/messages?wait=1', { body: 'durable' })).json.seq,
+    ).toBe(1);
 
     first.child.kill('SIGTERM');
     expect((await first.exited).code).toBe(0);
@@ -97,10 +108,15 @@ describe('relay node process', () => {
     const dataDir = await tempDir('no-redis');
     const port = await freePort();
     // A PATH with node but without redis-server.
-    const proc = runThreshold(['node'], { ...nodeEnv(port, { THRESHOLD_DATA_DIR: dataDir }), PATH: '/nonexistent' });
+    const proc = runThreshold(['node'], {
+      ...nodeEnv(port, { THRESHOLD_DATA_DIR: dataDir }),
+      PATH: '/nonexistent',
+    });
     const { code } = await proc.exited;
     expect(code).toBe(1);
-    expect(proc.output()).toMatch(/Redis is not installed.*apt-get install redis-server.*THRESHOLD_REDIS_URL/s);
+    expect(proc.output()).toMatch(
+      /Redis is not installed.*apt-get install redis-server.*THRESHOLD_REDIS_URL/s,
+    );
   });
 
   it('refuses to start with a bad setting, naming it', async () => {
@@ -112,22 +128,33 @@ describe('relay node process', () => {
   it('refuses to start against a deployment with another partition count', async () => {
     const prefix = uniquePrefix('lifecycle partitions');
     const port = await freePort();
-    const first = runThreshold(['node'], nodeEnv(port, { THRESHOLD_REDIS_URL: redisUrl(), THRESHOLD_KEY_PREFIX: prefix }));
+    const first = runThreshold(
+      ['node'],
+      nodeEnv(port, { THRESHOLD_REDIS_URL: redisUrl(), THRESHOLD_KEY_PREFIX: prefix }),
+    );
     await first.waitFor(/relay node started/);
     first.child.kill('SIGTERM');
     expect((await first.exited).code).toBe(0);
 
-    const other = runThreshold(['node'], nodeEnv(await freePort(), {
-      THRESHOLD_REDIS_URL: redisUrl(),
-      THRESHOLD_KEY_PREFIX: prefix,
-      THRESHOLD_PARTITIONS: '32',
-    }));
+    const other = runThreshold(
+      ['node'],
+      nodeEnv(await freePort(), {
+        THRESHOLD_REDIS_URL: redisUrl(),
+        THRESHOLD_KEY_PREFIX: prefix,
+        THRESHOLD_PARTITIONS: '32',
+      }),
+    );
     expect((await other.exited).code).toBe(1);
-    expect(other.output()).toMatch(/holds a deployment with 16 partitions but the node was started with 32/);
+    expect(other.output()).toMatch(
+      /holds a deployment with 16 partitions but the node was started with 32/,
+    );
   });
 
   it('refuses open development mode on a non-loopback address', async () => {
-    const proc = runThreshold(['node'], { THRESHOLD_HOST: '0.0.0.0', THRESHOLD_REDIS_URL: redisUrl() });
+    const proc = runThreshold(['node'], {
+      THRESHOLD_HOST: '0.0.0.0',
+      THRESHOLD_REDIS_URL: redisUrl(),
+    });
     expect((await proc.exited).code).toBe(1);
     expect(proc.output()).toMatch(/open development mode is only allowed on loopback/);
   });

@@ -1,0 +1,102 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { verify } from 'hono/jwt';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { freePort } from '../../src/redis/embedded.ts';
+import { runThreshold } from '../helpers/process.ts';
+import { connect } from '../helpers/ws-client.ts';
+
+const run = promisify(execFile);
+const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+/** The fenced code blocks of the README section that starts with `heading`. */
+function blocks(heading: string): string[] {
+  const start = README.indexOf(heading);
+  const end = README.indexOf('\n## ', start + heading.length);
+  const section = README.slice(start, end === -1 ? undefined : end);
+  return [...section.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+}
+
+async function shell(command: string): Promise<string> {
+  const { stdout } = await run('bash', ['-c', command], { cwd: ROOT, timeout: 15_000 });
+  return stdout;
+}
+
+describe('README', () => {
+  it('the two-minute tour works as written, against a node started as the README says', async () => {
+    const tour = blocks('## A two-minute tour').join('\n').split('\n');
+    const port = await freePort();
+    const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
+    const curls = tour.filter((l) => l.startsWith('curl ')).map(local);
+    const wscat = tour.find((l) => l.startsWith('npx wscat -c '));
+    const sent = tour.filter((l) => l.startsWith('> ')).map((l) => JSON.parse(l.slice(2)));
+    expect(tour).toContain('npx threshold node');
+    expect(curls).toHaveLength(5);
+    expect(wscat).toBeDefined();
+    expect(sent).toHaveLength(2);
+
+    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-readme-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const node = runThreshold(['node'], {
+      THRESHOLD_PORT: String(port),
+      THRESHOLD_DATA_DIR: dataDir,
+    });
+    await node.waitFor(/relay node started/);
+
+    const [createRoom, addMember, publish, history, metrics] = curls as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    expect(JSON.parse(await shell(createRoom))).toMatchObject({
+      id: 'garden',
+      name: 'Garden club',
+    });
+    expect(JSON.parse(await shell(addMember))).toEqual({ room: 'garden', member: 'user:alice' });
+
+    const url = local(/'([^']+)'/.exec(wscat ?? '')?.[1] ?? '');
+    const alice = await connect(url);
+    alice.send(sent[0]);
+    expect(await alice.next()).toEqual({ type: 'subscribed', room: 'garden', seq: 0 });
+
+    expect(JSON.parse(await shell(publish))).toMatchObject({ seq: 1, status: 'committed' });
+    expect(await alice.next()).toMatchObject({
+      type: 'message',
+      room: 'garden',
+      seq: 1,
+      sender: { kind: 'service', id: 'admin' },
+      body: 'Seedlings are in!',
+    });
+
+    alice.send(sent[1]);
+    const [ack, own] = (await alice.take(2)).sort((a) => (a.type === 'ack' ? -1 : 1));
+    expect(ack).toEqual({ type: 'ack', id: 'c1', seq: 2 });
+    expect(own).toMatchObject({
+      type: 'message',
+      seq: 2,
+      id: 'ws:user:alice:c1',
+      body: 'Tomatoes next',
+    });
+
+    const page = JSON.parse(await shell(history));
+    expect(page.messages.map((m: { seq: number }) => m.seq)).toEqual([1, 2]);
+    expect(await shell(metrics)).toMatch(/^threshold_messages_relayed_total\{source="http"\} 1$/m);
+    await alice.close();
+    node.child.kill('SIGTERM');
+    expect((await node.exited).code).toBe(0);
+  });
+
+  it('the JWT example signs a token the node accepts', async () => {
+    const [, command] = blocks('### With secrets');
+    const token = (await shell(command?.trim() ?? '')).trim();
+    const payload = await verify(token, 'also-change-me', 'HS256');
+    expect(payload.sub).toBe('user:alice');
+  });
+});
