@@ -97,7 +97,7 @@ export async function startNode(
 
     const metrics = new Metrics();
     const receipts = new Receipts(nodeId, keys);
-    const hub = new LiveHub(sub, keys, log);
+    const hub = new LiveHub(sub, keys, metrics, log);
     const history = new History(redis, keys);
     const rooms = new RedisRoomsStore(redis, keys);
     const funnel = new Funnel(redis, keys, { maxLength: config.mesh.maxFunnelLength });

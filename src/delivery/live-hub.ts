@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
 
 /** A local receiver of a room's committed messages (a WebSocket session). */
@@ -11,6 +12,7 @@ export interface LiveSubscriber {
 }
 
 const SEQ = /"seq":(\d+)/;
+const TS = /"ts":(\d+)\}$/;
 
 /**
  * Fans committed messages out to this node's sessions: one Redis subscription per room
@@ -25,6 +27,7 @@ export class LiveHub {
   constructor(
     private readonly sub: Redis,
     private readonly keys: Keys,
+    private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
     this.prefix = keys.live('');
@@ -75,6 +78,14 @@ export class LiveHub {
       if (!set) return;
       const seq = Number(SEQ.exec(payload)?.[1]);
       for (const s of set) s.deliver(room, seq, payload);
+      // Once per message and node, not per subscriber: fan-out stays cheap.
+      this.metrics.deliveries.inc({ channel: 'ws', outcome: 'sent' }, set.size);
+      const ts = Number(TS.exec(payload)?.[1]);
+      if (ts)
+        this.metrics.ingressToDelivery.observe(
+          { channel: 'ws' },
+          Math.max(0, Date.now() - ts) / 1000,
+        );
       return;
     }
     this.channels.get(channel)?.(payload);

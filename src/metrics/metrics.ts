@@ -49,9 +49,9 @@ export class Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly commitToDelivery = new Histogram({
-    name: 'threshold_commit_to_delivery_seconds',
-    help: 'Time from ingress to the frame being written to a subscriber, by channel',
+  readonly ingressToDelivery = new Histogram({
+    name: 'threshold_ingress_to_delivery_seconds',
+    help: 'Time from ingress (receivedAt) to the message being handed to the channel on this node (WebSocket: written to local subscribers)',
     labelNames: ['channel'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
