@@ -126,13 +126,15 @@ export function loadConfig({
 
   for (const leaf of leaves) {
     const value = env[leaf.env];
-    if (value !== undefined) setPath(raw, leaf.path, value);
+    // An empty variable (`THRESHOLD_PORT=` from an unset compose variable) means "not set",
+    // never 0; string settings that may be empty are empty by default anyway.
+    if (value !== undefined && value !== '') setPath(raw, leaf.path, value);
   }
 
   const { values } = parseFlags(argv, leaves);
   for (const leaf of leaves) {
     const value = values[leaf.flag];
-    if (typeof value === 'string') setPath(raw, leaf.path, value);
+    if (typeof value === 'string' && value !== '') setPath(raw, leaf.path, value);
   }
 
   const parsed = ConfigSchema.safeParse(merge(raw, overrides));

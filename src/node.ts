@@ -112,7 +112,7 @@ export async function startNode(
       metrics,
       {
         historyLength: config.rooms.historyLength,
-        dedupeTtlMs: config.rooms.dedupeTtlHours * 3_600_000,
+        dedupeTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000),
         maxAttempts: config.mesh.maxAttempts,
         deadLength: 100_000,
       },

@@ -311,9 +311,10 @@ async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.i
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const field = issue?.path.join('.') ?? '';
+    const unknown = issue?.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
+    const field = unknown ?? issue?.path.join('.') ?? '';
     throw new ValidationError(
-      `${field || 'body'}: ${issue?.message ?? 'invalid'}`,
+      `${field || 'request body'}: ${issue?.message ?? 'invalid'}`,
       field || undefined,
     );
   }

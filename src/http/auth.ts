@@ -45,7 +45,10 @@ export class Auth {
     try {
       ({ sub } = await verify(token, this.options.jwtSecret, 'HS256'));
     } catch (err) {
-      throw new UnauthorizedError(`invalid token: ${(err as Error).message}`);
+      // hono's messages quote the token itself; never echo credentials back.
+      throw new UnauthorizedError(
+        `invalid token: ${JWT_ERRORS[(err as Error).name] ?? 'not a valid HS256 JWT'}`,
+      );
     }
     if (typeof sub !== 'string' || !MEMBER_ID.test(sub)) {
       throw new UnauthorizedError('token sub must be a member id such as user:alice');
@@ -67,6 +70,17 @@ export function bearer(header: string | undefined): string | undefined {
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
   return match?.[1];
 }
+
+const JWT_ERRORS: Record<string, string> = {
+  JwtTokenExpired: 'expired',
+  JwtTokenNotBefore: 'not valid yet (nbf)',
+  JwtTokenIssuedAt: 'issued in the future (iat)',
+  JwtTokenSignatureMismatched: 'signature does not match',
+  JwtAlgorithmNotImplemented: 'algorithm not supported (HS256 only)',
+  JwtAlgorithmMismatch: 'algorithm not supported (HS256 only)',
+  JwtTokenInvalid: 'malformed',
+  JwtHeaderInvalid: 'malformed header',
+};
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
