@@ -1,0 +1,136 @@
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ENVELOPE_VERSION, type Envelope } from '../../src/funnel/envelope.ts';
+import { prepareFunnel, RELAY_GROUP } from '../../src/funnel/funnel.ts';
+import { Keys } from '../../src/redis/keys.ts';
+import { defineScripts } from '../../src/redis/scripts.ts';
+import { RedisRoomsStore } from '../../src/rooms/store.ts';
+import { startTestNode } from '../helpers/node.ts';
+import { deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
+
+const redis = defineScripts(useRedis());
+const P = 8;
+
+function envelope(room: string, body: string): Envelope {
+  return {
+    v: ENVELOPE_VERSION,
+    id: `http:service:test:${body}`,
+    room,
+    source: 'http',
+    sender: { kind: 'service', id: 'test' },
+    body,
+    kind: 'notification',
+    origin: { node: 'gone' },
+    receivedAt: Date.now(),
+  };
+}
+
+async function deployment(name: string) {
+  const prefix = uniquePrefix(name);
+  onTestFinished(async () => {
+    await deleteKeys(redis, prefix);
+  });
+  const keys = new Keys(prefix, P);
+  await prepareFunnel(redis, keys);
+  return { prefix, keys };
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('funnel', () => {
+  it('commits the entries a vanished consumer left pending before newer ones, in funnel order', async () => {
+    const { prefix, keys } = await deployment('funnel pending first');
+    await new RedisRoomsStore(redis, keys).create({ id: 'orchard' });
+    const funnel = keys.funnel(keys.partitionOf('orchard'));
+    for (const body of ['m1', 'm2', 'm3'])
+      await redis.xadd(funnel, '*', 'e', JSON.stringify(envelope('orchard', body)));
+    // A node read these and died before committing them: they sit in its pending list.
+    await redis.xreadgroup(
+      'GROUP',
+      RELAY_GROUP,
+      'crashed-node',
+      'COUNT',
+      10,
+      'STREAMS',
+      funnel,
+      '>',
+    );
+    for (const body of ['m4', 'm5'])
+      await redis.xadd(funnel, '*', 'e', JSON.stringify(envelope('orchard', body)));
+
+    const node = await startTestNode({
+      name: 'pending',
+      overrides: { keyPrefix: prefix, partitions: P },
+    });
+    await until(async () => Number(await redis.get(keys.seq('orchard'))) === 5);
+    const res = await node.admin('GET', '/v1/rooms/orchard/messages?since=0');
+    const { messages } = (await res.json()) as { messages: { seq: number; body: string }[] };
+    expect(messages.map((m) => [m.seq, m.body])).toEqual([
+      [1, 'm1'],
+      [2, 'm2'],
+      [3, 'm3'],
+      [4, 'm4'],
+      [5, 'm5'],
+    ]);
+    const [pending] = (await redis.xpending(funnel, RELAY_GROUP)) as [number];
+    expect(pending).toBe(0);
+  });
+
+  it('dead-letters an entry that is not an envelope, and the partition keeps flowing', async () => {
+    const { prefix, keys } = await deployment('funnel poison');
+    const node = await startTestNode({
+      name: 'poison',
+      overrides: { keyPrefix: prefix, partitions: P },
+    });
+    await node.createRoom('pantry');
+    await redis.xadd(keys.funnel(keys.partitionOf('pantry')), '*', 'e', '{"not":"an envelope"}');
+    const res = await node.admin('POST', '/v1/rooms/pantry/messages?wait=1', {
+      body: 'after the poison',
+    });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { seq: number }).seq).toBe(1);
+    const dead = await redis.xrange(keys.dead, '-', '+');
+    expect(dead).toHaveLength(1);
+    const fields = dead[0]?.[1] ?? [];
+    expect(fields[fields.indexOf('reason') + 1]).toBe('invalid_envelope');
+    expect(fields[fields.indexOf('e') + 1]).toBe('{"not":"an envelope"}');
+  });
+
+  it('trims acknowledged entries once committed', async () => {
+    const { prefix, keys } = await deployment('funnel trim node');
+    const node = await startTestNode({
+      name: 'trim',
+      overrides: { keyPrefix: prefix, partitions: P, mesh: { trimIntervalMs: 100 } },
+    });
+    await node.createRoom('attic');
+    for (let i = 0; i < 20; i++) {
+      expect(
+        (await node.admin('POST', '/v1/rooms/attic/messages?wait=1', { body: `n${i}` })).status,
+      ).toBe(201);
+    }
+    const funnel = keys.funnel(keys.partitionOf('attic'));
+    // The last delivered entry stays (trimming is strictly below it); the 19 before it go.
+    await until(async () => (await redis.xlen(funnel)) <= 1);
+  });
+
+  it('the trim script never removes an entry that is read but not acknowledged, or not read yet', async () => {
+    const { keys } = await deployment('funnel trim script');
+    const funnel = keys.funnel(0);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await redis.xadd(funnel, '*', 'e', `x${i}`)) as string);
+    await redis.xreadgroup('GROUP', RELAY_GROUP, 'c', 'COUNT', 5, 'STREAMS', funnel, '>');
+    await redis.xack(funnel, RELAY_GROUP, ids[0] as string, ids[1] as string);
+    expect(await redis.trimFunnel(funnel, RELAY_GROUP)).toEqual([2, 3, 0]);
+    expect((await redis.xrange(funnel, '-', '+')).map(([id]) => id)).toEqual(ids.slice(2));
+
+    await redis.xadd(funnel, '*', 'e', 'unread-1');
+    await redis.xadd(funnel, '*', 'e', 'unread-2');
+    expect(await redis.trimFunnel(funnel, RELAY_GROUP)).toEqual([0, 3, 2]);
+    expect(await redis.xlen(funnel)).toBe(5);
+  });
+});
