@@ -21,6 +21,8 @@ const TS = /"ts":(\d+)\}$/;
 export class LiveHub {
   private readonly rooms = new Map<string, Set<LiveSubscriber>>();
   private readonly channels = new Map<string, (payload: string) => void>();
+  /** Rooms whose SUBSCRIBE Redis has not confirmed yet. */
+  private readonly confirmed = new Map<string, Promise<void>>();
   private readonly prefix: string;
   private hadConnection = false;
 
@@ -47,15 +49,21 @@ export class LiveHub {
 
   /** Resolves once Redis confirmed the subscription, so nothing published after it is missed. */
   async subscribe(room: string, subscriber: LiveSubscriber): Promise<void> {
-    let set = this.rooms.get(room);
-    if (!set) {
-      set = new Set();
-      this.rooms.set(room, set);
+    const set = this.rooms.get(room);
+    if (set) {
       set.add(subscriber);
-      await this.sub.subscribe(this.keys.live(room));
+      // A second subscriber must wait for the same confirmation as the first one.
+      await this.confirmed.get(room);
       return;
     }
-    set.add(subscriber);
+    this.rooms.set(room, new Set([subscriber]));
+    const confirmed = this.sub.subscribe(this.keys.live(room)).then(() => undefined);
+    this.confirmed.set(room, confirmed);
+    try {
+      await confirmed;
+    } finally {
+      if (this.confirmed.get(room) === confirmed) this.confirmed.delete(room);
+    }
   }
 
   async unsubscribe(room: string, subscriber: LiveSubscriber): Promise<void> {

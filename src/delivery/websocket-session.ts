@@ -262,7 +262,7 @@ export class WebSocketSession implements LiveSubscriber {
           );
         }
         for (const m of page.messages) {
-          if (!(await this.roomToWrite())) return;
+          if (!(await this.roomToWrite(m.frame))) return;
           this.send(m.frame);
           sub.last = m.seq;
         }
@@ -298,10 +298,13 @@ export class WebSocketSession implements LiveSubscriber {
     }
   }
 
-  /** During a replay, waits for the socket to drain instead of piling frames up; false if it never does. */
-  private async roomToWrite(): Promise<boolean> {
+  /**
+   * During a replay, waits for the socket to drain instead of piling frames up; false if it
+   * never does. A frame larger than the whole allowance still goes out on an empty buffer.
+   */
+  private async roomToWrite(frame: string): Promise<boolean> {
     const deadline = Date.now() + 10_000;
-    while (this.socket.bufferedAmount > this.options.maxBufferedBytes / 2) {
+    while (this.wouldOverflow(frame)) {
       if (this.closed) return false;
       if (Date.now() > deadline) {
         this.slowConsumer();
@@ -312,9 +315,14 @@ export class WebSocketSession implements LiveSubscriber {
     return !this.closed;
   }
 
+  private wouldOverflow(frame: string): boolean {
+    const buffered = this.socket.bufferedAmount;
+    return buffered > 0 && buffered + Buffer.byteLength(frame) > this.options.maxBufferedBytes;
+  }
+
   private send(frame: string): void {
     if (this.closed) return;
-    if (this.socket.bufferedAmount + frame.length > this.options.maxBufferedBytes) {
+    if (this.wouldOverflow(frame)) {
       this.slowConsumer();
       return;
     }

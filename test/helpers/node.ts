@@ -126,7 +126,8 @@ async function createTestNode({ name = 'node', overrides = {} }: TestNodeOptions
     token: (member) => sign({ sub: member }, JWT_SECRET, 'HS256'),
     async createRoom(id, members = []) {
       const res = await admin('POST', '/v1/rooms', { id });
-      if (res.status !== 201) throw new Error(`create room ${id}: ${res.status} ${await res.text()}`);
+      if (res.status !== 201)
+        throw new Error(`create room ${id}: ${res.status} ${await res.text()}`);
       for (const m of members) {
         const added = await admin('PUT', `/v1/rooms/${id}/members/${m}`);
         if (added.status !== 201)
