@@ -18,6 +18,40 @@ export interface CommitterOptions {
   deadLength: number;
 }
 
+/** KEYS and ARGV of lua/commit-message-8.lua for one funnel entry. */
+export function commitArgs(
+  keys: Keys,
+  env: Envelope,
+  lease: string,
+  entryId: string,
+  options: Pick<CommitterOptions, 'historyLength' | 'dedupeTtlMs'>,
+  now: number,
+): (string | number)[] {
+  const p = keys.partitionOf(env.room);
+  const [head, tail] = messageFrameParts(env);
+  return [
+    keys.lease(p),
+    keys.funnel(p),
+    keys.seen(p, env.id),
+    keys.msg(p, env.id),
+    keys.room(env.room),
+    keys.seq(env.room),
+    keys.history(env.room),
+    keys.members(env.room),
+    lease,
+    entryId,
+    RELAY_GROUP,
+    head,
+    tail,
+    keys.live(env.room),
+    options.historyLength,
+    options.dedupeTtlMs,
+    now,
+    memberIdOf(env.sender),
+    env.room,
+  ];
+}
+
 const COMMITTED = 1;
 const DUPLICATE = 2;
 const FENCED = -1;
@@ -58,29 +92,7 @@ export class Committer implements BatchProcessor {
         this.deadLetter(after, entry, 'invalid_envelope', (err as Error).message);
         continue;
       }
-      const p = entry.partition;
-      const [head, tail] = messageFrameParts(env);
-      pipe.commitMessage(
-        keys.lease(p),
-        keys.funnel(p),
-        keys.seen(p, env.id),
-        keys.msg(p, env.id),
-        keys.room(env.room),
-        keys.seq(env.room),
-        keys.history(env.room),
-        keys.members(env.room),
-        entry.lease,
-        entry.id,
-        RELAY_GROUP,
-        head,
-        tail,
-        keys.live(env.room),
-        options.historyLength,
-        options.dedupeTtlMs,
-        now,
-        memberIdOf(env.sender),
-        env.room,
-      );
+      pipe.commitMessage(...commitArgs(keys, env, entry.lease, entry.id, options, now));
       commits.push({ entry, env });
     }
 

@@ -1,13 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import {
-  ENVELOPE_VERSION,
-  type Envelope,
-  memberIdOf,
-  messageFrameParts,
-} from '../../src/funnel/envelope.ts';
+import { ENVELOPE_VERSION, type Envelope } from '../../src/funnel/envelope.ts';
 import { RELAY_GROUP } from '../../src/funnel/funnel.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
+import { commitArgs } from '../../src/rooms/committer.ts';
 import { deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
 
 const COMMITTED = 1;
@@ -65,30 +61,17 @@ async function deployment(name: string, { room = true } = {}) {
     return id;
   };
 
-  const commit = (env: Envelope, entryId: string, lease: string) => {
-    const [head, tail] = messageFrameParts(env);
-    return redis.commitMessage(
-      keys.lease(p),
-      keys.funnel(p),
-      keys.seen(p, env.id),
-      keys.msg(p, env.id),
-      keys.room(env.room),
-      keys.seq(env.room),
-      keys.history(env.room),
-      keys.members(env.room),
-      lease,
-      entryId,
-      RELAY_GROUP,
-      head,
-      tail,
-      keys.live(env.room),
-      1000,
-      TTL,
-      Date.now(),
-      memberIdOf(env.sender),
-      env.room,
+  const commit = (env: Envelope, entryId: string, lease: string) =>
+    redis.commitMessage(
+      ...commitArgs(
+        keys,
+        env,
+        lease,
+        entryId,
+        { historyLength: 1000, dedupeTtlMs: TTL },
+        Date.now(),
+      ),
     );
-  };
 
   const acquire = (node: string) =>
     redis.acquireLease(keys.lease(p), keys.leaseToken(p), node, TTL);
