@@ -96,7 +96,7 @@ export function freePort(): Promise<number> {
 }
 
 async function launch(opts: Required<EmbeddedRedisOptions>, port: number): Promise<EmbeddedRedis> {
-  // biome-ignore format: one flag and its value per line
+  // prettier-ignore
   const args = [
     '--bind', '127.0.0.1',
     '--port', String(port),
