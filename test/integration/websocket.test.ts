@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
+import { startTestNode } from '../helpers/node.ts';
+import { connect } from '../helpers/ws-client.ts';
+
+/** The client stops reading its socket: it answers no ping and drains nothing. */
+function stopReading(ws: WebSocket): void {
+  (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+}
+
+describe('WebSocket sessions', () => {
+  it('drops a peer that stops answering pings', async () => {
+    const node = await startTestNode({
+      name: 'ws heartbeat',
+      overrides: { ws: { heartbeatMs: 100 } },
+    });
+    const quiet = await connect(node.wsUrl, await node.token('user:quiet'));
+    const lively = await connect(node.wsUrl, await node.token('user:lively'));
+    stopReading(quiet.ws);
+    const metrics = () => fetch(`${node.url}/metrics`).then((r) => r.text());
+    const deadline = Date.now() + 3000;
+    while (!/^threshold_websocket_closed_total\{reason="heartbeat"\} 1$/m.test(await metrics())) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await metrics()).toMatch(/^threshold_websocket_connections 1$/m);
+    lively.send({ type: 'ping' });
+    expect(await lively.next()).toEqual({ type: 'pong' });
+    quiet.ws.terminate();
+  });
+
+  it('closes a connection that sends a frame over the size limit with 1009', async () => {
+    const node = await startTestNode({
+      name: 'ws frame limit',
+      overrides: { ws: { maxFrameBytes: 1024 } },
+    });
+    const client = await connect(node.wsUrl, await node.token('user:big'));
+    client.send({ type: 'publish', room: 'lobby', body: 'x'.repeat(2000) });
+    expect((await client.closed).code).toBe(1009);
+  });
+
+  it('stops sending a room after unsubscribe, and says so', async () => {
+    const node = await startTestNode({ name: 'ws unsubscribe' });
+    await node.createRoom('porch', ['user:ann']);
+    const ann = await connect(node.wsUrl, await node.token('user:ann'));
+    ann.send({ type: 'subscribe', room: 'porch' });
+    expect(await ann.next()).toEqual({ type: 'subscribed', room: 'porch', seq: 0 });
+    await node.admin('POST', '/v1/rooms/porch/messages?wait=1', { body: 'first' });
+    expect(await ann.next()).toMatchObject({ type: 'message', seq: 1 });
+    ann.send({ type: 'unsubscribe', room: 'porch' });
+    expect(await ann.next()).toEqual({ type: 'unsubscribed', room: 'porch' });
+    await node.admin('POST', '/v1/rooms/porch/messages?wait=1', { body: 'second' });
+    ann.send({ type: 'ping' });
+    expect(await ann.next()).toEqual({ type: 'pong' });
+    expect(ann.frames.filter((f) => f.type === 'message')).toHaveLength(1);
+  });
+
+  it('a publish retried with the same id is acked with the original seq and committed once', async () => {
+    const node = await startTestNode({ name: 'ws idempotent' });
+    await node.createRoom('shed', ['user:bo']);
+    const bo = await connect(node.wsUrl, await node.token('user:bo'));
+    bo.send({ type: 'publish', room: 'shed', body: 'once', id: 'retry-me' });
+    expect(await bo.next((f) => f.type === 'ack')).toEqual({ type: 'ack', id: 'retry-me', seq: 1 });
+    bo.send({ type: 'publish', room: 'shed', body: 'once', id: 'retry-me' });
+    expect(await bo.next((f) => f.type === 'ack')).toEqual({ type: 'ack', id: 'retry-me', seq: 1 });
+    const history = (await (await node.admin('GET', '/v1/rooms/shed/messages')).json()) as {
+      messages: unknown[];
+    };
+    expect(history.messages).toHaveLength(1);
+  });
+
+  it('tells a client publishing to a room it is not in, and keeps the connection', async () => {
+    const node = await startTestNode({ name: 'ws forbidden publish' });
+    await node.createRoom('vault', ['user:owner']);
+    const eve = await connect(node.wsUrl, await node.token('user:eve'));
+    eve.send({ type: 'publish', room: 'vault', body: 'let me in', id: 'e1' });
+    expect(await eve.next()).toMatchObject({
+      type: 'error',
+      code: 'forbidden',
+      id: 'e1',
+      room: 'vault',
+    });
+    eve.send({ type: 'publish', room: 'nowhere', body: 'hello?', id: 'e2' });
+    expect(await eve.next()).toMatchObject({ type: 'error', code: 'not_found', id: 'e2' });
+    eve.send({ type: 'ping' });
+    expect(await eve.next()).toEqual({ type: 'pong' });
+  });
+
+  it('closes every connection with 1001 when the node stops', async () => {
+    const node = await startTestNode({ name: 'ws shutdown' });
+    const client = await connect(node.wsUrl, await node.token('user:late'));
+    await node.stop();
+    expect((await client.closed).code).toBe(1001);
+  });
+});
