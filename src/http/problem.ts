@@ -33,7 +33,8 @@ export function problemResponse(
   headers?: Record<string, string>,
 ): Response {
   const body: Problem = {
-    type: `https://github.com/threshold-relay/threshold#error-${problem.code}`,
+    // A URN, not a URL: there is no documentation page per error to link to (RFC 9457 §3.1.1).
+    type: `urn:threshold:error:${problem.code}`,
     title: TITLES[problem.status] ?? 'Error',
     ...problem,
   };
