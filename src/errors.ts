@@ -138,3 +138,19 @@ export class EmbeddedRedisStartError extends ThresholdError {
     this.name = 'EmbeddedRedisStartError';
   }
 }
+
+const UNAVAILABLE_REPLY =
+  /(^|[\s:-])(OOM|BUSY|LOADING|READONLY|MISCONF|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|NOREPLICAS)\s/;
+const UNAVAILABLE_CONNECTION =
+  /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|enableOfflineQueue/;
+
+/**
+ * True when a Redis error says "not now" rather than "never": the server is out of memory,
+ * loading, busy or read-only, or the connection is down. Such failures are retried without
+ * limit (nothing accepted may be dropped for them) and answered with 503 over HTTP.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  return UNAVAILABLE_REPLY.test(err.message) || UNAVAILABLE_CONNECTION.test(err.message);
+}

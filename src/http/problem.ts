@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { ThresholdError, ValidationError } from '../errors.ts';
+import { ThresholdError, ValidationError, isRedisUnavailable } from '../errors.ts';
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
@@ -52,6 +52,13 @@ export function toProblem(err: unknown): Omit<Problem, 'type' | 'title'> {
       code: err.code,
       detail: err.message,
       ...(err.field ? { field: err.field } : {}),
+    };
+  }
+  if (isRedisUnavailable(err)) {
+    return {
+      status: 503,
+      code: 'unavailable',
+      detail: 'Redis is unavailable right now; retry shortly',
     };
   }
   if (err instanceof ThresholdError)

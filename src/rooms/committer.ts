@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
+import { isRedisUnavailable } from '../errors.ts';
 
 export interface CommitterOptions {
   /** Default history length of a room (its historyLength setting wins). */
@@ -26,6 +27,7 @@ export function commitArgs(
   entryId: string,
   options: Pick<CommitterOptions, 'historyLength' | 'dedupeTtlMs'>,
   now: number,
+  previousEntry = '',
 ): (string | number)[] {
   const p = keys.partitionOf(env.room);
   const [head, tail] = messageFrameParts(env);
@@ -49,6 +51,7 @@ export function commitArgs(
     now,
     memberIdOf(env.sender),
     env.room,
+    previousEntry,
   ];
 }
 
@@ -56,6 +59,7 @@ const COMMITTED = 1;
 const DUPLICATE = 2;
 const FENCED = -1;
 const NO_ROOM = -2;
+const OUT_OF_ORDER = -3;
 
 /**
  * The commit path: a batch of funnel entries becomes one pipeline of commit scripts (in
@@ -77,9 +81,11 @@ export class Committer implements BatchProcessor {
     const { keys, options } = this;
     const retry = new Set<number>();
     const fenced = new Set<number>();
-    const after = this.redis.pipeline();
+    const dead: DeadLetter[] = [];
+    const receipts = this.redis.pipeline();
     const commits: { entry: FunnelEntry; env: Envelope }[] = [];
     const pipe = this.redis.pipeline();
+    const lastOfRoom = new Map<string, string>();
     const now = Date.now();
 
     for (const entry of entries) {
@@ -89,10 +95,12 @@ export class Committer implements BatchProcessor {
           throw new Error('entry has no envelope (trimmed or written by something else)');
         env = parseEnvelope(entry.data);
       } catch (err) {
-        this.deadLetter(after, entry, 'invalid_envelope', (err as Error).message);
+        dead.push({ entry, reason: 'invalid_envelope', detail: (err as Error).message });
         continue;
       }
-      pipe.commitMessage(...commitArgs(keys, env, entry.lease, entry.id, options, now));
+      const previous = lastOfRoom.get(env.room) ?? '';
+      lastOfRoom.set(env.room, entry.id);
+      pipe.commitMessage(...commitArgs(keys, env, entry.lease, entry.id, options, now, previous));
       commits.push({ entry, env });
     }
 
@@ -101,25 +109,25 @@ export class Committer implements BatchProcessor {
     commits.forEach(({ entry, env }, i) => {
       const [err, reply] = results[i] ?? [new Error('no reply')];
       if (err) {
-        this.failed(after, entry, err, retry);
+        this.failed(entry, err, retry, dead);
         return;
       }
       const [status, seq, recipients] = reply as [number, number, number];
       if (status === FENCED) {
         fenced.add(entry.partition);
+      } else if (status === OUT_OF_ORDER) {
+        retry.add(entry.partition);
       } else if (status === NO_ROOM) {
-        this.deadLetter(after, entry, 'room_deleted', `room ${env.room} no longer exists`);
-        this.receipts.route(
-          env.origin,
-          {
-            id: env.id,
-            room: env.room,
-            status: 'rejected',
-            code: 'not_found',
-            message: `room ${env.room} does not exist`,
-          },
-          after,
-        );
+        dead.push({ entry, reason: 'room_deleted', detail: `room ${env.room} no longer exists` });
+        const message = `room ${env.room} does not exist`;
+        const rejected = {
+          id: env.id,
+          room: env.room,
+          status: 'rejected',
+          code: 'not_found',
+          message,
+        } as const;
+        this.receipts.route(env.origin, rejected, receipts);
       } else {
         this.attempts.delete(entry.id);
         if (status === COMMITTED) {
@@ -133,25 +141,31 @@ export class Committer implements BatchProcessor {
         this.receipts.route(
           env.origin,
           { id: env.id, room: env.room, status: kind, seq, recipients },
-          after,
+          receipts,
         );
       }
     });
     if (committed > 0) this.metrics.commitBatch.observe(committed);
-    if (after.length > 0) await after.exec();
+    if (dead.length > 0) await this.deadLetter(dead, retry);
+    if (receipts.length > 0) await receipts.exec();
     return { retry, fenced };
   }
 
-  private failed(
-    after: ReturnType<Redis['pipeline']>,
-    entry: FunnelEntry,
-    err: Error,
-    retry: Set<number>,
-  ) {
+  private failed(entry: FunnelEntry, err: Error, retry: Set<number>, dead: DeadLetter[]) {
+    retry.add(entry.partition);
+    // Redis out of memory, loading, unreachable...: not the message's fault, so it is retried
+    // for as long as it takes; only errors of the message itself count towards dead-lettering.
+    if (isRedisUnavailable(err)) {
+      this.log.warn(
+        { err: err.message, partition: entry.partition },
+        'commit postponed: Redis unavailable',
+      );
+      return;
+    }
     const attempts = (this.attempts.get(entry.id) ?? 0) + 1;
     if (attempts >= this.options.maxAttempts) {
       this.attempts.delete(entry.id);
-      this.deadLetter(after, entry, 'commit_failed', `${attempts} attempts: ${err.message}`);
+      dead.push({ entry, reason: 'commit_failed', detail: `${attempts} attempts: ${err.message}` });
       return;
     }
     this.attempts.set(entry.id, attempts);
@@ -159,40 +173,44 @@ export class Committer implements BatchProcessor {
       { err, entry: entry.id, partition: entry.partition, attempts },
       'commit failed; will retry',
     );
-    retry.add(entry.partition);
   }
 
-  /** Moves an entry that can never commit to `thr:dead`, then acknowledges it so it no longer holds up its partition. */
-  private deadLetter(
-    after: ReturnType<Redis['pipeline']>,
-    entry: FunnelEntry,
-    reason: string,
-    detail: string,
-  ) {
-    this.log.warn(
-      { entry: entry.id, partition: entry.partition, reason, detail },
-      'dead-lettered a funnel entry',
-    );
-    this.metrics.deadLetters.inc({ reason });
-    this.metrics.discarded.inc({ reason });
-    after
-      .xadd(
-        this.keys.dead,
-        'MAXLEN',
-        '~',
-        this.options.deadLength,
-        '*',
-        'reason',
-        reason,
-        'detail',
-        detail,
-        'partition',
-        entry.partition,
-        'entry',
-        entry.id,
-        'e',
-        entry.data ?? '',
-      )
-      .xack(this.keys.funnel(entry.partition), RELAY_GROUP, entry.id);
+  /**
+   * Moves entries that can never commit to `thr:dead`, then acknowledges those that are
+   * safely there, so they no longer hold up their partition. One whose dead letter could
+   * not be written stays pending and is retried.
+   */
+  private async deadLetter(dead: DeadLetter[], retry: Set<number>): Promise<void> {
+    const write = this.redis.pipeline();
+    for (const { entry, reason, detail } of dead) {
+      // prettier-ignore
+      write.xadd(
+        this.keys.dead, 'MAXLEN', '~', this.options.deadLength, '*',
+        'reason', reason, 'detail', detail, 'partition', entry.partition,
+        'entry', entry.id, 'e', entry.data ?? '',
+      );
+    }
+    const written = (await write.exec()) ?? [];
+    const ack = this.redis.pipeline();
+    dead.forEach(({ entry, reason, detail }, i) => {
+      if (written[i]?.[0]) {
+        retry.add(entry.partition);
+        return;
+      }
+      this.log.warn(
+        { entry: entry.id, partition: entry.partition, reason, detail },
+        'dead-lettered a funnel entry (see the thr:dead stream)',
+      );
+      this.metrics.deadLetters.inc({ reason });
+      this.metrics.discarded.inc({ reason });
+      ack.xack(this.keys.funnel(entry.partition), RELAY_GROUP, entry.id);
+    });
+    if (ack.length > 0) await ack.exec();
   }
+}
+
+interface DeadLetter {
+  entry: FunnelEntry;
+  reason: string;
+  detail: string;
 }

@@ -21,15 +21,23 @@
     ARGV[9] commit time, ms since epoch
     ARGV[10] sender member id ("" for services), not counted as a recipient
     ARGV[11] room id
+    ARGV[12] funnel entry id of the same room's previous entry in this batch, or "": it must
+             be acknowledged already, so a failure earlier in a pipelined batch can never let
+             a later message of the room overtake it
 
   Output: { status, seq, recipients }
     status  1 committed now
             2 already committed earlier (seq is the original one; the entry is acknowledged)
            -1 fenced: the lease is not ours, nothing was written
            -2 the room no longer exists, nothing was written (the caller dead-letters it)
+           -3 the previous entry of the room is not committed yet, nothing was written (retry)
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return { -1, 0, 0 }
+end
+
+if ARGV[12] ~= '' and #redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[12], ARGV[12], 1) > 0 then
+  return { -3, 0, 0 }
 end
 
 local previous = redis.call('GET', KEYS[3])
