@@ -47,9 +47,12 @@ export class Coordinator {
     };
   }
 
-  /** True once we are in the live set and hold every partition the ring gives us. */
+  /**
+   * True once we are in the live set and hold every partition the ring gives us, and only
+   * while our leases are fresh (a Redis that stopped answering makes us unready).
+   */
   get ready(): boolean {
-    return this.isReady;
+    return this.isReady && Date.now() - this.lastRenewal < this.options.leaseTtlMs;
   }
 
   get liveNodes(): readonly string[] {
@@ -115,10 +118,15 @@ export class Coordinator {
 
     for (const [p, value] of [...this.held]) {
       if (desired.has(p)) continue;
+      // Forget it first: should the release fail, the lease simply expires.
+      this.held.delete(p);
       await this.consumer.remove(p);
       await this.leases.release(p, value);
-      this.held.delete(p);
     }
+    // A partition we hold must be read; re-add any the consumer dropped.
+    const reading = new Set(this.consumer.partitions);
+    for (const [p, value] of this.held) if (!reading.has(p)) await this.consumer.add(p, value);
+    await this.consumer.reclaimIdle(this.options.leaseTtlMs);
 
     const wanted = [...desired].filter((p) => !this.held.has(p));
     for (const [p, value] of await this.leases.acquire(wanted)) {

@@ -35,6 +35,8 @@ interface Owned {
   lease: string;
   /** '0' re-reads our own pending entries (after a claim or a failure) before '>' reads new ones. */
   cursor: '0' | '>';
+  /** Counts the times the cursor was set back to '0'. */
+  rewinds: number;
 }
 
 type XReadGroupReply = [stream: string, entries: [id: string, fields: string[] | null][]][] | null;
@@ -72,6 +74,8 @@ export class PartitionConsumer {
   async start(): Promise<void> {
     this.readerId = Number(await this.reader.client('ID'));
     this.reader.on('ready', () => {
+      // A reply lost with the old connection may have moved entries into our pending list.
+      this.rewind();
       this.reader.client('ID').then(
         (id) => {
           this.readerId = Number(id);
@@ -104,8 +108,41 @@ export class PartitionConsumer {
       cursor = reply[0];
     } while (cursor !== '0-0');
     this.byStream.set(key, partition);
-    this.owned.set(partition, { lease, cursor: '0' });
+    this.owned.set(partition, { lease, cursor: '0', rewinds: 0 });
     this.interrupt();
+  }
+
+  /**
+   * Safety net for entries stranded in a pending list: read by a node that lost its lease
+   * meanwhile (a stale owner still blocked in XREADGROUP), or by a handoff racing a read.
+   * Claims whatever has been pending longer than `minIdleMs` and re-reads it.
+   */
+  async reclaimIdle(minIdleMs: number): Promise<void> {
+    const partitions = this.partitions;
+    if (partitions.length === 0) return;
+    const pipe = this.redis.pipeline();
+    for (const p of partitions) {
+      // prettier-ignore
+      pipe.xautoclaim(this.keys.funnel(p), RELAY_GROUP, this.options.nodeId, minIdleMs, '0-0', 'COUNT', 100, 'JUSTID');
+    }
+    const results = (await pipe.exec()) ?? [];
+    partitions.forEach((p, i) => {
+      const claimed = (results[i]?.[1] as [string, string[]] | undefined)?.[1] ?? [];
+      const owned = this.owned.get(p);
+      if (claimed.length > 0 && owned) {
+        this.log.warn(
+          { partition: p, entries: claimed.length },
+          'reclaimed stranded funnel entries',
+        );
+        rewind(owned);
+        this.interrupt();
+      }
+    });
+  }
+
+  /** Re-reads our own pending entries of every partition before anything new. */
+  private rewind(): void {
+    for (const o of this.owned.values()) rewind(o);
   }
 
   /** Stops reading a partition; resolves once the batch in hand (if any) is finished. */
@@ -140,8 +177,11 @@ export class PartitionConsumer {
         this.wake = undefined;
         continue;
       }
-      const partitions = [...this.owned.entries()];
-      const catchingUp = partitions.some(([, o]) => o.cursor === '0');
+      // The cursors as sent, and their rewinds: one rewound while we read must stay '0'.
+      const partitions = [...this.owned.entries()].map(
+        ([p, o]) => [p, o, o.cursor, o.rewinds] as const,
+      );
+      const catchingUp = partitions.some(([, , cursor]) => cursor === '0');
       const args: (string | number)[] = [
         'GROUP',
         RELAY_GROUP,
@@ -154,7 +194,7 @@ export class PartitionConsumer {
       args.push(
         'STREAMS',
         ...partitions.map(([p]) => this.keys.funnel(p)),
-        ...partitions.map(([, o]) => o.cursor),
+        ...partitions.map(([, , cursor]) => cursor),
       );
 
       let reply: XReadGroupReply;
@@ -163,6 +203,8 @@ export class PartitionConsumer {
         reply = (await this.reader.call('XREADGROUP', ...args)) as XReadGroupReply;
         failures = 0;
       } catch (err) {
+        // The read may have happened with its reply lost: those entries are pending now.
+        this.rewind();
         failures++;
         this.log.warn(
           { err, failures },
@@ -191,8 +233,9 @@ export class PartitionConsumer {
           });
         }
       }
-      for (const [p, o] of partitions) {
-        if (o.cursor === '0' && !read.has(p)) o.cursor = '>';
+      for (const [p, o, cursor, rewinds] of partitions) {
+        // Our pending list is exhausted once a read from '0' returns nothing.
+        if (cursor === '0' && o.rewinds === rewinds && !read.has(p)) o.cursor = '>';
       }
       if (entries.length === 0) continue;
 
@@ -220,12 +263,17 @@ export class PartitionConsumer {
       if (outcome.retry.size > 0) {
         for (const p of outcome.retry) {
           const o = this.owned.get(p);
-          if (o) o.cursor = '0';
+          if (o) rewind(o);
         }
         await sleep(100);
       }
     }
   }
+}
+
+function rewind(o: Owned): void {
+  o.cursor = '0';
+  o.rewinds++;
 }
 
 function fieldValue(fields: string[], name: string): string | null {

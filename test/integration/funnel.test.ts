@@ -81,6 +81,30 @@ describe('funnel', () => {
     expect(pending).toBe(0);
   });
 
+  it('reclaims an entry another consumer read and never committed (a stale owner), and commits it', async () => {
+    const { prefix, keys } = await deployment('funnel stranded');
+    const node = await startTestNode({
+      name: 'stranded',
+      overrides: {
+        keyPrefix: prefix,
+        partitions: P,
+        mesh: { heartbeatMs: 100, leaseTtlMs: 600, nodeTtlMs: 600 },
+      },
+    });
+    await node.createRoom('cellar');
+    const funnel = keys.funnel(keys.partitionOf('cellar'));
+    // In one transaction, so the owner's blocked read cannot get it first: a node that lost
+    // its lease while blocked in XREADGROUP reads the entry, then is fenced and drops it.
+    await redis
+      .multi()
+      .xadd(funnel, '*', 'e', JSON.stringify(envelope('cellar', 'stranded')))
+      .xreadgroup('GROUP', RELAY_GROUP, 'stale-owner', 'COUNT', 1, 'STREAMS', funnel, '>')
+      .exec();
+    await until(async () => Number(await redis.get(keys.seq('cellar'))) === 1, 5000);
+    const [pending] = (await redis.xpending(funnel, RELAY_GROUP)) as [number];
+    expect(pending).toBe(0);
+  });
+
   it('dead-letters an entry that is not an envelope, and the partition keeps flowing', async () => {
     const { prefix, keys } = await deployment('funnel poison');
     const node = await startTestNode({

@@ -34,7 +34,8 @@ class World {
       acquire: async (partitions: number[]) => {
         const got = new Map<number, string>();
         for (const p of partitions) {
-          if (this.leases.has(p)) continue;
+          // Like acquire-lease-2.lua: a lease left by this same node id is taken over.
+          if (this.leases.has(p) && !this.leases.get(p)?.startsWith(`${node}:`)) continue;
           const value = `${node}:${++this.token}`;
           this.leases.set(p, value);
           got.set(p, value);
@@ -62,6 +63,10 @@ function fakeConsumer() {
     remove: async (p: number) => {
       reading.delete(p);
     },
+    get partitions() {
+      return [...reading];
+    },
+    reclaimIdle: async () => {},
   };
   return { reading, consumer: consumer as unknown as PartitionConsumer & typeof consumer };
 }
@@ -142,6 +147,26 @@ describe('Coordinator', () => {
     world.leases.clear();
     await a.c.tick();
     expect(a.c.ownedPartitions).toHaveLength(P);
+  });
+
+  it('a failed release never leaves a partition held but unread when the ring gives it back', async () => {
+    const world = new World();
+    const a = coordinator(world, 'a');
+    await a.c.tick();
+    const b = coordinator(world, 'b');
+    await b.c.tick();
+    const lease = a.c as unknown as { leases: Leases };
+    const release = lease.leases.release;
+    lease.leases.release = async () => {
+      throw new Error('connection lost');
+    };
+    await a.c.tick(); // gives b's partitions away; the first release throws
+    lease.leases.release = release;
+    world.live.delete('b'); // b vanishes: the ring gives everything back to a
+    await a.c.tick();
+    await a.c.tick();
+    expect(a.c.ownedPartitions).toHaveLength(P);
+    expect([...a.reading].sort((x, y) => x - y)).toEqual(a.c.ownedPartitions);
   });
 
   it('on stop finishes reading, releases every lease and leaves the live set', async () => {
