@@ -1,3 +1,4 @@
+import type { Server as HttpServer } from 'node:http';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
@@ -73,7 +74,8 @@ export async function startNode(
     maxRetriesPerRequest: 2,
     connectionName: `threshold:${nodeId}`,
   };
-  const redis = defineScripts(new Redis(redisUrl, redisOptions));
+  // A Redis that stops answering without closing the connection must fail commands, not hang them.
+  const redis = defineScripts(new Redis(redisUrl, { ...redisOptions, commandTimeout: 5000 }));
   const reader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   const sub = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   for (const [name, client] of [
@@ -223,7 +225,17 @@ export async function startNode(
         draining = true;
         ws.closeAll();
         ws.stop();
-        await new Promise<void>((r) => server.close(() => r()));
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        // A peer that never completes the close handshake, or a request that hangs, must not
+        // hold the partitions hostage: after a grace period their connections are cut.
+        const grace = Math.min(2000, config.shutdownTimeoutMs / 4);
+        const timer = setTimeout(() => {
+          log.warn('connections still open after the grace period; closing them');
+          ws.terminateAll();
+          (server as HttpServer).closeAllConnections?.();
+        }, grace);
+        await closed;
+        clearTimeout(timer);
         maintenance.stop();
         await coordinator?.stop();
         await consumer.stop();

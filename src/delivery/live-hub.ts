@@ -24,7 +24,8 @@ export class LiveHub {
   /** Rooms whose SUBSCRIBE Redis has not confirmed yet. */
   private readonly confirmed = new Map<string, Promise<void>>();
   private readonly prefix: string;
-  private hadConnection = false;
+  /** Set when the connection was up before: the next 'ready' is a reconnect. */
+  private hadConnection: boolean;
 
   constructor(
     private readonly sub: Redis,
@@ -33,6 +34,8 @@ export class LiveHub {
     private readonly log: Logger,
   ) {
     this.prefix = keys.live('');
+    // The node connects before building the hub, so the first 'ready' may be behind us.
+    this.hadConnection = sub.status === 'ready';
     sub.on('message', (channel: string, payload: string) => this.onMessage(channel, payload));
     sub.on('ready', () => {
       // ioredis re-subscribes by itself; what was published while we were away is not replayed.

@@ -248,10 +248,12 @@ export class WebSocketSession implements LiveSubscriber {
   /** Sends what history holds after `sub.last`, then what arrived live meanwhile, then goes live. */
   private async catchUp(room: string, sub: RoomSub): Promise<void> {
     sub.syncing = true;
+    // After every await: the client may have unsubscribed (or resubscribed) meanwhile.
+    const current = () => this.subs.get(room) === sub && !this.closed;
     try {
       for (;;) {
         const page = await this.deps.history.since(room, sub.last, this.options.replayPageSize);
-        if (this.subs.get(room) !== sub || this.closed) return;
+        if (!current()) return;
         const first = page.messages[0];
         if (first && first.seq > sub.last + 1) {
           this.error(
@@ -262,7 +264,7 @@ export class WebSocketSession implements LiveSubscriber {
           );
         }
         for (const m of page.messages) {
-          if (!(await this.roomToWrite(m.frame))) return;
+          if (!(await this.roomToWrite(m.frame)) || !current()) return;
           this.send(m.frame);
           sub.last = m.seq;
         }
@@ -283,6 +285,7 @@ export class WebSocketSession implements LiveSubscriber {
       }
       sub.syncing = false;
     } catch (err) {
+      if (!current()) return;
       this.deps.log.warn(
         { err, conn: this.id, room },
         'catching up from history failed; the client should resubscribe with since',

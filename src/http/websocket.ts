@@ -22,6 +22,8 @@ export interface WebSocketEndpoint {
   readonly connections: number;
   /** Closes every connection with 1001 (shutdown). */
   closeAll(): void;
+  /** Drops the connections that did not finish closing. */
+  terminateAll(): void;
   stop(): void;
 }
 
@@ -99,6 +101,9 @@ export function mountWebSocket(
         deps.metrics.wsClosed.inc({ reason: 'shutdown' });
         raw.close(CLOSE.GOING_AWAY, 'node shutting down: reconnect and subscribe with since');
       }
+    },
+    terminateAll() {
+      for (const raw of sockets.keys()) raw.terminate();
     },
     stop() {
       clearInterval(heartbeat);

@@ -52,8 +52,9 @@ export class RedisRoomsStore implements RoomsStore {
     private readonly keys: Keys,
   ) {}
 
-  async create({ id, name, numbers = [], settings = {} }: NewRoom): Promise<Room> {
+  async create({ id, name, numbers: given = [], settings = {} }: NewRoom): Promise<Room> {
     const { keys } = this;
+    const numbers = [...new Set(given)];
     for (const n of numbers)
       if (!E164.test(n)) throw new ValidationError(`number ${n} is not in E.164 form`, 'numbers');
     const createdAt = Date.now();

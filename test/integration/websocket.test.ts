@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { startTestNode } from '../helpers/node.ts';
+import { useRedis } from '../helpers/redis.ts';
 import { connect } from '../helpers/ws-client.ts';
+
+const shared = useRedis();
 
 /** The client stops reading its socket: it answers no ping and drains nothing. */
 function stopReading(ws: WebSocket): void {
@@ -84,6 +87,19 @@ describe('WebSocket sessions', () => {
     expect(await eve.next()).toMatchObject({ type: 'error', code: 'not_found', id: 'e2' });
     eve.send({ type: 'ping' });
     expect(await eve.next()).toEqual({ type: 'pong' });
+  });
+
+  it('stops promptly and releases its leases even when a peer never finishes the close handshake', async () => {
+    const node = await startTestNode({ name: 'ws stuck peer' });
+    const stuck = await connect(node.wsUrl, await node.token('user:stuck'));
+    stopReading(stuck.ws);
+    const started = Date.now();
+    await node.node.stop();
+    expect(Date.now() - started).toBeLessThan(node.config.shutdownTimeoutMs);
+    const redis = shared;
+    expect(await redis.keys(`${node.prefix}*lease`)).toEqual([]);
+    expect(await redis.zrange(`${node.prefix}nodes`, 0, -1)).toEqual([]);
+    stuck.ws.terminate();
   });
 
   it('closes every connection with 1001 when the node stops', async () => {
