@@ -3,8 +3,9 @@
  * and for tests that need to stop, kill or restart their own Redis.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { EmbeddedRedisStartError, RedisNotInstalledError } from '../errors.ts';
 
@@ -69,6 +70,7 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
     readyTimeoutMs: options.readyTimeoutMs ?? d.readyTimeoutMs,
   };
   await mkdir(opts.dir, { recursive: true });
+  await stopOrphan(opts.dir);
   if (opts.port !== 0) return launch(opts, opts.port);
   for (let attempt = 1; ; attempt++) {
     try {
@@ -78,6 +80,34 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
         err instanceof EmbeddedRedisStartError && err.log.includes('Address already in use');
       if (!portTaken || attempt >= PORT_ATTEMPTS) throw err;
     }
+  }
+}
+
+const PID_FILE = 'redis-server.pid';
+
+/**
+ * A node killed with SIGKILL cannot stop its redis-server, which then lives on, holding the
+ * data directory's append-only file. The next start on that directory stops it first (it
+ * flushes on SIGTERM), found through the pid file it wrote there.
+ */
+async function stopOrphan(dir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(join(dir, PID_FILE), 'utf8')).trim());
+  } catch {
+    return;
+  }
+  const isRedis = async () =>
+    (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('redis-server');
+  if (!pid || !(await isRedis())) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + STOP_GRACE_MS;
+  while (await isRedis()) {
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -106,6 +136,7 @@ async function launch(opts: Required<EmbeddedRedisOptions>, port: number): Promi
     // Durability comes from the append-only file; RDB snapshots would only add fork pauses.
     '--save', '',
     '--daemonize', 'no',
+    '--pidfile', join(opts.dir, PID_FILE),
   ];
   const child = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // A failed spawn emits 'error' and never 'exit'.

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { onTestFinished } from 'vitest';
 
@@ -70,11 +71,15 @@ export function runThreshold(args: string[], env: NodeJS.ProcessEnv = {}): NodeP
   };
 }
 
-/** True while a process with this pid exists. */
+/** True while a process with this pid runs (a zombie nobody reaped yet does not count). */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return false;
   }

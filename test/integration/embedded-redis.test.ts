@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
 import { RedisNotInstalledError, startEmbeddedRedis } from '../../src/redis/embedded.ts';
 import { connect, startPrivateRedis, uniquePrefix } from '../helpers/redis.ts';
 
@@ -58,7 +59,8 @@ describe('startEmbeddedRedis', () => {
 
   it('rejects with the server log when the port is taken', async () => {
     const holder = await startPrivateRedis();
-    const attempt = startEmbeddedRedis({ dir: holder.dir, port: holder.port });
+    // Another data dir: the same dir would stop the holder as an orphan of an earlier life.
+    const attempt = startEmbeddedRedis({ dir: join(holder.dir, 'other'), port: holder.port });
     await expect(attempt).rejects.toMatchObject({
       name: 'EmbeddedRedisStartError',
       message: expect.stringContaining('Address already in use'),

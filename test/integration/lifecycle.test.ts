@@ -104,6 +104,35 @@ describe('relay node process', () => {
     expect((await second.exited).code).toBe(0);
   });
 
+  it('after a crash (SIGKILL) the restarted node stops the orphaned redis-server and keeps its data', async () => {
+    const dataDir = await tempDir('orphan');
+    const port = await freePort();
+    const env = nodeEnv(port, { THRESHOLD_DATA_DIR: dataDir });
+    const base = `http://127.0.0.1:${port}`;
+
+    const first = runThreshold(['node'], env);
+    await first.waitFor(/relay node started/);
+    const orphan = Number(/"redisPid":(\d+)/.exec(first.output())?.[1]);
+    await api(base, 'POST', '/v1/rooms', { id: 'survivor' });
+    expect(
+      (await api(base, 'POST', '/v1/rooms/survivor/messages?wait=1', { body: 'before the crash' }))
+        .status,
+    ).toBe(201);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    expect(alive(orphan)).toBe(true);
+
+    const second = runThreshold(['node'], env);
+    await second.waitFor(/relay node started/);
+    expect(alive(orphan)).toBe(false);
+    const history = await api(base, 'GET', '/v1/rooms/survivor/messages');
+    expect(history.json.messages.map((m: { body: string }) => m.body)).toEqual([
+      'before the crash',
+    ]);
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+  });
+
   it('says what to install when redis-server is missing', async () => {
     const dataDir = await tempDir('no-redis');
     const port = await freePort();
