@@ -31,6 +31,7 @@ export class Coordinator {
   private again = false;
   private stopped = false;
   private lastRenewal = Date.now();
+  private lastReclaim = Date.now();
   private isReady = false;
 
   constructor(
@@ -126,7 +127,10 @@ export class Coordinator {
     // A partition we hold must be read; re-add any the consumer dropped.
     const reading = new Set(this.consumer.partitions);
     for (const [p, value] of this.held) if (!reading.has(p)) await this.consumer.add(p, value);
-    await this.consumer.reclaimIdle(this.options.leaseTtlMs);
+    if (Date.now() - this.lastReclaim >= this.options.leaseTtlMs) {
+      this.lastReclaim = Date.now();
+      await this.consumer.reclaimIdle(this.options.leaseTtlMs);
+    }
 
     const wanted = [...desired].filter((p) => !this.held.has(p));
     for (const [p, value] of await this.leases.acquire(wanted)) {
