@@ -7,7 +7,7 @@ import { ulid } from 'ulid';
 import { type Config, isLoopback } from './config.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, UnavailableError } from './errors.ts';
 import { Funnel, prepareFunnel } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
@@ -93,7 +93,12 @@ export async function startNode(
   };
 
   try {
-    await Promise.all([redis.connect(), reader.connect(), sub.connect()]);
+    await Promise.all([redis.connect(), reader.connect(), sub.connect()]).catch((err: Error) => {
+      throw new UnavailableError(
+        `cannot reach Redis at ${redisUrl} (${err.message}): is it running? check THRESHOLD_REDIS_URL`,
+        { cause: err },
+      );
+    });
     const keys = new Keys(config.keyPrefix, config.partitions);
     await prepareFunnel(redis, keys);
 

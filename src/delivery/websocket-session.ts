@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ThresholdError } from '../errors.ts';
+import { ThresholdError, isRedisUnavailable } from '../errors.ts';
 import { RoomId, type Sender } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
@@ -121,9 +121,11 @@ export class WebSocketSession implements LiveSubscriber {
       }
     } catch (err) {
       const id = frame.type === 'publish' ? frame.id : undefined;
-      if (err instanceof ThresholdError)
-        this.error(err.code, err.message, id, 'room' in frame ? frame.room : undefined);
-      else {
+      const room = 'room' in frame ? frame.room : undefined;
+      if (err instanceof ThresholdError) this.error(err.code, err.message, id, room);
+      else if (isRedisUnavailable(err)) {
+        this.error('unavailable', 'Redis is unavailable right now; retry shortly', id, room);
+      } else {
         this.deps.log.error({ err, conn: this.id }, 'WebSocket frame failed');
         this.error('internal', 'the request failed on the server; retry', id);
       }
@@ -136,9 +138,15 @@ export class WebSocketSession implements LiveSubscriber {
     if (this.subs.has(room)) await this.unsubscribe(room, false);
     const sub: RoomSub = { last: 0, syncing: true, pending: [] };
     this.subs.set(room, sub);
-    // Subscribe first, then read the seq: everything committed after the read arrives live.
-    await hub.subscribe(room, this);
-    const current = await history.lastSeq(room);
+    let current: number;
+    try {
+      // Subscribe first, then read the seq: everything committed after the read arrives live.
+      await hub.subscribe(room, this);
+      current = await history.lastSeq(room);
+    } catch (err) {
+      if (this.subs.get(room) === sub) await this.unsubscribe(room, false);
+      throw err;
+    }
     if (this.subs.get(room) !== sub || this.closed) return;
     if (!(await rooms.get(room))) {
       await this.unsubscribe(room, false);

@@ -179,6 +179,14 @@ describe('relay node process', () => {
     );
   });
 
+  it('says which Redis it cannot reach', async () => {
+    const nowhere = `redis://127.0.0.1:${await freePort()}`;
+    const proc = runThreshold(['node'], { THRESHOLD_REDIS_URL: nowhere });
+    expect((await proc.exited).code).toBe(1);
+    expect(proc.output()).toContain(`cannot reach Redis at ${nowhere}`);
+    expect(proc.output()).toContain('THRESHOLD_REDIS_URL');
+  });
+
   it('refuses open development mode on a non-loopback address', async () => {
     const proc = runThreshold(['node'], {
       THRESHOLD_HOST: '0.0.0.0',
