@@ -35,32 +35,35 @@ async function main(argv: string[]): Promise<number> {
 async function runNode(argv: string[]): Promise<number> {
   const config = loadConfig({ argv });
   const log = createLogger(config.logLevel);
-  const node = await startNode(config, log);
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'shutdown requested');
-      const timer = setTimeout(() => {
-        log.error(
-          { timeoutMs: config.shutdownTimeoutMs },
-          'graceful stop took too long; exiting anyway (unfinished entries stay pending in the funnel)',
-        );
-        resolve(1);
-      }, config.shutdownTimeoutMs);
-      node.stop().then(
-        () => {
-          clearTimeout(timer);
-          resolve(0);
-        },
-        (err) => {
-          log.error({ err }, 'graceful stop failed');
-          clearTimeout(timer);
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+  // Listen before starting: a SIGTERM during start-up must stop the node gracefully once it
+  // is up, not kill it half-way.
+  const signalled = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
+  const node = await startNode(config, log);
+  const signal = await signalled;
+  log.info({ signal }, 'shutdown requested');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<number>((resolve) => {
+    timer = setTimeout(() => {
+      log.error(
+        { timeoutMs: config.shutdownTimeoutMs },
+        'graceful stop took too long; exiting anyway (unfinished entries stay pending in the funnel)',
+      );
+      resolve(1);
+    }, config.shutdownTimeoutMs);
+  });
+  const stopped = node.stop().then(
+    () => 0,
+    (err: unknown) => {
+      log.error({ err }, 'graceful stop failed');
+      return 1;
+    },
+  );
+  const code = await Promise.race([stopped, timeout]);
+  clearTimeout(timer);
+  return code;
 }
 
 function printSettings(): void {

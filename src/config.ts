@@ -163,7 +163,7 @@ function parseFlags(argv: string[], leaves: Leaf[]) {
   } catch (err) {
     throw new ConfigError(
       'flags',
-      `${(err as Error).message}; run \`threshold help\` for the list of settings`,
+      `${(err as Error).message}; run \`threshold settings\` for the list of settings`,
     );
   }
 }

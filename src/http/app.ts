@@ -98,7 +98,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use('/v1/*', async (c, next) => {
     if (health.draining())
       throw new UnavailableError('the node is shutting down; retry on another node');
-    const token = bearer(c.req.header('authorization')) ?? c.req.query('token');
+    // Browsers cannot set headers on a WebSocket upgrade, so /v1/ws alone takes `?token=`;
+    // elsewhere a token in the URL would only end up in access logs.
+    const token =
+      bearer(c.req.header('authorization')) ??
+      (c.req.path === '/v1/ws' ? c.req.query('token') : undefined);
     c.set('principal', await auth.principal(token, c.req.query('member')));
     await next();
   });

@@ -40,7 +40,9 @@ export class Ingress {
   ) {}
 
   async submit(s: Submission, wait: boolean): Promise<Accepted> {
-    const id = `${s.source}:${s.sender.kind === 'service' ? 'service:' : `${s.sender.kind}:`}${s.sender.id}:${s.clientKey ?? ulid()}`;
+    // Scoped by room: a client's key (or WS frame id) names one message to one room, so the
+    // same key sent to two rooms is two messages, never a false duplicate.
+    const id = `${s.source}:${s.room}:${s.sender.kind}:${s.sender.id}:${s.clientKey ?? ulid()}`;
     const envelope: Envelope = {
       v: ENVELOPE_VERSION,
       id,

@@ -81,7 +81,7 @@ describe('README', () => {
     expect(own).toMatchObject({
       type: 'message',
       seq: 2,
-      id: 'ws:user:alice:c1',
+      id: 'ws:garden:user:alice:c1',
       body: 'Tomatoes next',
     });
 

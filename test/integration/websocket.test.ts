@@ -15,13 +15,13 @@ describe('WebSocket sessions', () => {
   it('drops a peer that stops answering pings', async () => {
     const node = await startTestNode({
       name: 'ws heartbeat',
-      overrides: { ws: { heartbeatMs: 100 } },
+      overrides: { ws: { heartbeatMs: 300 } },
     });
     const quiet = await connect(node.wsUrl, await node.token('user:quiet'));
     const lively = await connect(node.wsUrl, await node.token('user:lively'));
     stopReading(quiet.ws);
     const metrics = () => fetch(`${node.url}/metrics`).then((r) => r.text());
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 5000;
     while (!/^threshold_websocket_closed_total\{reason="heartbeat"\} 1$/m.test(await metrics())) {
       expect(Date.now()).toBeLessThan(deadline);
       await new Promise((r) => setTimeout(r, 50));
@@ -70,6 +70,21 @@ describe('WebSocket sessions', () => {
       messages: unknown[];
     };
     expect(history.messages).toHaveLength(1);
+  });
+
+  it('scopes publish ids to the room: the same id in two rooms commits two messages', async () => {
+    const node = await startTestNode({ name: 'ws id per room' });
+    await node.createRoom('east', ['user:cy']);
+    await node.createRoom('west', ['user:cy']);
+    const cy = await connect(node.wsUrl, await node.token('user:cy'));
+    cy.send({ type: 'publish', room: 'east', body: 'to east', id: 'c1' });
+    expect(await cy.next((f) => f.type === 'ack')).toEqual({ type: 'ack', id: 'c1', seq: 1 });
+    cy.send({ type: 'publish', room: 'west', body: 'to west', id: 'c1' });
+    expect(await cy.next((f) => f.type === 'ack')).toEqual({ type: 'ack', id: 'c1', seq: 1 });
+    const west = (await (await node.admin('GET', '/v1/rooms/west/messages')).json()) as {
+      messages: { body: string }[];
+    };
+    expect(west.messages.map((m) => m.body)).toEqual(['to west']);
   });
 
   it('tells a client publishing to a room it is not in, and keeps the connection', async () => {
