@@ -87,7 +87,9 @@ export async function startNode(
       log.warn({ err: err.message, connection: name }, 'Redis connection error (retrying)'),
     );
   }
+  let listening: ServerType | undefined;
   const closeAll = async () => {
+    listening?.close();
     for (const c of [redis, reader, sub]) c.disconnect();
     await embedded?.stop();
   };
@@ -161,6 +163,7 @@ export async function startNode(
     });
 
     const server = await listen(app.fetch, config.host, config.port);
+    listening = server;
     ws.inject(server);
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -210,6 +213,7 @@ export async function startNode(
       const event = JSON.parse(payload) as MeshEvent;
       if (event.node !== nodeId) coordinator?.poke();
     });
+    await membership.assertNoTwin(config.mesh.heartbeatMs * 2 + 100);
     await consumer.start();
     await coordinator.start();
     maintenance.start();

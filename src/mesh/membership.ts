@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { ConfigError } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 
 export interface MembershipOptions {
@@ -21,6 +22,28 @@ export class Membership {
     private readonly keys: Keys,
     private readonly options: MembershipOptions,
   ) {}
+
+  /**
+   * Refuses to join when a live node already heartbeats under our id: two processes with
+   * one id would take each other's leases every round. A fresh heartbeat left by our own
+   * earlier life (a crash, a quick restart) stops advancing; a twin's keeps moving.
+   */
+  async assertNoTwin(watchMs: number): Promise<void> {
+    const { nodeId, nodeTtlMs } = this.options;
+    const seen = await this.redis.zscore(this.keys.nodes, nodeId);
+    if (seen === null) return;
+    const [sec, usec] = await this.redis.time();
+    if (Number(sec) * 1000 + Number(usec) / 1000 - Number(seen) > nodeTtlMs) return;
+    await new Promise((r) => setTimeout(r, watchMs));
+    const later = await this.redis.zscore(this.keys.nodes, nodeId);
+    if (later !== null && Number(later) > Number(seen)) {
+      throw new ConfigError(
+        'nodeId',
+        `another live node already uses the id ${nodeId}: give every node its own THRESHOLD_NODE_ID ` +
+          '(the default, <hostname>-<port>, is unique per machine and port)',
+      );
+    }
+  }
 
   /** Refreshes our heartbeat, drops silent nodes, and returns the live node ids, sorted. */
   async heartbeat(connections: number): Promise<string[]> {

@@ -196,3 +196,41 @@ describe('relay node process', () => {
     expect(proc.output()).toMatch(/open development mode is only allowed on loopback/);
   });
 });
+
+describe('node ids', () => {
+  it('a second node with the id of a live one refuses to start, saying why', async () => {
+    const prefix = uniquePrefix('lifecycle twin');
+    const env = (port: number) =>
+      nodeEnv(port, {
+        THRESHOLD_REDIS_URL: redisUrl(),
+        THRESHOLD_KEY_PREFIX: prefix,
+        THRESHOLD_NODE_ID: 'twin',
+      });
+    const first = runThreshold(['node'], env(await freePort()));
+    await first.waitFor(/relay node started/);
+    const second = runThreshold(['node'], env(await freePort()));
+    expect((await second.exited).code).toBe(1);
+    expect(second.output()).toMatch(/another live node already uses the id twin/);
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+  });
+
+  it('a node restarted right after a crash takes its id (and partitions) back at once', async () => {
+    const prefix = uniquePrefix('lifecycle crash restart');
+    const port = await freePort();
+    const env = nodeEnv(port, {
+      THRESHOLD_REDIS_URL: redisUrl(),
+      THRESHOLD_KEY_PREFIX: prefix,
+      THRESHOLD_NODE_ID: 'phoenix',
+    });
+    const first = runThreshold(['node'], env);
+    await first.waitFor(/relay node started/);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const second = runThreshold(['node'], env);
+    await second.waitFor(/relay node started/);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+  });
+});
