@@ -10,6 +10,7 @@ const COMMITTED = 1;
 const DUPLICATE = 2;
 const FENCED = -1;
 const NO_ROOM = -2;
+const OUT_OF_ORDER = -3;
 const CONSUMER = 'node-a';
 const ROOM = 'lobby';
 const TTL = 30_000;
@@ -61,7 +62,7 @@ async function deployment(name: string, { room = true } = {}) {
     return id;
   };
 
-  const commit = (env: Envelope, entryId: string, lease: string) =>
+  const commit = (env: Envelope, entryId: string, lease: string, previousEntry = '') =>
     redis.commitMessage(
       ...commitArgs(
         keys,
@@ -70,6 +71,7 @@ async function deployment(name: string, { room = true } = {}) {
         entryId,
         { historyLength: 1000, dedupeTtlMs: TTL },
         Date.now(),
+        previousEntry,
       ),
     );
 
@@ -186,6 +188,20 @@ describe('commit-message script', () => {
     expect(await redis.exists(d.keys.seen(d.p, env.id))).toBe(0);
     // Left pending: the committer dead-letters and acknowledges it.
     expect(await d.pending()).toBe(1);
+  });
+
+  it("refuses (-3) to commit an entry while the same room's previous entry is still pending", async () => {
+    const d = await deployment('commit-order');
+    const lease = (await d.acquire(CONSUMER)) as string;
+    const first = d.envelope();
+    const second = d.envelope();
+    const firstEntry = await d.enqueue(first);
+    const secondEntry = await d.enqueue(second);
+    // The first one's commit failed (say, mid-pipeline): the second must not overtake it.
+    expect(await d.commit(second, secondEntry, lease, firstEntry)).toEqual([OUT_OF_ORDER, 0, 0]);
+    expect(await redis.get(d.keys.seq(ROOM))).toBeNull();
+    expect(await d.commit(first, firstEntry, lease)).toEqual([COMMITTED, 1, 1]);
+    expect(await d.commit(second, secondEntry, lease, firstEntry)).toEqual([COMMITTED, 2, 1]);
   });
 });
 

@@ -125,6 +125,25 @@ describe('funnel', () => {
     expect(fields[fields.indexOf('e') + 1]).toBe('{"not":"an envelope"}');
   });
 
+  it('answers 503 with Retry-After once a partition holds its limit of entries', async () => {
+    const { prefix } = await deployment('funnel full');
+    const node = await startTestNode({
+      name: 'full',
+      overrides: { keyPrefix: prefix, partitions: P, mesh: { maxFunnelLength: 2 } },
+    });
+    await node.createRoom('larder');
+    // Committed entries stay until the next trim (every 5 s by default), so two fill it.
+    for (const body of ['one', 'two']) {
+      expect((await node.admin('POST', '/v1/rooms/larder/messages?wait=1', { body })).status).toBe(
+        201,
+      );
+    }
+    const full = await node.admin('POST', '/v1/rooms/larder/messages', { body: 'three' });
+    expect(full.status).toBe(503);
+    expect(full.headers.get('retry-after')).toBe('1');
+    expect(((await full.json()) as { detail: string }).detail).toMatch(/funnel partition is full/);
+  });
+
   it('trims acknowledged entries once committed', async () => {
     const { prefix, keys } = await deployment('funnel trim node');
     const node = await startTestNode({

@@ -329,7 +329,7 @@ describe('relay node end to end', () => {
     expect(seqs(recovered)).toEqual(range(last + 1, total));
     expect(recovered.at(-1)?.body).toBe(`${total} ${body}`);
     expect(again.isOpen).toBe(true);
-  });
+  }, 40_000);
 
   it('pages history with since and limit, and reports a message as committed', async () => {
     const node = await startTestNode({ name: 'relay-history' });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
+import { Keys } from '../../src/redis/keys.ts';
 import { startTestNode } from '../helpers/node.ts';
 import { useRedis } from '../helpers/redis.ts';
 import { connect } from '../helpers/ws-client.ts';
@@ -56,6 +57,48 @@ describe('WebSocket sessions', () => {
     ann.send({ type: 'ping' });
     expect(await ann.next()).toEqual({ type: 'pong' });
     expect(ann.frames.filter((f) => f.type === 'message')).toHaveLength(1);
+  });
+
+  it('heals a gap from history when a message never came through pub/sub', async () => {
+    const node = await startTestNode({ name: 'ws gap' });
+    await node.createRoom('den', ['user:dee']);
+    const dee = await connect(node.wsUrl, await node.token('user:dee'));
+    dee.send({ type: 'subscribe', room: 'den' });
+    await dee.next((f) => f.type === 'subscribed');
+    await node.admin('POST', '/v1/rooms/den/messages?wait=1', { body: 'one' });
+    expect(await dee.next()).toMatchObject({ seq: 1, body: 'one' });
+    // Message 2 is committed (seq and history) but its pub/sub publish is lost.
+    const keys = new Keys(node.prefix, node.config.partitions);
+    const frame = `{"type":"message","room":"den","seq":2,"id":"lost","sender":{"kind":"service","id":"t"},"kind":"notification","body":"two","ts":1}`;
+    await shared
+      .multi()
+      .set(keys.seq('den'), 2)
+      .xadd(keys.history('den'), '2-0', 'm', frame)
+      .exec();
+    await node.admin('POST', '/v1/rooms/den/messages?wait=1', { body: 'three' });
+    const [two, three] = await dee.take(2);
+    expect([two?.seq, two?.body, three?.seq, three?.body]).toEqual([2, 'two', 3, 'three']);
+  });
+
+  it('replays a long history page by page while new messages arrive, without gaps or repeats', async () => {
+    const node = await startTestNode({
+      name: 'ws replay',
+      overrides: { ws: { replayPageSize: 25 } },
+    });
+    await node.createRoom('hall', ['user:hal']);
+    const post = (body: string) => node.admin('POST', '/v1/rooms/hall/messages', { body });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => post(`old ${i}`)));
+    const keys = new Keys(node.prefix, node.config.partitions);
+    while (Number(await shared.get(keys.seq('hall'))) < 300)
+      await new Promise((r) => setTimeout(r, 20));
+
+    const hal = await connect(node.wsUrl, await node.token('user:hal'));
+    hal.send({ type: 'subscribe', room: 'hall', since: 0 });
+    const live = Promise.all(Array.from({ length: 100 }, (_, i) => post(`new ${i}`)));
+    const frames = await hal.take(401, () => true, 15_000);
+    await live;
+    expect(frames[0]).toMatchObject({ type: 'subscribed', room: 'hall' });
+    expect(frames.slice(1).map((f) => f.seq)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
   });
 
   it('a publish retried with the same id is acked with the original seq and committed once', async () => {
