@@ -4,7 +4,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { verify } from 'hono/jwt';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from '../../src/redis/embedded.ts';
 import { runThreshold } from '../helpers/process.ts';
@@ -93,10 +92,42 @@ describe('README', () => {
     expect((await node.exited).code).toBe(0);
   });
 
-  it('the JWT example signs a token the node accepts', async () => {
-    const [, command] = blocks('### With secrets');
-    const token = (await shell(command?.trim() ?? '')).trim();
-    const payload = await verify(token, 'also-change-me', 'HS256');
-    expect(payload.sub).toBe('user:alice');
+  it('the secrets example: a node started that way accepts the admin token and the example JWT', async () => {
+    const [start, sign] = blocks('### With secrets');
+    const command = start?.trim() ?? '';
+    expect(command).toMatch(/ npx threshold node$/);
+    const env = Object.fromEntries(
+      [...command.matchAll(/(THRESHOLD_[A-Z_]+)=(\S+)/g)].map((m) => [m[1], m[2]]),
+    );
+    expect(Object.keys(env)).toEqual(['THRESHOLD_ADMIN_TOKEN', 'THRESHOLD_JWT_SECRET']);
+
+    const port = await freePort();
+    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-readme-secrets-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const node = runThreshold(['node'], {
+      ...env,
+      THRESHOLD_PORT: String(port),
+      THRESHOLD_DATA_DIR: dataDir,
+    });
+    await node.waitFor(/relay node started/);
+    const base = `http://127.0.0.1:${port}`;
+    const admin = {
+      authorization: `Bearer ${env.THRESHOLD_ADMIN_TOKEN}`,
+      'content-type': 'application/json',
+    };
+    expect(
+      (await fetch(`${base}/v1/rooms`, { method: 'POST', headers: admin, body: '{"id":"garden"}' }))
+        .status,
+    ).toBe(201);
+    expect((await fetch(`${base}/v1/rooms`, { method: 'GET' })).status).toBe(401);
+    await fetch(`${base}/v1/rooms/garden/members/user:alice`, { method: 'PUT', headers: admin });
+
+    const token = (await shell(sign?.trim() ?? '')).trim();
+    const alice = await connect(`ws://127.0.0.1:${port}/v1/ws?token=${token}`);
+    alice.send({ type: 'subscribe', room: 'garden' });
+    expect(await alice.next()).toEqual({ type: 'subscribed', room: 'garden', seq: 0 });
+    await alice.close();
+    node.child.kill('SIGTERM');
+    expect((await node.exited).code).toBe(0);
   });
 });
