@@ -26,6 +26,8 @@ const ConfigSchema = z.object({
   jwtSecret: z.string(),
   publicUrl: z.string().refine((v) => v === '' || URL.canParse(v), { message: 'expected a URL' }),
   dataDir: z.string().min(1),
+  /** fsync policy of the local redis-server's append-only file (ignored with a Redis URL). */
+  appendFsync: z.enum(['always', 'everysec']),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   mesh: z.object({
     heartbeatMs: ms(50),

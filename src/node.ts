@@ -61,10 +61,10 @@ export async function startNode(
   let redisUrl = config.redisUrl;
   if (!redisUrl) {
     const dir = resolve(config.dataDir, 'redis');
-    embedded = await startEmbeddedRedis({ dir });
+    embedded = await startEmbeddedRedis({ dir, appendFsync: config.appendFsync });
     redisUrl = embedded.url;
     log.info(
-      { redis: redisUrl, redisPid: embedded.pid, dir },
+      { redis: redisUrl, redisPid: embedded.pid, dir, appendFsync: config.appendFsync },
       'no THRESHOLD_REDIS_URL: started a local redis-server (append-only file on)',
     );
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from '../../src/redis/embedded.ts';
 import { alive, runThreshold } from '../helpers/process.ts';
-import { redisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { connect, redisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 const ADMIN = 'lifecycle-admin-token';
 
@@ -80,10 +80,13 @@ describe('relay node process', () => {
     const env = nodeEnv(port, { THRESHOLD_DATA_DIR: dataDir });
     const base = `http://127.0.0.1:${port}`;
 
-    const first = runThreshold(['node'], env);
+    const first = runThreshold(['node'], { ...env, THRESHOLD_APPEND_FSYNC: 'always' });
     const line = await first.waitFor(/"redis":"redis:\/\/127\.0\.0\.1:\d+".*local redis-server/);
-    expect(line).toBeTruthy();
     await first.waitFor(/relay node started/);
+    const local = connect(/"redis":"(redis:[^"]+)"/.exec(line)?.[1]);
+    expect(await local.config('GET', 'appendfsync')).toEqual(['appendfsync', 'always']);
+    expect(await local.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    await local.quit();
     const redisPid = Number(/"redisPid":(\d+)/.exec(first.output())?.[1]);
     expect(redisPid).toBeGreaterThan(0);
     expect(alive(redisPid)).toBe(true);
