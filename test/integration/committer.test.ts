@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { Receipts } from '../../src/delivery/receipts.ts';
-import { ENVELOPE_VERSION, type Envelope } from '../../src/funnel/envelope.ts';
 import { RELAY_GROUP, prepareFunnel } from '../../src/funnel/funnel.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
@@ -8,6 +7,7 @@ import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { Committer } from '../../src/rooms/committer.ts';
 import { RedisRoomsStore } from '../../src/rooms/store.ts';
+import { serviceEnvelope } from '../helpers/envelope.ts';
 import { connect, startPrivateRedis } from '../helpers/redis.ts';
 
 const NODE = 'node-a';
@@ -28,17 +28,7 @@ describe('Committer', () => {
         NODE,
         60_000,
       )) as string;
-      const env: Envelope = {
-        v: ENVELOPE_VERSION,
-        id: 'http:pantry:service:test:oom-1',
-        room: 'pantry',
-        source: 'http',
-        sender: { kind: 'service', id: 'test' },
-        body: 'through the storm',
-        kind: 'notification',
-        origin: { node: 'elsewhere' },
-        receivedAt: Date.now(),
-      };
+      const env = serviceEnvelope('pantry', 'through the storm');
       const entryId = (await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(env))) as string;
       await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
       const entry = { partition: p, lease, id: entryId, data: JSON.stringify(env) };

@@ -1,28 +1,16 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ENVELOPE_VERSION, type Envelope } from '../../src/funnel/envelope.ts';
 import { prepareFunnel, RELAY_GROUP } from '../../src/funnel/funnel.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { RedisRoomsStore } from '../../src/rooms/store.ts';
+import { serviceEnvelope } from '../helpers/envelope.ts';
 import { startTestNode } from '../helpers/node.ts';
 import { deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
 
 const redis = defineScripts(useRedis());
 const P = 8;
 
-function envelope(room: string, body: string): Envelope {
-  return {
-    v: ENVELOPE_VERSION,
-    id: `http:service:test:${body}`,
-    room,
-    source: 'http',
-    sender: { kind: 'service', id: 'test' },
-    body,
-    kind: 'notification',
-    origin: { node: 'gone' },
-    receivedAt: Date.now(),
-  };
-}
+const envelope = (room: string, body: string) => serviceEnvelope(room, body);
 
 async function deployment(name: string) {
   const prefix = uniquePrefix(name);
