@@ -86,6 +86,7 @@ export class Committer implements BatchProcessor {
     const commits: { entry: FunnelEntry; env: Envelope }[] = [];
     const pipe = this.redis.pipeline();
     const lastOfRoom = new Map<string, string>();
+    const postponed: string[] = [];
     const now = Date.now();
 
     for (const entry of entries) {
@@ -109,7 +110,7 @@ export class Committer implements BatchProcessor {
     commits.forEach(({ entry, env }, i) => {
       const [err, reply] = results[i] ?? [new Error('no reply')];
       if (err) {
-        this.failed(entry, err, retry, dead);
+        this.failed(entry, err, retry, dead, postponed);
         return;
       }
       const [status, seq, recipients] = reply as [number, number, number];
@@ -146,20 +147,30 @@ export class Committer implements BatchProcessor {
       }
     });
     if (committed > 0) this.metrics.commitBatch.observe(committed);
+    if (postponed.length > 0) {
+      // One line per batch, not per entry: an outage would otherwise flood the log.
+      this.log.warn(
+        { entries: postponed.length, err: postponed[0] },
+        'commits postponed: Redis unavailable (out of memory, loading, unreachable); retrying',
+      );
+    }
     if (dead.length > 0) await this.deadLetter(dead, retry);
     if (receipts.length > 0) await receipts.exec();
     return { retry, fenced };
   }
 
-  private failed(entry: FunnelEntry, err: Error, retry: Set<number>, dead: DeadLetter[]) {
+  private failed(
+    entry: FunnelEntry,
+    err: Error,
+    retry: Set<number>,
+    dead: DeadLetter[],
+    postponed: string[],
+  ) {
     retry.add(entry.partition);
     // Redis out of memory, loading, unreachable...: not the message's fault, so it is retried
     // for as long as it takes; only errors of the message itself count towards dead-lettering.
     if (isRedisUnavailable(err)) {
-      this.log.warn(
-        { err: err.message, partition: entry.partition },
-        'commit postponed: Redis unavailable',
-      );
+      postponed.push(err.message);
       return;
     }
     const attempts = (this.attempts.get(entry.id) ?? 0) + 1;
