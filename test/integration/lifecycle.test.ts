@@ -1,9 +1,12 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from '../../src/redis/embedded.ts';
 import { alive, runThreshold } from '../helpers/process.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
 import { connect, redisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 const ADMIN = 'lifecycle-admin-token';
@@ -73,6 +76,43 @@ describe('relay node process', () => {
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
   });
+
+  it('started as the README says (npx threshold node), a SIGTERM to npx stops it gracefully with 0', async () => {
+    const port = await freePort();
+    const env = nodeEnv(port, {
+      THRESHOLD_REDIS_URL: redisUrl(),
+      THRESHOLD_KEY_PREFIX: uniquePrefix('lifecycle npx'),
+    });
+    const npx = spawn('npx', ['threshold', 'node'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // A group of its own, so cleanup reaches a node that outlived npx.
+      detached: true,
+    });
+    let out = '';
+    npx.stdout.on('data', (d) => (out += d));
+    npx.stderr.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) =>
+      npx.once('exit', (code) => resolve(code)),
+    );
+    onTestFinished(() => {
+      try {
+        process.kill(-(npx.pid as number), 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    });
+    const deadline = Date.now() + 20_000;
+    while (!out.includes('relay node started')) {
+      expect(Date.now(), out).toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    npx.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(out).toContain('"msg":"stopped"');
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+  }, 30_000);
 
   it('without a Redis URL runs on its own redis-server, keeps data across restarts and stops it on exit', async () => {
     const dataDir = await tempDir('embedded');
