@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ThresholdError, isRedisUnavailable } from '../errors.ts';
-import { RoomId, type Sender } from '../funnel/envelope.ts';
+import { RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -194,7 +194,7 @@ export class WebSocketSession implements LiveSubscriber {
       );
       return;
     }
-    const sender: Sender = member ? senderOf(member) : { kind: 'service', id: 'admin' };
+    const sender: Sender = member ? senderOfMember(member) : { kind: 'service', id: 'admin' };
     const accepted = await this.deps.ingress.submit(
       {
         room: frame.room,
@@ -364,11 +364,6 @@ export class WebSocketSession implements LiveSubscriber {
     for (const room of this.subs.keys()) void this.deps.hub.unsubscribe(room, this);
     this.subs.clear();
   }
-}
-
-function senderOf(member: string): Sender {
-  const [kind, ...rest] = member.split(':');
-  return { kind: kind === 'phone' ? 'phone' : 'user', id: rest.join(':') } as Sender;
 }
 
 function describeFrameError(err: unknown): string {

@@ -44,6 +44,12 @@ export function memberIdOf(sender: Sender): string {
   return sender.kind === 'service' ? '' : `${sender.kind}:${sender.id}`;
 }
 
+/** The sender a member id (`user:alice`, `phone:+1555…`, already validated) publishes as. */
+export function senderOfMember(member: string): Sender {
+  const i = member.indexOf(':');
+  return { kind: member.slice(0, i), id: member.slice(i + 1) } as Sender;
+}
+
 /** Parses a funnel entry's `e` field; throws a ZodError or SyntaxError when it is not a v1 envelope. */
 export function parseEnvelope(json: string): Envelope {
   return Envelope.parse(JSON.parse(json));

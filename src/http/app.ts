@@ -8,7 +8,7 @@ import {
   UnavailableError,
   ValidationError,
 } from '../errors.ts';
-import { MemberId, RoomId, type Sender } from '../funnel/envelope.ts';
+import { MemberId, RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -252,11 +252,11 @@ function senderFor(principal: Principal, requested: string | undefined): Sender 
     if (requested !== undefined && requested !== principal.member) {
       throw new ForbiddenError('sender: a client may only publish as itself');
     }
-    return memberSender(principal.member);
+    return senderOfMember(principal.member);
   }
   const as = requested ?? (principal.kind === 'dev' ? principal.member : undefined);
   if (as === undefined) return { kind: 'service', id: 'admin' };
-  if (MemberId.safeParse(as).success) return memberSender(as);
+  if (MemberId.safeParse(as).success) return senderOfMember(as);
   if (!/^[A-Za-z0-9._@-]{1,64}$/.test(as)) {
     throw new ValidationError(
       'sender: expected a member id (user:alice, phone:+1555…) or a service name',
@@ -266,32 +266,18 @@ function senderFor(principal: Principal, requested: string | undefined): Sender 
   return { kind: 'service', id: as };
 }
 
-function memberSender(member: string): Sender {
-  const i = member.indexOf(':');
-  return { kind: member.slice(0, i), id: member.slice(i + 1) } as Sender;
+/** A path parameter checked against its schema; a bad one is a 400 naming it. */
+function param(c: Context, name: 'room' | 'member', schema: z.ZodString): string {
+  const value = c.req.param(name) ?? '';
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new ValidationError(`${name}: ${parsed.error.issues[0]?.message ?? 'invalid'}`, name);
+  }
+  return value;
 }
 
-function roomParam(c: Context): string {
-  const room = c.req.param('room') ?? '';
-  const parsed = RoomId.safeParse(room);
-  if (!parsed.success)
-    throw new ValidationError(
-      `room: ${parsed.error.issues[0]?.message ?? 'invalid room id'}`,
-      'room',
-    );
-  return room;
-}
-
-function memberParam(c: Context): string {
-  const member = c.req.param('member') ?? '';
-  const parsed = MemberId.safeParse(member);
-  if (!parsed.success)
-    throw new ValidationError(
-      `member: ${parsed.error.issues[0]?.message ?? 'invalid member id'}`,
-      'member',
-    );
-  return member;
-}
+const roomParam = (c: Context) => param(c, 'room', RoomId);
+const memberParam = (c: Context) => param(c, 'member', MemberId);
 
 function intQuery(c: Context, name: string, fallback: number, min: number, max: number): number {
   const raw = c.req.query(name);
