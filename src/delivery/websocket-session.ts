@@ -5,6 +5,7 @@ import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { History } from '../rooms/history.ts';
+import { assertMayRead } from '../rooms/access.ts';
 import type { RoomsStore } from '../rooms/store.ts';
 import type { LiveHub, LiveSubscriber } from './live-hub.ts';
 
@@ -134,7 +135,7 @@ export class WebSocketSession implements LiveSubscriber {
 
   private async subscribe(room: string, since: number | undefined): Promise<void> {
     const { rooms, hub, history } = this.deps;
-    if (!(await this.mayRead(room))) return;
+    await assertMayRead(rooms, room, this.principal);
     if (this.subs.has(room)) await this.unsubscribe(room, false);
     const sub: RoomSub = { last: 0, syncing: true, pending: [] };
     this.subs.set(room, sub);
@@ -156,22 +157,6 @@ export class WebSocketSession implements LiveSubscriber {
     this.send(JSON.stringify({ type: 'subscribed', room, seq: current }));
     sub.last = since === undefined ? current : Math.min(since, current);
     await this.catchUp(room, sub);
-  }
-
-  private async mayRead(room: string): Promise<boolean> {
-    if (this.principal.admin) return true;
-    const member = this.principal.member;
-    if (member && (await this.deps.rooms.isMember(room, member))) return true;
-    const exists = await this.deps.rooms.get(room);
-    if (!exists) this.error('not_found', `room ${room} does not exist`, undefined, room);
-    else
-      this.error(
-        'forbidden',
-        `${member ?? 'this client'} is not a member of room ${room}`,
-        undefined,
-        room,
-      );
-    return false;
   }
 
   private async unsubscribe(room: string, confirm = true): Promise<void> {

@@ -13,6 +13,7 @@ import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { HistoryPage } from '../rooms/history.ts';
+import { assertMayRead } from '../rooms/access.ts';
 import { RoomSettings, type RoomsStore } from '../rooms/store.ts';
 import { type Auth, bearer, isAdmin, type Principal, requireAdmin } from './auth.ts';
 import { problemResponse, toProblem } from './problem.ts';
@@ -233,15 +234,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     });
   });
 
-  async function mayRead(c: Context<AppEnv>, room: string) {
+  function mayRead(c: Context<AppEnv>, room: string) {
     const principal = c.get('principal');
-    if (isAdmin(principal)) {
-      if (!(await rooms.get(room))) throw new NotFoundError(`room ${room} does not exist`);
-      return;
-    }
-    if (principal.kind === 'member' && (await rooms.isMember(room, principal.member))) return;
-    if (!(await rooms.get(room))) throw new NotFoundError(`room ${room} does not exist`);
-    throw new ForbiddenError(`you are not a member of room ${room}`);
+    const member = principal.kind === 'admin' ? undefined : principal.member;
+    return assertMayRead(rooms, room, { member, admin: isAdmin(principal) });
   }
 
   return app;
