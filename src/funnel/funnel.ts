@@ -4,6 +4,7 @@ import {
   NotFoundError,
   PartitionMismatchError,
   UnavailableError,
+  isRedisUnavailable,
 } from '../errors.ts';
 import type { Publisher } from '../ingress/publisher.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -39,6 +40,8 @@ export class Funnel implements Publisher {
         this.options.maxLength,
       );
     } catch (err) {
+      // Only an outage is the client's cue to retry; anything else is our bug and a 500.
+      if (!isRedisUnavailable(err)) throw err;
       throw new UnavailableError('the message could not be stored (Redis unavailable); retry', {
         cause: err,
       });

@@ -106,6 +106,7 @@ export class Committer implements BatchProcessor {
     }
 
     const results = commits.length > 0 ? ((await pipe.exec()) ?? []) : [];
+    const committedAt = Date.now();
     let committed = 0;
     commits.forEach(({ entry, env }, i) => {
       const [err, reply] = results[i] ?? [new Error('no reply')];
@@ -134,7 +135,7 @@ export class Committer implements BatchProcessor {
         if (status === COMMITTED) {
           committed++;
           this.metrics.relayed.inc({ source: env.source });
-          this.metrics.ingressToCommit.observe(Math.max(0, now - env.receivedAt) / 1000);
+          this.metrics.ingressToCommit.observe(Math.max(0, committedAt - env.receivedAt) / 1000);
         } else if (status === DUPLICATE) {
           this.metrics.duplicates.inc();
         }
