@@ -13,7 +13,7 @@ export interface CoordinatorOptions {
 
 export interface CoordinatorHooks {
   connections(): number;
-  onRebalance?(owned: number[], ring: Ring): void;
+  onRebalance?(): void;
   onTick?(state: { live: string[]; owned: number }): void;
 }
 
@@ -56,17 +56,8 @@ export class Coordinator {
     return this.isReady && Date.now() - this.lastRenewal < this.options.leaseTtlMs;
   }
 
-  get liveNodes(): readonly string[] {
-    return this.ring.nodes;
-  }
-
   get ownedPartitions(): number[] {
     return [...this.held.keys()].sort((a, b) => a - b);
-  }
-
-  /** The owner of every partition as this node sees it. */
-  owners(): (string | undefined)[] {
-    return this.ring.owners(this.options.partitions);
   }
 
   async start(): Promise<void> {
@@ -150,7 +141,7 @@ export class Coordinator {
         { live: ring.nodes, owned: this.ownedPartitions.length },
         'membership changed; rebalanced',
       );
-      this.hooks.onRebalance?.(this.ownedPartitions, ring);
+      this.hooks.onRebalance?.();
     }
     this.hooks.onTick?.({ live: [...ring.nodes], owned: this.held.size });
   }
