@@ -60,6 +60,11 @@ export class Coordinator {
     return [...this.held.keys()].sort((a, b) => a - b);
   }
 
+  /** partition → our lease value, for work that must be fenced like commits (the outbox). */
+  heldLeases(): ReadonlyMap<number, string> {
+    return new Map(this.held);
+  }
+
   async start(): Promise<void> {
     await this.tick();
     await this.membership.announce('join');
