@@ -39,23 +39,22 @@ interface Owned {
   rewinds: number;
 }
 
-type XReadGroupReply = [stream: string, entries: [id: string, fields: string[] | null][]][] | null;
-
 /**
- * Reads the funnel partitions this node owns, all in one blocking XREADGROUP on a
- * connection of its own, and feeds each batch to the processor. One batch is in hand at a
- * time, so each partition (and so each room) is processed in stream order.
+ * Reads the funnel partitions this node owns and feeds each batch to the processor. Reads
+ * are fenced (lua/read-funnel-2.lua, one per partition in a pipeline); when every
+ * partition is caught up it waits in one XREAD BLOCK over all of them, on a connection of
+ * its own. One batch is in hand at a time, so each partition (and so each room) is
+ * processed in stream order.
  */
 export class PartitionConsumer {
   private readonly owned = new Map<number, Owned>();
-  private readonly byStream = new Map<string, number>();
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
   private batchDone: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | undefined;
   private readerId: number | undefined;
   private reading = false;
-  /** Called when the commit script reports that a lease is no longer ours. */
+  /** Called when a fenced read or the commit script reports that a lease is no longer ours. */
   onFenced: (partition: number) => void = () => {};
 
   constructor(
@@ -74,8 +73,6 @@ export class PartitionConsumer {
   async start(): Promise<void> {
     this.readerId = Number(await this.reader.client('ID'));
     this.reader.on('ready', () => {
-      // A reply lost with the old connection may have moved entries into our pending list.
-      this.rewind();
       this.reader.client('ID').then(
         (id) => {
           this.readerId = Number(id);
@@ -107,15 +104,15 @@ export class PartitionConsumer {
       )) as [string, ...unknown[]];
       cursor = reply[0];
     } while (cursor !== '0-0');
-    this.byStream.set(key, partition);
     this.owned.set(partition, { lease, cursor: '0', rewinds: 0 });
     this.interrupt();
   }
 
   /**
-   * Safety net for entries stranded in a pending list: read by a node that lost its lease
-   * meanwhile (a stale owner still blocked in XREADGROUP), or by a handoff racing a read.
-   * Claims whatever has been pending longer than `minIdleMs` and re-reads it.
+   * Safety net for entries stranded in another consumer's pending list. Reads are fenced
+   * and a new owner claims every pending entry when it takes a partition, so this should
+   * find nothing; it logs a warning when it does. Claims whatever has been pending longer
+   * than `minIdleMs` and re-reads it.
    */
   async reclaimIdle(minIdleMs: number): Promise<void> {
     const partitions = this.partitions;
@@ -148,7 +145,6 @@ export class PartitionConsumer {
   /** Stops reading a partition; resolves once the batch in hand (if any) is finished. */
   async remove(partition: number): Promise<void> {
     if (!this.owned.delete(partition)) return;
-    this.byStream.delete(this.keys.funnel(partition));
     this.interrupt();
     await this.batchDone;
   }
@@ -167,6 +163,29 @@ export class PartitionConsumer {
     }
   }
 
+  private fenced(partition: number, message: string): void {
+    this.log.warn({ partition }, message);
+    this.owned.delete(partition);
+    this.onFenced(partition);
+  }
+
+  /** Blocks until any of the streams has an entry newer than the given id (or blockMs). */
+  private async waitForEntries(newest: [stream: string, id: string][]): Promise<void> {
+    this.reading = true;
+    try {
+      // prettier-ignore
+      await this.reader.call('XREAD', 'BLOCK', this.options.blockMs, 'STREAMS', ...newest.map(([s]) => s), ...newest.map(([, id]) => id));
+    } catch (err) {
+      // An UNBLOCK (ownership changed) or a lost connection: the next round reads again.
+      if (!/UNBLOCKED/.test((err as Error).message)) {
+        this.log.debug({ err }, 'waiting for funnel entries failed');
+        await sleep(100);
+      }
+    } finally {
+      this.reading = false;
+    }
+  }
+
   private async loop(): Promise<void> {
     let failures = 0;
     while (this.running) {
@@ -181,27 +200,41 @@ export class PartitionConsumer {
       const partitions = [...this.owned.entries()].map(
         ([p, o]) => [p, o, o.cursor, o.rewinds] as const,
       );
-      const catchingUp = partitions.some(([, , cursor]) => cursor === '0');
-      const args: (string | number)[] = [
-        'GROUP',
-        RELAY_GROUP,
-        this.options.nodeId,
-        'COUNT',
-        this.options.batch,
-      ];
-      // A read from '0' answers at once, so only block when every partition reads new entries.
-      if (!catchingUp) args.push('BLOCK', this.options.blockMs);
-      args.push(
-        'STREAMS',
-        ...partitions.map(([p]) => this.keys.funnel(p)),
-        ...partitions.map(([, , cursor]) => cursor),
-      );
-
-      let reply: XReadGroupReply;
-      this.reading = true;
+      const entries: FunnelEntry[] = [];
+      const read = new Set<number>();
+      const newest: [stream: string, id: string][] = [];
       try {
-        reply = (await this.reader.call('XREADGROUP', ...args)) as XReadGroupReply;
+        // Sent on the commands connection, so a lease release we send later runs after it.
+        const pipe = this.redis.pipeline();
+        for (const [p, o, cursor] of partitions) {
+          // prettier-ignore
+          pipe.readFunnel(this.keys.lease(p), this.keys.funnel(p), o.lease, RELAY_GROUP, this.options.nodeId, this.options.batch, cursor);
+        }
+        const results = (await pipe.exec()) ?? [];
         failures = 0;
+        partitions.forEach(([p, o, cursor, rewinds], i) => {
+          const [err, reply] = results[i] ?? [new Error('no reply')];
+          if (err) throw err;
+          // Released while we were reading: leave the entries pending for the next owner.
+          if (this.owned.get(p) !== o) return;
+          if (reply === -1) {
+            this.fenced(p, 'lease lost (fenced read); stopped reading the partition');
+            return;
+          }
+          const [items, last] = reply as [[string, string[] | null][], string];
+          if (items.length > 0) read.add(p);
+          // Our pending list is exhausted once a read from '0' returns nothing.
+          else if (cursor === '0' && o.rewinds === rewinds) o.cursor = '>';
+          if (last) newest.push([this.keys.funnel(p), last]);
+          for (const [id, fields] of items) {
+            entries.push({
+              partition: p,
+              lease: o.lease,
+              id,
+              data: fields ? fieldValue(fields, 'e') : null,
+            });
+          }
+        });
       } catch (err) {
         // The read may have happened with its reply lost: those entries are pending now.
         this.rewind();
@@ -212,32 +245,14 @@ export class PartitionConsumer {
         );
         await sleep(Math.min(2000, 50 * 2 ** failures));
         continue;
-      } finally {
-        this.reading = false;
       }
 
-      const entries: FunnelEntry[] = [];
-      const read = new Set<number>();
-      for (const [stream, items] of reply ?? []) {
-        const p = this.byStream.get(stream);
-        const owned = p === undefined ? undefined : this.owned.get(p);
-        // Released while we were reading: leave the entries pending for the next owner.
-        if (p === undefined || !owned) continue;
-        if (items.length > 0) read.add(p);
-        for (const [id, fields] of items) {
-          entries.push({
-            partition: p,
-            lease: owned.lease,
-            id,
-            data: fields ? fieldValue(fields, 'e') : null,
-          });
-        }
+      if (entries.length === 0) {
+        // Only wait when every partition is caught up; an XREAD takes nothing from the group.
+        const catchingUp = [...this.owned.values()].some((o) => o.cursor === '0');
+        if (!catchingUp && newest.length > 0) await this.waitForEntries(newest);
+        continue;
       }
-      for (const [p, o, cursor, rewinds] of partitions) {
-        // Our pending list is exhausted once a read from '0' returns nothing.
-        if (cursor === '0' && o.rewinds === rewinds && !read.has(p)) o.cursor = '>';
-      }
-      if (entries.length === 0) continue;
 
       const processing = this.processor.process(entries);
       this.batchDone = processing.catch(() => {});
@@ -252,13 +267,7 @@ export class PartitionConsumer {
         outcome = { retry: read, fenced: new Set() };
       }
       for (const p of outcome.fenced) {
-        this.log.warn(
-          { partition: p },
-          'lease lost (fenced by the commit script); stopped reading the partition',
-        );
-        this.owned.delete(p);
-        this.byStream.delete(this.keys.funnel(p));
-        this.onFenced(p);
+        this.fenced(p, 'lease lost (fenced by the commit script); stopped reading the partition');
       }
       if (outcome.retry.size > 0) {
         for (const p of outcome.retry) {

@@ -26,6 +26,16 @@ declare module 'ioredis' {
     renewLease(lease: string, value: string, ttlMs: number): Result<number, Context>;
     /** lua/release-lease-1.lua */
     releaseLease(lease: string, value: string): Result<number, Context>;
+    /** lua/read-funnel-2.lua */
+    readFunnel(
+      lease: string,
+      funnel: string,
+      value: string,
+      group: string,
+      consumer: string,
+      count: number,
+      cursor: '0' | '>',
+    ): Result<-1 | [[string, string[] | null][], string], Context>;
     /** lua/trim-funnel-1.lua */
     trimFunnel(funnel: string, group: string): Result<[number, number, number], Context>;
     /** lua/heartbeat-node-1.lua */
