@@ -15,6 +15,7 @@ import { Auth } from './http/auth.ts';
 import { mountWebSocket } from './http/websocket.ts';
 import { Ingress } from './ingress/ingress.ts';
 import { createLogger, type Logger } from './log.ts';
+import { ClusterView } from './mesh/cluster-view.ts';
 import { Coordinator } from './mesh/coordinator.ts';
 import { Leases } from './mesh/leases.ts';
 import { Membership, type MeshEvent } from './mesh/membership.ts';
@@ -143,8 +144,17 @@ export async function startNode(
     let draining = false;
     const auth = new Auth({ adminToken: config.adminToken, jwtSecret: config.jwtSecret, devMode });
     let coordinator: Coordinator | undefined;
+    const cluster = new ClusterView(redis, keys, nodeId, {
+      get view() {
+        return coordinator?.view ?? { live: [], owners: [] };
+      },
+      get ownedPartitions() {
+        return coordinator?.ownedPartitions ?? [];
+      },
+    });
     const app = createApp({
       auth,
+      cluster,
       rooms,
       ingress,
       history,
@@ -190,6 +200,11 @@ export async function startNode(
       {
         connections: () => ws.connections,
         onRebalance: () => metrics.rebalances.inc(),
+        onHandoff: ({ seconds, acquired, released }) => {
+          metrics.handoffSeconds.observe(seconds);
+          metrics.partitionsMoved.inc({ direction: 'acquired' }, acquired);
+          metrics.partitionsMoved.inc({ direction: 'released' }, released);
+        },
         onTick: ({ live, owned }) => {
           metrics.nodesLive.set(live.length);
           metrics.partitionsOwned.set(owned);

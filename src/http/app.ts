@@ -11,6 +11,7 @@ import {
 import { MemberId, RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
+import type { ClusterView } from '../mesh/cluster-view.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { HistoryPage } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
@@ -25,6 +26,7 @@ export interface HistoryReader {
 
 export interface AppDeps {
   auth: Auth;
+  cluster: Pick<ClusterView, 'state' | 'leastLoaded'>;
   rooms: RoomsStore;
   ingress: Ingress;
   history: HistoryReader;
@@ -65,7 +67,7 @@ const MAX_HISTORY_PAGE = 1000;
 
 /** The public HTTP API (DESIGN §5). WebSocket wiring is added by `websocket.ts`. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
-  const { auth, rooms, ingress, history, metrics, health, log, options } = deps;
+  const { auth, cluster, rooms, ingress, history, metrics, health, log, options } = deps;
   const app = new Hono<AppEnv>();
 
   app.onError((err, c) => {
@@ -232,6 +234,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       committedAt: Number(status.committedAt),
       recipients: Number(status.recipients ?? 0),
     });
+  });
+
+  app.get('/v1/cluster', async (c) => {
+    admin(c);
+    return c.json(await cluster.state());
+  });
+
+  // Any client may ask (it needs its token anyway to open the WebSocket it is sent to).
+  app.get('/v1/connect', async (c) => {
+    const node = await cluster.leastLoaded();
+    if (!node) throw new UnavailableError('no live relay node; retry shortly');
+    return c.json({ url: node.wsUrl, node: node.id, connections: node.connections });
   });
 
   function mayRead(c: Context<AppEnv>, room: string) {

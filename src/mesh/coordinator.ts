@@ -14,6 +14,8 @@ export interface CoordinatorOptions {
 export interface CoordinatorHooks {
   connections(): number;
   onRebalance?(): void;
+  /** A ring change is fully applied: we released what we lost and hold what we gained. */
+  onHandoff?(handoff: { seconds: number; acquired: number; released: number }): void;
   onTick?(state: { live: string[]; owned: number }): void;
 }
 
@@ -33,6 +35,8 @@ export class Coordinator {
   private lastRenewal = Date.now();
   private lastReclaim = Date.now();
   private isReady = false;
+  /** The ring change being applied: when we saw it, and what moved so far. */
+  private handoff: { since: number; acquired: number; released: number } | undefined;
 
   constructor(
     private readonly membership: Membership,
@@ -58,6 +62,11 @@ export class Coordinator {
 
   get ownedPartitions(): number[] {
     return [...this.held.keys()].sort((a, b) => a - b);
+  }
+
+  /** The live nodes and `owners[n]`, the owner of partition n, as this node sees them. */
+  get view(): { live: readonly string[]; owners: (string | undefined)[] } {
+    return { live: this.ring.nodes, owners: this.ring.owners(this.options.partitions) };
   }
 
   /** partition → our lease value, for work that must be fenced like commits (the outbox). */
@@ -104,6 +113,7 @@ export class Coordinator {
     const ring = new Ring(live);
     const changed = ring.nodes.join(',') !== this.ring.nodes.join(',');
     this.ring = ring;
+    if (changed) this.handoff ??= { since: Date.now(), acquired: 0, released: 0 };
     const desired = new Set(ring.partitionsOf(nodeId, partitions));
 
     for (const p of await this.leases.renew(this.held)) {
@@ -119,6 +129,7 @@ export class Coordinator {
       this.held.delete(p);
       await this.consumer.remove(p);
       await this.leases.release(p, value);
+      if (this.handoff) this.handoff.released++;
     }
     // A partition we hold must be read; re-add any the consumer dropped.
     const reading = new Set(this.consumer.partitions);
@@ -132,6 +143,7 @@ export class Coordinator {
     for (const [p, value] of await this.leases.acquire(wanted)) {
       await this.consumer.add(p, value);
       this.held.set(p, value);
+      if (this.handoff) this.handoff.acquired++;
     }
 
     const ready = [...desired].every((p) => this.held.has(p));
@@ -144,9 +156,19 @@ export class Coordinator {
     if (changed) {
       this.log.info(
         { live: ring.nodes, owned: this.ownedPartitions.length },
-        'membership changed; rebalanced',
+        'membership changed; rebalancing',
       );
       this.hooks.onRebalance?.();
+    }
+    if (ready && this.handoff) {
+      const { since, acquired, released } = this.handoff;
+      this.handoff = undefined;
+      const seconds = (Date.now() - since) / 1000;
+      this.log.info(
+        { acquired, released, owned: this.held.size, ms: Math.round(seconds * 1000) },
+        'handoff complete',
+      );
+      this.hooks.onHandoff?.({ seconds, acquired, released });
     }
     this.hooks.onTick?.({ live: [...ring.nodes], owned: this.held.size });
   }

@@ -51,7 +51,7 @@ export class Membership {
     const [[, live]] = (await this.redis
       .multi()
       .heartbeatNode(this.keys.nodes, nodeId, nodeTtlMs)
-      .hset(this.keys.node(nodeId), { ...info, connections })
+      .hset(this.keys.node(nodeId), { ...info, connections, assigned: 0 })
       .pexpire(this.keys.node(nodeId), nodeTtlMs * 4)
       .exec()) as [[Error | null, [number, ...string[]]], ...unknown[]];
     return live.slice(1) as string[];

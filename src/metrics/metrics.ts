@@ -89,6 +89,18 @@ export class Metrics {
     help: 'Ring changes this node reacted to',
     registers: [this.registry],
   });
+  readonly handoffSeconds = new Histogram({
+    name: 'threshold_handoff_seconds',
+    help: 'Time from seeing a ring change to holding exactly the partitions the new ring gives this node',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly partitionsMoved = new Counter({
+    name: 'threshold_partitions_moved_total',
+    help: 'Partition leases this node took (acquired) or gave up (released) on ring changes',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
   readonly wsConnections = new Gauge({
     name: 'threshold_websocket_connections',
     help: 'Open WebSocket connections on this node',

@@ -87,6 +87,12 @@ const emptyHistory: HistoryReader = {
   status: async () => undefined,
 };
 
+/** A mesh with no live node: the view of a node that has not joined yet. */
+const noCluster: AppDeps['cluster'] = {
+  state: async () => ({ node: 'node-test', nodes: [], partitions: [], held: [] }),
+  leastLoaded: async () => undefined,
+};
+
 interface Harness {
   app: ReturnType<typeof createApp>;
   store: MemoryRoomsStore;
@@ -110,6 +116,7 @@ async function harness(options: Partial<AppDeps['options']> = {}): Promise<Harne
   const health = { isReady: false, isDraining: false };
   const app = createApp({
     auth: new Auth({ adminToken: ADMIN_TOKEN, jwtSecret: JWT_SECRET, devMode: false }),
+    cluster: noCluster,
     rooms: store,
     ingress,
     history: emptyHistory,
@@ -507,6 +514,24 @@ describe('HTTP operations routes', () => {
     const { app } = await harness();
     const res = await app.request('/v1/nope', { headers: bearerHeader(ADMIN_TOKEN) });
     await expectProblem(res, 404);
+  });
+
+  it('shows the cluster view to the admin token only (403 for a member)', async () => {
+    const { app } = await harness();
+    const res = await app.request('/v1/cluster', { headers: bearerHeader(ADMIN_TOKEN) });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ node: 'node-test', nodes: [] });
+    await expectProblem(await app.request('/v1/cluster', { headers: await asMember() }), 403);
+  });
+
+  it('answers /v1/connect with a 503 problem while no node is live, and 401 without a token', async () => {
+    const { app } = await harness();
+    const problem = await expectProblem(
+      await app.request('/v1/connect', { headers: await asMember() }),
+      503,
+    );
+    expect(problem.detail).toContain('no live relay node');
+    await expectProblem(await app.request('/v1/connect'), 401);
   });
 
   it('answers /healthz with 200', async () => {
