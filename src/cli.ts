@@ -1,5 +1,6 @@
 import { fileDefaults, loadConfig, settings } from './config.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
+import { runCluster } from './local-cluster.ts';
 import { createLogger } from './log.ts';
 import { startNode } from './node.ts';
 import { RedisNotInstalledError } from './redis/embedded.ts';
@@ -8,6 +9,8 @@ const USAGE = `Usage: threshold <command> [--setting value ...]
 
 Commands:
   node        run a relay node (with its own local redis-server unless THRESHOLD_REDIS_URL is set)
+  cluster     run a local mesh: a redis-server and --nodes N relay nodes (default 3) on
+              consecutive ports from --port; other flags go to every node; Ctrl-C stops all
   settings    list every setting with its default, environment variable and flag
   help        show this text
 `;
@@ -17,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'node':
       return runNode(rest);
+    case 'cluster':
+      return runCluster(rest);
     case 'settings':
       printSettings();
       return 0;

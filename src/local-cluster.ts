@@ -1,0 +1,163 @@
+/**
+ * `threshold cluster --nodes N`: a whole mesh on this machine for trying things out, a
+ * local redis-server and N relay node processes on consecutive loopback ports.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from './config.ts';
+import { ConfigError } from './errors.ts';
+import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
+
+const BIN = fileURLToPath(new URL('../bin/threshold.js', import.meta.url));
+const MAX_NODES = 16;
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+interface Member {
+  id: string;
+  url: string;
+  child: ChildProcess;
+  log: string;
+  exited: Promise<number | null>;
+}
+
+/** Splits `--nodes N` off the flags; every other flag is passed on to each node. */
+export function parseClusterArgs(argv: string[]): { nodes: number; rest: string[] } {
+  const rest: string[] = [];
+  let nodes = 3;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const inline = /^--nodes=(.*)$/.exec(arg);
+    if (arg !== '--nodes' && !inline) {
+      rest.push(arg);
+      continue;
+    }
+    const value = inline ? inline[1] : argv[++i];
+    nodes = Number(value);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) {
+      throw new ConfigError('nodes', `--nodes must be a whole number from 1 to ${MAX_NODES}`);
+    }
+  }
+  return { nodes, rest };
+}
+
+/**
+ * Runs until SIGINT or SIGTERM, then stops every node gracefully (SIGTERM) and the Redis it
+ * started. Resolves with the exit code: 0 when every node stopped cleanly.
+ */
+export async function runCluster(argv: string[], out = process.stdout): Promise<number> {
+  const { nodes: count, rest } = parseClusterArgs(argv);
+  // Validates the flags (and the environment) once, before anything starts.
+  const config = loadConfig({ argv: rest });
+  const flags = withoutFlags(rest, ['port', 'node-id', 'redis-url']);
+  const stopRequested = new Promise<string>((r) => {
+    process.once('SIGINT', () => r('SIGINT'));
+    process.once('SIGTERM', () => r('SIGTERM'));
+  });
+
+  const dir = resolve(config.dataDir, 'cluster');
+  await mkdir(dir, { recursive: true });
+  let redis: EmbeddedRedis | undefined;
+  let redisUrl = config.redisUrl;
+  if (!redisUrl) {
+    redis = await startEmbeddedRedis({
+      dir: resolve(dir, 'redis'),
+      appendFsync: config.appendFsync,
+    });
+    redisUrl = redis.url;
+  }
+  out.write(`redis   ${redisUrl}${redis ? ` (local redis-server, pid ${redis.pid})` : ''}\n`);
+
+  const members: Member[] = [];
+  const stopAll = async () => {
+    for (const m of members) m.child.kill('SIGTERM');
+    const codes = await Promise.all(
+      members.map((m) =>
+        Promise.race([
+          m.exited,
+          sleep(STOP_TIMEOUT_MS).then(() => {
+            m.child.kill('SIGKILL');
+            return -1;
+          }),
+        ]),
+      ),
+    );
+    await redis?.stop();
+    return codes.every((c) => c === 0) ? 0 : 1;
+  };
+
+  try {
+    for (let i = 0; i < count; i++) {
+      const id = `node-${i + 1}`;
+      const port = config.port + i;
+      const log = resolve(dir, `${id}.log`);
+      const file = createWriteStream(log, { flags: 'a' });
+      // prettier-ignore
+      const child = spawn(process.execPath, [BIN, 'node', ...flags, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout?.pipe(file);
+      child.stderr?.pipe(file);
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      members.push({ id, url: `http://${host}:${port}`, child, log, exited });
+    }
+    const started = members.map(async (m) => {
+      const outcome = await Promise.race([
+        waitReady(m.url).then(() => 'ready' as const),
+        m.exited.then((code) => `exited with code ${code}` as const),
+      ]);
+      if (outcome !== 'ready') throw new Error(`${m.id} ${outcome}; see ${m.log}`);
+    });
+    const ready = Promise.all(started).then(() => 'ready' as const);
+    if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopAll();
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+
+  for (const m of members) {
+    out.write(`${m.id}  ${m.url}  ready (pid ${m.child.pid}, log ${m.log})\n`);
+  }
+  out.write(
+    `${count} relay nodes share ${redisUrl}; GET /v1/cluster on any of them shows the mesh. Ctrl-C stops everything.\n`,
+  );
+  for (const m of members) {
+    void m.exited.then((code) => {
+      out.write(`${m.id} exited with code ${code}; see ${m.log}\n`);
+    });
+  }
+  await stopRequested;
+  out.write('stopping every node (SIGTERM), then Redis\n');
+  return stopAll();
+}
+
+function withoutFlags(argv: string[], names: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const name = /^--([^=]+)/.exec(arg)?.[1];
+    if (name && names.includes(name)) {
+      if (!arg.includes('=')) i++;
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
+}
+
+async function waitReady(url: string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await sleep(200);
+  }
+  throw new Error(`${url} not ready after ${READY_TIMEOUT_MS / 1000} s`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
