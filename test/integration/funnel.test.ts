@@ -81,8 +81,8 @@ describe('funnel', () => {
     });
     await node.createRoom('cellar');
     const funnel = keys.funnel(keys.partitionOf('cellar'));
-    // In one transaction, so the owner's blocked read cannot get it first: a node that lost
-    // its lease while blocked in XREADGROUP reads the entry, then is fenced and drops it.
+    // In one transaction, so the owner cannot read it first: another consumer of the group
+    // (one that vanished, or a node of a version that did not fence its reads) holds it.
     await redis
       .multi()
       .xadd(funnel, '*', 'e', JSON.stringify(envelope('cellar', 'stranded')))
@@ -91,6 +91,25 @@ describe('funnel', () => {
     await until(async () => Number(await redis.get(keys.seq('cellar'))) === 1, 5000);
     const [pending] = (await redis.xpending(funnel, RELAY_GROUP)) as [number];
     expect(pending).toBe(0);
+  });
+
+  it('a read under a lease that is not ours takes nothing: the entry stays for the owner', async () => {
+    const { keys } = await deployment('funnel fenced read');
+    const p = keys.partitionOf('cellar');
+    await redis.set(keys.lease(p), 'new-owner:8', 'PX', 5000);
+    await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(envelope('cellar', 'hi')));
+    // A former owner (token 7) wakes up and reads: refused, and nothing moved to its pending list.
+    // prettier-ignore
+    const stale = await redis.readFunnel(keys.lease(p), keys.funnel(p), 'old-owner:7', RELAY_GROUP, 'old-owner', 10, '>');
+    expect(stale).toBe(-1);
+    const [pending] = (await redis.xpending(keys.funnel(p), RELAY_GROUP)) as [number];
+    expect(pending).toBe(0);
+    // prettier-ignore
+    const owner = await redis.readFunnel(keys.lease(p), keys.funnel(p), 'new-owner:8', RELAY_GROUP, 'new-owner', 10, '>');
+    expect(owner).not.toBe(-1);
+    const [entries] = owner as [[string, string[]][], string];
+    expect(entries).toHaveLength(1);
+    expect(entries[0]?.[1]).toEqual(['e', expect.stringContaining('"body":"hi"')]);
   });
 
   it('dead-letters an entry that is not an envelope, and the partition keeps flowing', async () => {
