@@ -123,13 +123,19 @@ export class Coordinator {
     }
     this.lastRenewal = Date.now();
 
+    let released = 0;
     for (const [p, value] of [...this.held]) {
       if (desired.has(p)) continue;
       // Forget it first: should the release fail, the lease simply expires.
       this.held.delete(p);
       await this.consumer.remove(p);
       await this.leases.release(p, value);
-      if (this.handoff) this.handoff.released++;
+      released++;
+    }
+    if (released > 0) {
+      if (this.handoff) this.handoff.released += released;
+      // The new owners would otherwise find the leases free only at their next heartbeat.
+      await this.membership.announce('released');
     }
     // A partition we hold must be read; re-add any the consumer dropped.
     const reading = new Set(this.consumer.partitions);

@@ -11,7 +11,8 @@ export interface MembershipOptions {
 }
 
 export interface MeshEvent {
-  type: 'join' | 'leave';
+  /** `released`: the node gave up partitions, so their new owners can take them now. */
+  type: 'join' | 'leave' | 'released';
   node: string;
 }
 
