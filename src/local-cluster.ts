@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
@@ -120,6 +120,9 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   for (const m of members) {
     out.write(`${m.id}  ${m.url}  ready (pid ${m.child.pid}, log ${m.log})\n`);
   }
+  const scrape = resolve(dir, 'prometheus.yml');
+  await writeFile(scrape, prometheusConfig(members.map((m) => new URL(m.url).host)));
+  out.write(`prometheus --config.file=${scrape} scrapes every node\n`);
   out.write(
     `${count} relay nodes share ${redisUrl}; GET /v1/cluster on any of them shows the mesh. Ctrl-C stops everything.\n`,
   );
@@ -131,6 +134,21 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   await stopRequested;
   out.write('stopping every node (SIGTERM), then Redis\n');
   return stopAll();
+}
+
+/** The same scrape job as cluster/prometheus.yml, for the nodes on this machine. */
+export function prometheusConfig(targets: string[]): string {
+  return [
+    '# Written by `threshold cluster`: scrapes every node it started.',
+    'global:',
+    '  scrape_interval: 5s',
+    'scrape_configs:',
+    '  - job_name: threshold',
+    '    metrics_path: /metrics',
+    '    static_configs:',
+    `      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]`,
+    '',
+  ].join('\n');
 }
 
 function withoutFlags(argv: string[], names: string[]): string[] {

@@ -180,6 +180,12 @@ export async function startNode(
     const url =
       config.publicUrl ||
       `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    if (!config.publicUrl && (config.host === '0.0.0.0' || config.host === '::')) {
+      log.warn(
+        { url },
+        'no THRESHOLD_PUBLIC_URL: peers and /v1/connect hand out this address, which clients cannot reach; set THRESHOLD_PUBLIC_URL to the URL clients use',
+      );
+    }
 
     const membership = new Membership(redis, keys, {
       nodeId,

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { parse } from 'yaml';
 import { freePort } from '../../src/redis/embedded.ts';
 import { alive, runThreshold } from '../helpers/process.ts';
 
@@ -70,6 +71,14 @@ describe('README: a mesh on one machine', () => {
       pids.push(Number(line?.[1]));
     }
     const redisPid = Number(/local redis-server, pid (\d+)/.exec(out)?.[1]);
+    // A Prometheus config for exactly these nodes, as cluster/prometheus.yml is for compose.
+    const scrapeFile = /prometheus --config\.file=(\S+) scrapes every node/.exec(out)?.[1] ?? '';
+    const scrape = parse(readFileSync(scrapeFile, 'utf8')) as {
+      scrape_configs: { static_configs: { targets: string[] }[] }[];
+    };
+    expect(scrape.scrape_configs[0]?.static_configs[0]?.targets).toEqual(
+      [0, 1, 2].map((i) => `127.0.0.1:${base + i}`),
+    );
 
     const local = (s: string) =>
       s.replace(/localhost:(808\d)/g, (_, p: string) => `127.0.0.1:${base + Number(p) - 8080}`);
