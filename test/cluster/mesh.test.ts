@@ -85,8 +85,12 @@ describe('three nodes on one Redis', () => {
       const { url, node } = (await res.json()) as { url: string; node: string };
       await connect(url, 'admin-token');
       perNode.set(node, (perNode.get(node) ?? 0) + 1);
-      // Let the node's next heartbeat publish its new connection count.
-      await sleep(600);
+      // Wait for the node's next heartbeat to publish its new connection count.
+      for (let tries = 0; tries < 50; tries++) {
+        const view = await mesh.cluster(mesh.pick(0));
+        if (view.nodes.find((n) => n.id === node)?.connections === perNode.get(node)) break;
+        await sleep(100);
+      }
     }
     expect([...perNode.values()]).toEqual([2, 2, 2]);
   }, 40_000);
