@@ -61,7 +61,9 @@ export class ClusterView {
       if (!best || n.connections + n.assigned < best.connections + best.assigned) best = n;
     }
     if (!best) return undefined;
-    await this.redis.hincrby(this.keys.node(best.id), 'assigned', 1);
+    const key = this.keys.node(best.id);
+    // Should the node have left just now, the hash this creates must not stay forever.
+    await this.redis.multi().hincrby(key, 'assigned', 1).pexpire(key, 60_000, 'NX').exec();
     const { assigned: _, ...info } = best;
     return info;
   }
