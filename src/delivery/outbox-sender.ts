@@ -86,6 +86,8 @@ export class OutboxSender {
   private loopDone: Promise<void> = Promise.resolve();
   private pumpTimer: NodeJS.Timeout | undefined;
   private lastGauges = 0;
+  /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
+  private readonly paused = new Map<number, number>();
 
   constructor(
     private readonly reader: Redis,
@@ -122,6 +124,7 @@ export class OutboxSender {
     await Promise.allSettled([...this.sends]);
     this.queues.clear();
     this.inMemory.clear();
+    this.reading.clear();
   }
 
   private async loop(): Promise<void> {
@@ -153,8 +156,10 @@ export class OutboxSender {
       this.metrics.outboxDepth.remove({ partition: String(p) });
       this.metrics.outboxOldest.remove({ partition: String(p) });
     }
+    const now = this.clock.now();
     for (const [p, lease] of held) {
-      if (this.reading.has(p)) continue;
+      if (this.reading.has(p) || (this.paused.get(p) ?? 0) > now) continue;
+      this.paused.delete(p);
       const key = this.keys.outbox(p);
       let cursor = '0-0';
       do {
@@ -298,7 +303,19 @@ export class OutboxSender {
   private async send(held: Held): Promise<void> {
     const { job, partition } = held;
     const lease = this.reading.get(partition)?.lease;
-    if (!lease || (await this.redis.get(this.keys.lease(partition))) !== lease) return;
+    if (!lease) return;
+    if ((await this.redis.get(this.keys.lease(partition))) !== lease) {
+      // Not ours any more (or not yet ours again): stop reading it. The job stays pending; if
+      // we still hold the partition once the coordinator has caught up, it is read again.
+      this.log.warn(
+        { partition },
+        'outbox: the partition lease is not ours; stopped sending its texts',
+      );
+      this.reading.delete(partition);
+      this.drop(partition);
+      this.paused.set(partition, this.clock.now() + 250);
+      return;
+    }
 
     if (job.kind !== 'reply') {
       const member = await this.members.get(`phone:${job.to}`);
