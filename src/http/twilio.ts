@@ -4,7 +4,12 @@ import { bodyLimit } from 'hono/body-limit';
 import twilio from 'twilio';
 import { z } from 'zod';
 import type { DevSmsClient } from '../delivery/sms-client.ts';
-import { ForbiddenError, PayloadTooLargeError, ValidationError } from '../errors.ts';
+import {
+  ForbiddenError,
+  isRedisUnavailable,
+  PayloadTooLargeError,
+  ValidationError,
+} from '../errors.ts';
 import { E164 } from '../funnel/envelope.ts';
 import type { InboundSms, SmsInbound } from '../ingress/sms-inbound.ts';
 import type { Logger } from '../log.ts';
@@ -122,7 +127,13 @@ export function mountTwilio(
       throw new ValidationError('MessageSid: missing or malformed', 'MessageSid');
     if (!E164.test(sms.from)) throw new ValidationError('From: not an E.164 number', 'From');
     if (!E164.test(sms.to)) throw new ValidationError('To: not an E.164 number', 'To');
-    await inbound.handle(sms);
+    try {
+      await inbound.handle(sms);
+    } catch (err) {
+      // Answered 503 (Redis) or 500: Twilio may retry it, or it is lost with the error logged.
+      metrics.smsInbound.inc({ outcome: isRedisUnavailable(err) ? 'unavailable' : 'error' });
+      throw err;
+    }
     // Empty TwiML: the room's texts go out through the outbox, not in this answer.
     return c.body(new twilio.twiml.MessagingResponse().toString(), 200, {
       'content-type': 'text/xml',

@@ -109,7 +109,7 @@ export class Metrics {
 
   readonly smsInbound = new Counter({
     name: 'threshold_sms_inbound_total',
-    help: 'Texts Twilio delivered to /twilio/sms (or the dev route), by outcome (relayed, keyword, duplicate, not_member, unknown_number, too_long, bad_signature, unavailable)',
+    help: 'Texts Twilio delivered to /twilio/sms (or the dev route), by outcome (relayed, keyword, duplicate, not_member, unknown_number, too_long, bad_signature, unavailable, error)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
