@@ -65,6 +65,31 @@ const ConfigSchema = z.object({
     heartbeatMs: ms(100),
     replayPageSize: z.coerce.number().int().min(1).max(10_000),
   }),
+  /** Without both credentials, SMS runs in development mode: texts are logged, not sent. */
+  twilio: z.object({
+    accountSid: z
+      .string()
+      .regex(/^$|^AC[0-9a-fA-F]{32}$/, 'expected an account SID (AC + 32 hex digits)'),
+    authToken: z.string(),
+    /** Twilio REST base: a local stand-in in tests and development. */
+    apiUrl: z.url({ protocol: /^https?$/ }),
+  }),
+  sms: z.object({
+    /** Texts per second per sending number (a US long code takes about 1). */
+    ratePerSecond: z.coerce.number().positive().max(1000),
+    burst: z.coerce.number().int().min(1).max(10_000),
+    /** Send attempts before a text is dead-lettered (429, 5xx and network errors are retried). */
+    maxAttempts: z.coerce.number().int().min(1).max(100),
+    backoffBaseMs: ms(1),
+    backoffMaxMs: ms(1),
+    /** Outbox jobs read per round. */
+    readBatch: z.coerce.number().int().min(1).max(10_000),
+    sendTimeoutMs: ms(100),
+    /** Twilio requests in flight at once, over all numbers. */
+    maxInFlight: z.coerce.number().int().min(1).max(1000),
+    /** Jobs held in memory per sending number; more wait in the outbox's retry set. */
+    maxQueuedPerNumber: z.coerce.number().int().min(1).max(100_000),
+  }),
   shutdownTimeoutMs: ms(100),
 });
 
@@ -86,6 +111,12 @@ interface Leaf {
 }
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+
+/** Settings known by another environment name: Twilio's own (DESIGN §5). */
+const ENV_NAMES: Record<string, string> = {
+  'twilio.accountSid': 'TWILIO_ACCOUNT_SID',
+  'twilio.authToken': 'TWILIO_AUTH_TOKEN',
+};
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Every setting with its environment name and flag, derived from the defaults' shape. */
@@ -99,7 +130,7 @@ export function settings(defaults = fileDefaults()): Leaf[] {
       } else {
         out.push({
           path: p,
-          env: `THRESHOLD_${p.map(snake).join('_')}`,
+          env: ENV_NAMES[p.join('.')] ?? `THRESHOLD_${p.map(snake).join('_')}`,
           flag: p.map(kebab).join('-'),
         });
       }

@@ -154,3 +154,18 @@ export function isRedisUnavailable(err: unknown): boolean {
   if (err.name === 'MaxRetriesPerRequestError') return true;
   return UNAVAILABLE_REPLY.test(err.message) || UNAVAILABLE_CONNECTION.test(err.message);
 }
+
+/** Twilio refused a text, or could not be reached; `httpStatus` and `twilioCode` say which. */
+export class SmsSendError extends ThresholdError {
+  constructor(
+    message: string,
+    /** HTTP status of Twilio's answer; undefined when there was none (network, timeout). */
+    readonly httpStatus: number | undefined,
+    /** Twilio's error code (21610 unsubscribed, 21211 invalid number, 20429 too many requests…). */
+    readonly twilioCode: number | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super('sms_send_failed', 502, message, options);
+    this.name = 'SmsSendError';
+  }
+}

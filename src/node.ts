@@ -6,14 +6,20 @@ import { Redis } from 'ioredis';
 import { ulid } from 'ulid';
 import { type Config, isLoopback } from './config.ts';
 import { LiveHub } from './delivery/live-hub.ts';
+import { MemberSettingsStore } from './delivery/member-settings.ts';
+import { OutboxSender, prepareOutbox } from './delivery/outbox-sender.ts';
+import { DevSmsClient, TwilioSmsClient } from './delivery/sms-client.ts';
+import { SMS_MAX_BODY_CHARS, SmsPlanner } from './delivery/sms-plan.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
 import { ConfigError, UnavailableError } from './errors.ts';
 import { Funnel, prepareFunnel } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
+import { mountTwilio } from './http/twilio.ts';
 import { mountWebSocket } from './http/websocket.ts';
 import { Ingress } from './ingress/ingress.ts';
+import { SmsInbound } from './ingress/sms-inbound.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ClusterView } from './mesh/cluster-view.ts';
 import { Coordinator } from './mesh/coordinator.ts';
@@ -32,7 +38,10 @@ export const VERSION = '0.1.0';
 
 export interface RelayNode {
   readonly id: string;
+  /** The URL clients use: THRESHOLD_PUBLIC_URL, else the address it listens on. */
   readonly url: string;
+  /** The address it listens on, `http://<host>:<port>`. */
+  readonly listenUrl: string;
   readonly redisUrl: string;
   /** Graceful stop (DESIGN §4): stop ingress, finish in-flight work, release leases, leave. */
   stop(): Promise<void>;
@@ -79,10 +88,12 @@ export async function startNode(
   const redis = defineScripts(new Redis(redisUrl, { ...redisOptions, commandTimeout: 5000 }));
   const reader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   const sub = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
+  const outboxReader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   for (const [name, client] of [
     ['commands', redis],
     ['reader', reader],
     ['subscriber', sub],
+    ['outbox', outboxReader],
   ] as const) {
     client.on('error', (err) =>
       log.warn({ err: err.message, connection: name }, 'Redis connection error (retrying)'),
@@ -91,12 +102,13 @@ export async function startNode(
   let listening: ServerType | undefined;
   const closeAll = async () => {
     listening?.close();
-    for (const c of [redis, reader, sub]) c.disconnect();
+    for (const c of [redis, reader, sub, outboxReader]) c.disconnect();
     await embedded?.stop();
   };
 
   try {
-    await Promise.all([redis.connect(), reader.connect(), sub.connect()]).catch((err: Error) => {
+    const connecting = [redis, reader, sub, outboxReader].map((c) => c.connect());
+    await Promise.all(connecting).catch((err: Error) => {
       throw new UnavailableError(
         `cannot reach Redis at ${redisUrl} (${err.message}): is it running? check THRESHOLD_REDIS_URL`,
         { cause: err },
@@ -104,13 +116,18 @@ export async function startNode(
     });
     const keys = new Keys(config.keyPrefix, config.partitions);
     await prepareFunnel(redis, keys);
+    await prepareOutbox(redis, keys);
 
     const metrics = new Metrics();
     const receipts = new Receipts(nodeId, keys);
     const hub = new LiveHub(sub, keys, metrics, log);
     const history = new History(redis, keys);
     const rooms = new RedisRoomsStore(redis, keys);
-    const funnel = new Funnel(redis, keys, { maxLength: config.mesh.maxFunnelLength });
+    const members = new MemberSettingsStore(redis, keys);
+    const funnel = new Funnel(redis, keys, {
+      maxLength: config.mesh.maxFunnelLength,
+      maxSmsBodyChars: SMS_MAX_BODY_CHARS,
+    });
     const ingress = new Ingress(funnel, receipts, metrics, {
       nodeId,
       receiptTimeoutMs: config.http.waitTimeoutMs,
@@ -127,6 +144,7 @@ export async function startNode(
         deadLength: 100_000,
       },
       log,
+      new SmsPlanner(redis, keys, members),
     );
     const consumer = new PartitionConsumer(
       reader,
@@ -163,6 +181,44 @@ export async function startNode(
       health: { ready: () => coordinator?.ready ?? false, draining: () => draining },
       options: { maxBodyBytes: config.http.maxBodyBytes, maxBodyChars: config.http.maxBodyChars },
     });
+    // Without both Twilio credentials texts are logged instead of sent (development mode).
+    const twilioLive = Boolean(config.twilio.accountSid && config.twilio.authToken);
+    const devSms = twilioLive ? undefined : new DevSmsClient(log);
+    const smsClient =
+      devSms ??
+      new TwilioSmsClient({
+        accountSid: config.twilio.accountSid,
+        authToken: config.twilio.authToken,
+        apiUrl: config.twilio.apiUrl,
+        timeoutMs: config.sms.sendTimeoutMs,
+      });
+    const inbound = new SmsInbound(
+      redis,
+      keys,
+      rooms,
+      members,
+      ingress,
+      metrics,
+      { dedupeTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000) },
+      log,
+    );
+    let url = '';
+    mountTwilio(
+      app,
+      {
+        inbound,
+        redis,
+        keys,
+        metrics,
+        log,
+        dev: isLoopback(config.host) ? devSms : undefined,
+      },
+      {
+        authToken: config.twilio.authToken,
+        publicUrl: () => url,
+        maxBodyBytes: config.http.maxBodyBytes,
+      },
+    );
     const sessionDeps = { hub, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -177,9 +233,8 @@ export async function startNode(
     ws.inject(server);
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const url =
-      config.publicUrl ||
-      `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    const listenUrl = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    url = config.publicUrl || listenUrl;
     if (!config.publicUrl && (config.host === '0.0.0.0' || config.host === '::')) {
       log.warn(
         { url },
@@ -218,6 +273,30 @@ export async function startNode(
       },
       log,
     );
+    const outbox = new OutboxSender(
+      outboxReader,
+      redis,
+      keys,
+      smsClient,
+      members,
+      metrics,
+      () => coordinator?.heldLeases() ?? new Map(),
+      {
+        nodeId,
+        ratePerSecond: config.sms.ratePerSecond,
+        burst: config.sms.burst,
+        maxAttempts: config.sms.maxAttempts,
+        backoffBaseMs: config.sms.backoffBaseMs,
+        backoffMaxMs: config.sms.backoffMaxMs,
+        readBatch: config.sms.readBatch,
+        maxInFlight: config.sms.maxInFlight,
+        maxQueuedPerNumber: config.sms.maxQueuedPerNumber,
+        blockMs: Math.min(config.mesh.readBlockMs, 500),
+        publicUrl: url,
+        deadLength: 100_000,
+      },
+      log,
+    );
     const maintenance = new FunnelMaintenance(
       redis,
       keys,
@@ -237,11 +316,23 @@ export async function startNode(
     await membership.assertNoTwin(config.mesh.heartbeatMs * 2 + 100);
     await consumer.start();
     await coordinator.start();
+    outbox.start();
     maintenance.start();
 
     if (devMode)
       log.warn(
         'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
+      );
+    if (!twilioLive)
+      log.warn(
+        isLoopback(config.host)
+          ? 'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts'
+          : 'SMS is off: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent',
+      );
+    else if (!config.publicUrl)
+      log.warn(
+        { url },
+        "no THRESHOLD_PUBLIC_URL: Twilio webhook signatures are checked against this node's own address, which fails behind a proxy",
       );
     log.info(
       { url, partitions: config.partitions, owned: coordinator.ownedPartitions.length },
@@ -267,13 +358,15 @@ export async function startNode(
         await closed;
         clearTimeout(timer);
         maintenance.stop();
+        // Before the leases go: texts in flight are settled while they are still ours.
+        await outbox.stop();
         await coordinator?.stop();
         await consumer.stop();
-        await Promise.all([redis.quit(), reader.quit(), sub.quit()].map((p) => p.catch(() => {})));
+        await Promise.all([redis, reader, sub, outboxReader].map((c) => c.quit().catch(() => {})));
         await embedded?.stop();
         log.info('stopped');
       })());
-    return { id: nodeId, url, redisUrl, stop };
+    return { id: nodeId, url, listenUrl, redisUrl, stop };
   } catch (err) {
     await closeAll();
     throw err;

@@ -36,6 +36,8 @@ export const Envelope = z.object({
   kind: z.enum(['chat', 'notification']),
   origin: z.object({ node: z.string(), conn: z.string().optional() }),
   receivedAt: z.number().int(),
+  /** SMS: the room number the text came in on, so the sender's receipt comes from it. */
+  via: z.string().regex(E164).optional(),
 });
 export type Envelope = z.infer<typeof Envelope>;
 

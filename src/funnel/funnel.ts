@@ -4,6 +4,7 @@ import {
   NotFoundError,
   PartitionMismatchError,
   UnavailableError,
+  ValidationError,
   isRedisUnavailable,
 } from '../errors.ts';
 import type { Publisher } from '../ingress/publisher.ts';
@@ -16,6 +17,8 @@ export const SCHEMA_VERSION = 1;
 export interface FunnelOptions {
   /** Entries a partition may hold before ingress answers 503 (0 = no limit). @default 0 */
   maxLength: number;
+  /** Longest body, in characters, a room with phone numbers takes (0 = no limit). @default 0 */
+  maxSmsBodyChars?: number;
 }
 
 /** The ingress side of the funnel: the Publisher every source writes through. */
@@ -38,6 +41,8 @@ export class Funnel implements Publisher {
         memberIdOf(envelope.sender),
         JSON.stringify(envelope),
         this.options.maxLength,
+        this.options.maxSmsBodyChars ?? 0,
+        [...envelope.body].length,
       );
     } catch (err) {
       // Only an outage is the client's cue to retry; anything else is our bug and a 500.
@@ -50,6 +55,11 @@ export class Funnel implements Publisher {
     if (result === -2)
       throw new ForbiddenError(
         `${memberIdOf(envelope.sender)} is not a member of room ${envelope.room}`,
+      );
+    if (result === -4)
+      throw new ValidationError(
+        `body: longer than ${this.options.maxSmsBodyChars} characters, the most a room with phone numbers takes (one SMS/MMS)`,
+        'body',
       );
     if (result === -3)
       throw new UnavailableError(`room ${envelope.room}'s funnel partition is full; retry later`);

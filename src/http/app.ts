@@ -233,6 +233,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       status: status.status,
       committedAt: Number(status.committedAt),
       recipients: Number(status.recipients ?? 0),
+      ...channelStatus(status),
     });
   });
 
@@ -255,6 +256,24 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   }
 
   return app;
+}
+
+/** Per-channel delivery counts of a message (SMS: each recipient counted in its current state). */
+function channelStatus(hash: Record<string, string>): { channels?: Record<string, unknown> } {
+  if (hash['sms:recipients'] === undefined) return {};
+  const count = (state: string) => Number(hash[`sms:${state}`] ?? 0);
+  return {
+    channels: {
+      sms: {
+        recipients: count('recipients'),
+        queued: count('queued'),
+        sent: count('sent'),
+        delivered: count('delivered'),
+        undelivered: count('undelivered'),
+        failed: count('failed'),
+      },
+    },
+  };
 }
 
 function senderFor(principal: Principal, requested: string | undefined): Sender {

@@ -22,6 +22,10 @@ export interface Submission {
   clientKey?: string | undefined;
   /** The WebSocket connection that sent it, so its ack finds the way back. */
   conn?: string | undefined;
+  /** The whole envelope id, for sources whose messages carry a global one (`twilio:<MessageSid>`). */
+  id?: string | undefined;
+  /** SMS: the room number the text came in on. */
+  via?: string | undefined;
 }
 
 export interface Accepted {
@@ -42,7 +46,8 @@ export class Ingress {
   async submit(s: Submission, wait: boolean): Promise<Accepted> {
     // Scoped by room: a client's key (or WS frame id) names one message to one room, so the
     // same key sent to two rooms is two messages, never a false duplicate.
-    const id = `${s.source}:${s.room}:${s.sender.kind}:${s.sender.id}:${s.clientKey ?? ulid()}`;
+    const id =
+      s.id ?? `${s.source}:${s.room}:${s.sender.kind}:${s.sender.id}:${s.clientKey ?? ulid()}`;
     const envelope: Envelope = {
       v: ENVELOPE_VERSION,
       id,
@@ -55,6 +60,7 @@ export class Ingress {
       receivedAt: Date.now(),
     };
     if (s.media?.length) envelope.media = s.media;
+    if (s.via) envelope.via = s.via;
 
     // Registered before the XADD, so the commit cannot outrun its own waiter.
     const receipt = wait

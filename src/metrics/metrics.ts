@@ -119,6 +119,43 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly smsInbound = new Counter({
+    name: 'threshold_sms_inbound_total',
+    help: 'Texts Twilio delivered to /twilio/sms (or the dev route), by outcome (relayed, keyword, duplicate, not_member, unknown_number, too_long, bad_signature, unavailable, error)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly smsOutbound = new Counter({
+    name: 'threshold_sms_outbound_total',
+    help: 'Outbox send attempts, by outcome (sent, retried, failed, dead, skipped) and Twilio error code ("" when sent)',
+    labelNames: ['outcome', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly smsSent = new Counter({
+    name: 'threshold_sms_sent_total',
+    help: 'Texts Twilio accepted, by sending number (rate() gives the per-number send rate)',
+    labelNames: ['number'] as const,
+    registers: [this.registry],
+  });
+  readonly smsStatus = new Counter({
+    name: 'threshold_sms_status_total',
+    help: "Twilio status callbacks, by status and whether they moved the recipient's state (moved, stale)",
+    labelNames: ['status', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly outboxDepth = new Gauge({
+    name: 'threshold_outbox_depth',
+    help: "Jobs in an owned partition's outbox, including those waiting for a retry",
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+  readonly outboxOldest = new Gauge({
+    name: 'threshold_outbox_oldest_seconds',
+    help: "Age of the oldest job in an owned partition's outbox stream",
+    labelNames: ['partition'] as const,
+    registers: [this.registry],
+  });
+
   constructor(labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry });

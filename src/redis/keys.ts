@@ -51,6 +51,10 @@ export class Keys {
   number(e164: string) {
     return `${this.prefix}number:${e164}`;
   }
+  /** Marks an inbound Twilio MessageSid as handled (keywords; texts dedupe on their envelope id). */
+  twilioSeen(messageSid: string) {
+    return `${this.prefix}twilio:seen:${messageSid}`;
+  }
 
   // Pub/sub channels.
   live(room: string) {
@@ -76,6 +80,10 @@ export class Keys {
   }
   outbox(n: number) {
     return `${this.p(n)}outbox`;
+  }
+  /** Outbox jobs waiting for a retry: zset, score = not before (ms). */
+  outboxRetry(n: number) {
+    return `${this.p(n)}outbox:retry`;
   }
   seen(n: number, envelopeId: string) {
     return `${this.p(n)}seen:${envelopeId}`;

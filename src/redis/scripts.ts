@@ -11,9 +11,9 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** lua/publish-envelope-3.lua */
     publishEnvelope(
-      ...args: [string, string, string, Arg, Arg, Arg]
+      ...args: [string, string, string, Arg, Arg, Arg, Arg, Arg]
     ): Result<string | number, Context>;
-    /** lua/commit-message-8.lua */
+    /** lua/commit-message-9.lua */
     commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
     /** lua/acquire-lease-2.lua */
     acquireLease(
@@ -38,6 +38,24 @@ declare module 'ioredis' {
     ): Result<-1 | [[string, string[] | null][], string], Context>;
     /** lua/trim-funnel-1.lua */
     trimFunnel(funnel: string, group: string): Result<[number, number, number], Context>;
+    /** lua/record-status-1.lua */
+    recordStatus(
+      msg: string,
+      to: string,
+      status: string,
+      errorCode: string,
+    ): Result<number, Context>;
+    /** lua/settle-job-3.lua */
+    settleJob(
+      ...args: [string, string, string, string, string, string, Arg, string]
+    ): Result<number, Context>;
+    /** lua/promote-retries-2.lua */
+    promoteRetries(
+      retry: string,
+      outbox: string,
+      now: number,
+      limit: number,
+    ): Result<number, Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,

@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
+import type { SmsPlanner } from '../delivery/sms-plan.ts';
 import { isRedisUnavailable } from '../errors.ts';
 
 export interface CommitterOptions {
@@ -19,7 +20,11 @@ export interface CommitterOptions {
   deadLength: number;
 }
 
-/** KEYS and ARGV of lua/commit-message-8.lua for one funnel entry. */
+/**
+ * KEYS and ARGV of lua/commit-message-9.lua for one funnel entry. `smsPlan` is what
+ * {@link SmsPlanner} made of it: the phone members to text and the sender's receipt, as
+ * outbox jobs the script adds atomically with the commit ("" for none).
+ */
 export function commitArgs(
   keys: Keys,
   env: Envelope,
@@ -28,6 +33,7 @@ export function commitArgs(
   options: Pick<CommitterOptions, 'historyLength' | 'dedupeTtlMs'>,
   now: number,
   previousEntry = '',
+  smsPlan = '',
 ): (string | number)[] {
   const p = keys.partitionOf(env.room);
   const [head, tail] = messageFrameParts(env);
@@ -40,6 +46,7 @@ export function commitArgs(
     keys.seq(env.room),
     keys.history(env.room),
     keys.members(env.room),
+    keys.outbox(p),
     lease,
     entryId,
     RELAY_GROUP,
@@ -52,6 +59,8 @@ export function commitArgs(
     memberIdOf(env.sender),
     env.room,
     previousEntry,
+    env.id,
+    smsPlan,
   ];
 }
 
@@ -75,6 +84,8 @@ export class Committer implements BatchProcessor {
     private readonly metrics: Metrics,
     private readonly options: CommitterOptions,
     private readonly log: Logger,
+    /** Plans the SMS outbox jobs of each commit; without it nothing is texted. */
+    private readonly sms?: SmsPlanner,
   ) {}
 
   async process(entries: FunnelEntry[]): Promise<BatchOutcome> {
@@ -89,19 +100,32 @@ export class Committer implements BatchProcessor {
     const postponed: string[] = [];
     const now = Date.now();
 
+    const parsed: { entry: FunnelEntry; env: Envelope }[] = [];
     for (const entry of entries) {
-      let env: Envelope;
       try {
         if (entry.data === null)
           throw new Error('entry has no envelope (trimmed or written by something else)');
-        env = parseEnvelope(entry.data);
+        parsed.push({ entry, env: parseEnvelope(entry.data) });
       } catch (err) {
         dead.push({ entry, reason: 'invalid_envelope', detail: (err as Error).message });
-        continue;
       }
+    }
+    let plans = new Map<string, string>();
+    try {
+      if (this.sms) plans = await this.sms.plan(parsed.map((p) => p.env));
+    } catch (err) {
+      // Without the plan nothing may commit (its texts would be lost): the batch waits.
+      this.log.warn({ err }, 'could not plan the SMS deliveries of a batch; retrying it');
+      for (const { entry } of parsed) retry.add(entry.partition);
+      parsed.length = 0;
+    }
+    for (const { entry, env } of parsed) {
       const previous = lastOfRoom.get(env.room) ?? '';
       lastOfRoom.set(env.room, entry.id);
-      pipe.commitMessage(...commitArgs(keys, env, entry.lease, entry.id, options, now, previous));
+      const plan = plans.get(env.id) ?? '';
+      pipe.commitMessage(
+        ...commitArgs(keys, env, entry.lease, entry.id, options, now, previous, plan),
+      );
       commits.push({ entry, env });
     }
 

@@ -12,7 +12,7 @@ export interface TestNode {
   config: Config;
   /** The node's own key prefix (see uniquePrefix). */
   prefix: string;
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>`, where it listens (its publicUrl may be another). */
   url: string;
   /** `ws://127.0.0.1:<port>/v1/ws` (add `?token=`) */
   wsUrl: string;
@@ -91,7 +91,7 @@ async function createTestNode({ name = 'node', overrides = {} }: TestNodeOptions
     },
   });
   const node = await startNode(config);
-  const url = node.url;
+  const url = node.listenUrl;
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/ws`;
 
   let stopping: Promise<void> | undefined;

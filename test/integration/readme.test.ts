@@ -130,4 +130,73 @@ describe('README', () => {
     node.child.kill('SIGTERM');
     expect((await node.exited).code).toBe(0);
   });
+
+  it('SMS development mode: texting a room and reading the outbox work as written, with no Twilio account', async () => {
+    const lines = blocks('### Try it without a Twilio account').join('\n').split('\n');
+    const port = await freePort();
+    const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
+    const curls = lines.filter((l) => l.startsWith('curl ')).map(local);
+    expect(lines).toContain('npx threshold node');
+    expect(curls).toHaveLength(6);
+    // The bodies the README shows in the outbox, in its order.
+    const outboxComment = lines.filter((l) => l.startsWith('# {"texts"') || l.startsWith('#     '));
+    const promised = outboxComment.flatMap((l) =>
+      [...l.matchAll(/"body":"([^"]+)"/g)].map((m) => m[1]),
+    );
+    expect(promised).toEqual(['+15550001111: Water the beans?', 'Sent to Allotment (1)']);
+
+    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-readme-sms-'));
+    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const node = runThreshold(['node'], {
+      THRESHOLD_PORT: String(port),
+      THRESHOLD_DATA_DIR: dataDir,
+    });
+    await node.waitFor(/relay node started/);
+    expect(node.output()).toMatch(/SMS development mode/);
+
+    const [createRoom, addAnn, addBob, text, outbox, help] = curls as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    expect(JSON.parse(await shell(createRoom))).toMatchObject({
+      id: 'allotment',
+      numbers: ['+15550001000'],
+    });
+    expect(JSON.parse(await shell(addAnn))).toEqual({
+      room: 'allotment',
+      member: 'phone:+15550001111',
+    });
+    expect(JSON.parse(await shell(addBob))).toEqual({
+      room: 'allotment',
+      member: 'phone:+15550002222',
+    });
+    expect(JSON.parse(await shell(text))).toMatchObject({ outcome: 'relayed' });
+
+    type Texts = { texts: { to: string; from: string; body: string }[] };
+    const readOutbox = async (until: (t: Texts['texts']) => boolean) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { texts } = JSON.parse(await shell(outbox)) as Texts;
+        if (until(texts)) return texts;
+        if (Date.now() > deadline) throw new Error(`outbox: ${JSON.stringify(texts)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const texts = await readOutbox((t) => t.length >= 2);
+    expect(texts).toEqual([
+      expect.objectContaining({ to: '+15550002222', from: '+15550001000', body: promised[0] }),
+      expect.objectContaining({ to: '+15550001111', from: '+15550001000', body: promised[1] }),
+    ]);
+
+    expect(JSON.parse(await shell(help))).toMatchObject({ outcome: 'keyword' });
+    const after = await readOutbox((t) => t.length >= 3);
+    expect(after[2]).toMatchObject({ to: '+15550002222', from: '+15550001000' });
+    expect(after[2]?.body).toMatch(/JOIN, LEAVE, ROOMS/);
+    node.child.kill('SIGTERM');
+    expect((await node.exited).code).toBe(0);
+  });
 });

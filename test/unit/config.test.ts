@@ -72,6 +72,23 @@ describe('loadConfig', () => {
     });
   });
 
+  it("reads Twilio's own variable names for the credentials, and THRESHOLD_TWILIO_API_URL", () => {
+    const config = load({
+      TWILIO_ACCOUNT_SID: 'AC0123456789abcdef0123456789abcdef',
+      TWILIO_AUTH_TOKEN: 'token',
+      THRESHOLD_TWILIO_API_URL: 'http://127.0.0.1:4010',
+      THRESHOLD_SMS_RATE_PER_SECOND: '0.5',
+    });
+    expect(config.twilio).toEqual({
+      accountSid: 'AC0123456789abcdef0123456789abcdef',
+      authToken: 'token',
+      apiUrl: 'http://127.0.0.1:4010',
+    });
+    expect(config.sms.ratePerSecond).toBe(0.5);
+    const err = configError(() => load({ TWILIO_ACCOUNT_SID: 'SK123' }));
+    expect(err.message).toContain('TWILIO_ACCOUNT_SID');
+  });
+
   it('lets --port override THRESHOLD_PORT', () => {
     expect(load({ THRESHOLD_PORT: '9001' }, ['--port', '9000']).port).toBe(9000);
     expect(load({ THRESHOLD_PORT: '9001' }, ['--port=9002']).port).toBe(9002);

@@ -9,18 +9,28 @@
     ARGV[1] member id that must belong to the room, or "" (services, admin)
     ARGV[2] envelope JSON
     ARGV[3] funnel length limit (0 = none): beyond it ingress is refused until the owner catches up
+    ARGV[4] longest body, in characters, a room with phone numbers takes (0 = no limit)
+    ARGV[5] the body's length in characters
 
   Output:
     the funnel entry id, or
     -1 room does not exist
     -2 sender is not a member
     -3 funnel partition is full
+    -4 body too long for a room with phone numbers (SMS rooms)
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
 if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   return -2
+end
+local smsLimit = tonumber(ARGV[4] or '0')
+if smsLimit > 0 and tonumber(ARGV[5] or '0') > smsLimit then
+  local numbers = redis.call('HGET', KEYS[1], 'numbers')
+  if numbers and numbers ~= '[]' then
+    return -4
+  end
 end
 local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('XLEN', KEYS[3]) >= limit then

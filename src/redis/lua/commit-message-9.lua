@@ -10,6 +10,7 @@
     KEYS[6] room seq            thr:{p<n>}:room:<r>:seq
     KEYS[7] room history        thr:{p<n>}:room:<r>:history
     KEYS[8] room members        thr:{p<n>}:room:<r>:members
+    KEYS[9] outbox stream       thr:{p<n>}:outbox
     ARGV[1] expected lease value "<node>:<token>"
     ARGV[2] funnel entry id
     ARGV[3] consumer group
@@ -24,6 +25,16 @@
     ARGV[12] funnel entry id of the same room's previous entry in this batch, or "": it must
              be acknowledged already, so a failure earlier in a pipelined batch can never let
              a later message of the room overtake it
+    ARGV[13] envelope id
+    ARGV[14] SMS plan, JSON, or "" when the room has no phone members to text:
+             { body: relay text, media: JSON array text or "", skip: [member ids not to text
+               (opted out, invalid)], confirm: true to text the sender a receipt,
+               via: the number the sender texted ("" = the room's first number) }
+             Phone members other than the sender and the skipped get one outbox job each,
+             from the room's first number; their delivery id is "<room>~<E.164>~<envelope id>".
+
+  Outbox jobs (stream fields): kind (relay | receipt), d (delivery id, "" for receipts), to,
+  from, body, media, room, msg (envelope id), attempt (0).
 
   Output: { status, seq, recipients }
     status  1 committed now
@@ -63,6 +74,36 @@ end
 redis.call('SET', KEYS[3], seq, 'PX', ARGV[8])
 redis.call('HSET', KEYS[4], 'room', ARGV[11], 'seq', seq, 'status', 'committed',
   'committedAt', ARGV[9], 'recipients', recipients)
+
+if ARGV[14] ~= '' then
+  local plan = cjson.decode(ARGV[14])
+  local numbers = cjson.decode(redis.call('HGET', KEYS[5], 'numbers') or '[]')
+  local from = numbers[1]
+  if from then
+    local skip = {}
+    for _, m in ipairs(plan.skip) do skip[m] = true end
+    local texted = 0
+    for _, m in ipairs(redis.call('SMEMBERS', KEYS[8])) do
+      if string.sub(m, 1, 6) == 'phone:' and m ~= ARGV[10] and not skip[m] then
+        local to = string.sub(m, 7)
+        redis.call('XADD', KEYS[9], '*', 'kind', 'relay', 'd', ARGV[11] .. '~' .. to .. '~' .. ARGV[13],
+          'to', to, 'from', from, 'body', plan.body, 'media', plan.media, 'room', ARGV[11],
+          'msg', ARGV[13], 'attempt', 0)
+        redis.call('HSET', KEYS[4], 'sms:' .. to, 'queued')
+        texted = texted + 1
+      end
+    end
+    redis.call('HSET', KEYS[4], 'sms:recipients', texted, 'sms:queued', texted)
+    if plan.confirm and string.sub(ARGV[10], 1, 6) == 'phone:' then
+      local via = plan.via
+      if via == '' then via = from end
+      local name = redis.call('HGET', KEYS[5], 'name') or ARGV[11]
+      redis.call('XADD', KEYS[9], '*', 'kind', 'receipt', 'd', '', 'to', string.sub(ARGV[10], 7),
+        'from', via, 'body', 'Sent to ' .. name .. ' (' .. recipients .. ')', 'media', '',
+        'room', ARGV[11], 'msg', ARGV[13], 'attempt', 0)
+    end
+  end
+end
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 redis.call('PUBLISH', ARGV[6], frame)
 redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])

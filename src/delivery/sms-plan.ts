@@ -1,0 +1,90 @@
+import type { Redis } from 'ioredis';
+import type { Envelope } from '../funnel/envelope.ts';
+import type { Keys } from '../redis/keys.ts';
+import type { RoomSettings } from '../rooms/store.ts';
+import type { MemberSettingsStore } from './member-settings.ts';
+
+/** The longest body a room with phone numbers takes: what Twilio sends as one (segmented) SMS. */
+export const SMS_MAX_BODY_CHARS = 1600;
+
+/**
+ * What phone members receive: who spoke, then what they said (`alice: …`, `+15551234567: …`;
+ * a service's notification is signed with the room's name), cut to one SMS/MMS.
+ */
+export function relayText(env: Envelope, roomName: string): string {
+  const who = env.sender.kind === 'service' ? roomName : env.sender.id;
+  const chars = [...`${who}: ${env.body}`];
+  if (chars.length <= SMS_MAX_BODY_CHARS) return chars.join('');
+  return `${chars.slice(0, SMS_MAX_BODY_CHARS - 1).join('')}…`;
+}
+
+/**
+ * Before a batch is committed: which phone members to text and whether the sender gets a
+ * receipt. Member settings live outside the partition's hash slot, so they are read here
+ * and handed to the commit script (ARGV[14]); the outbox sender checks opt-outs again
+ * before each text.
+ */
+export class SmsPlanner {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly members: MemberSettingsStore,
+  ) {}
+
+  /** envelope id → the commit script's SMS plan ("" when nobody is to be texted). */
+  async plan(envelopes: Envelope[]): Promise<Map<string, string>> {
+    const plans = new Map<string, string>();
+    const roomIds = [...new Set(envelopes.map((e) => e.room))];
+    if (roomIds.length === 0) return plans;
+    const pipe = this.redis.pipeline();
+    for (const r of roomIds)
+      pipe.hmget(this.keys.room(r), 'name', 'numbers', 'settings').smembers(this.keys.members(r));
+    const replies = (await pipe.exec()) ?? [];
+    const rooms = new Map<string, { name: string; settings: RoomSettings; phones: string[] }>();
+    roomIds.forEach((r, i) => {
+      const [hashErr, hash] = replies[i * 2] ?? [new Error('no reply')];
+      const [membersErr, members] = replies[i * 2 + 1] ?? [new Error('no reply')];
+      if (hashErr) throw hashErr;
+      if (membersErr) throw membersErr;
+      const [name, numbers, settings] = hash as (string | null)[];
+      if (!numbers || numbers === '[]') return;
+      rooms.set(r, {
+        name: name ?? r,
+        settings: JSON.parse(settings ?? '{}') as RoomSettings,
+        phones: (members as string[]).filter((m) => m.startsWith('phone:')),
+      });
+    });
+    if (rooms.size === 0) return plans;
+
+    const people = new Set<string>();
+    for (const room of rooms.values()) for (const p of room.phones) people.add(p);
+    for (const e of envelopes) if (e.sender.kind === 'phone') people.add(`phone:${e.sender.id}`);
+    const list = [...people];
+    const settings = new Map(
+      (await this.members.getMany(list)).map((s, i) => [list[i] as string, s]),
+    );
+
+    for (const env of envelopes) {
+      const room = rooms.get(env.room);
+      if (!room) continue;
+      const skip = room.phones.filter((p) => settings.get(p)?.optedOut || settings.get(p)?.invalid);
+      let confirm = false;
+      if (env.sender.kind === 'phone') {
+        const s = settings.get(`phone:${env.sender.id}`);
+        confirm =
+          !s?.optedOut && !s?.invalid && (s?.confirmations ?? room.settings.confirmations ?? true);
+      }
+      plans.set(
+        env.id,
+        JSON.stringify({
+          body: relayText(env, room.name),
+          media: env.media?.length ? JSON.stringify(env.media) : '',
+          skip,
+          confirm,
+          via: env.via ?? '',
+        }),
+      );
+    }
+    return plans;
+  }
+}

@@ -1,0 +1,169 @@
+import type { Redis } from 'ioredis';
+import type { MemberSettingsStore } from '../delivery/member-settings.ts';
+import { SMS_MAX_BODY_CHARS } from '../delivery/sms-plan.ts';
+import { ForbiddenError, NotFoundError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { Keys } from '../redis/keys.ts';
+import type { Room, RoomsStore } from '../rooms/store.ts';
+import type { Ingress } from './ingress.ts';
+import { type Keyword, parseKeyword } from './sms-keywords.ts';
+
+/** One text as Twilio's inbound webhook describes it. */
+export interface InboundSms {
+  messageSid: string;
+  /** The phone that texted, E.164. */
+  from: string;
+  /** The room number it texted, E.164. */
+  to: string;
+  body: string;
+  media: string[];
+}
+
+export type InboundOutcome =
+  'relayed' | 'keyword' | 'duplicate' | 'not_member' | 'unknown_number' | 'too_long';
+
+export interface SmsInboundOptions {
+  /** How long a MessageSid is remembered (Twilio retries a webhook for a while). */
+  dedupeTtlMs: number;
+}
+
+/**
+ * The Twilio source: a text to a room's number becomes an envelope in the funnel, or, when
+ * it is a keyword, a change of the sender's settings answered through the outbox. Nothing
+ * here waits for a commit or a send, so Twilio gets its answer at once.
+ */
+export class SmsInbound {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly rooms: RoomsStore,
+    private readonly members: MemberSettingsStore,
+    private readonly ingress: Ingress,
+    private readonly metrics: Metrics,
+    private readonly options: SmsInboundOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async handle(sms: InboundSms): Promise<InboundOutcome> {
+    const outcome = await this.route(sms);
+    this.metrics.smsInbound.inc({ outcome });
+    if (outcome === 'not_member' || outcome === 'unknown_number')
+      this.metrics.discarded.inc({ reason: outcome });
+    return outcome;
+  }
+
+  private async route(sms: InboundSms): Promise<InboundOutcome> {
+    const { keys } = this;
+    const roomId = await this.redis.get(keys.number(sms.to));
+    const room = roomId ? await this.rooms.get(roomId) : undefined;
+    if (!room) {
+      this.log.info(
+        { to: sms.to, messageSid: sms.messageSid },
+        'text to a number no room uses: discarded (add the number to a room, or point it elsewhere in the Twilio console)',
+      );
+      return 'unknown_number';
+    }
+    const seen = keys.twilioSeen(sms.messageSid);
+    const keyword = parseKeyword(sms.body);
+    const tooLong = [...sms.body].length > SMS_MAX_BODY_CHARS;
+
+    if (keyword || tooLong) {
+      // Keywords act once per MessageSid; the marker is taken back if acting fails, so
+      // Twilio's retry (after our 503) acts then.
+      if (!(await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs, 'NX')))
+        return 'duplicate';
+      try {
+        const reply = keyword
+          ? await this.keyword(keyword, sms, room)
+          : `Not sent: texts to ${room.name} take at most ${SMS_MAX_BODY_CHARS} characters.`;
+        await this.reply(sms, room, reply);
+      } catch (err) {
+        await this.redis.del(seen).catch(() => {});
+        throw err;
+      }
+      return keyword ? 'keyword' : 'too_long';
+    }
+
+    if (await this.redis.exists(seen)) return 'duplicate';
+    try {
+      await this.ingress.submit(
+        {
+          room: room.id,
+          source: 'twilio',
+          sender: { kind: 'phone', id: sms.from },
+          kind: 'chat',
+          body: sms.body,
+          media: sms.media,
+          id: `twilio:${sms.messageSid}`,
+          via: sms.to,
+        },
+        false,
+      );
+    } catch (err) {
+      if (err instanceof ForbiddenError) {
+        this.log.info(
+          { from: sms.from, room: room.id, messageSid: sms.messageSid },
+          'text from a phone that is not a member: discarded (members join by texting JOIN to an open room, or an admin adds them)',
+        );
+        return 'not_member';
+      }
+      if (err instanceof NotFoundError) return 'unknown_number';
+      throw err;
+    }
+    // Set after the funnel has the text: a replay is then skipped here (the commit would
+    // have ignored it anyway, being the same envelope id).
+    await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs);
+    return 'relayed';
+  }
+
+  private async keyword(keyword: Keyword, sms: InboundSms, room: Room): Promise<string> {
+    const member = `phone:${sms.from}`;
+    const name = room.name;
+    switch (keyword.kind) {
+      case 'join': {
+        if (await this.rooms.isMember(room.id, member)) return `You are already in ${name}.`;
+        if (!room.settings.open)
+          return `${name} is invite-only: ask its organiser to add you. Text HELP for help.`;
+        await this.rooms.addMember(room.id, member);
+        return `Welcome to ${name}! Texts to this number go to everyone in it. LEAVE to leave, HELP for help.`;
+      }
+      case 'leave':
+        if (!(await this.rooms.removeMember(room.id, member))) return `You are not in ${name}.`;
+        return `You left ${name}.${room.settings.open ? ' Text JOIN to come back.' : ''}`;
+      case 'stop':
+        await this.members.setOptedOut(member, true);
+        return 'You will get no more texts from your rooms. Text START to get them again.';
+      case 'start':
+        await this.members.setOptedOut(member, false);
+        return 'Texts are back on. Text HELP for help.';
+      case 'confirm':
+        await this.members.setConfirmations(member, keyword.on);
+        return keyword.on
+          ? 'Confirmations on: you get a receipt for every text you send.'
+          : 'Confirmations off. Text CONFIRM ON to get them again.';
+      case 'rooms': {
+        const ids = await this.members.rooms(member);
+        const rooms = (await Promise.all(ids.map((id) => this.rooms.get(id)))).filter(
+          (r): r is Room => r !== undefined,
+        );
+        if (rooms.length === 0) return 'You are in no rooms.';
+        return `Your rooms: ${rooms.map((r) => `${r.name} ${r.numbers[0] ?? ''}`.trim()).join(', ')}`;
+      }
+      case 'help':
+      case 'invalid':
+        return `${name}: texts to this number go to the room. JOIN, LEAVE, ROOMS, CONFIRM ON/OFF, STOP, START, HELP.`;
+    }
+  }
+
+  /** Answers a keyword through the room's outbox, from the number the sender texted. */
+  private async reply(sms: InboundSms, room: Room, body: string): Promise<void> {
+    const p = this.keys.partitionOf(room.id);
+    // prettier-ignore
+    await this.redis.xadd(
+      this.keys.outbox(p), '*',
+      'kind', 'reply', 'd', '', 'to', sms.from, 'from', sms.to, 'body', body, 'media', '',
+      'room', room.id, 'msg', `twilio:${sms.messageSid}`, 'attempt', 0,
+    );
+  }
+}

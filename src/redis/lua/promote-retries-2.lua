@@ -1,0 +1,17 @@
+--[[
+  Move outbox jobs whose retry time has come back into the outbox stream.
+
+  Input:
+    KEYS[1] retry set      thr:{p<n>}:outbox:retry (score: not before, ms)
+    KEYS[2] outbox stream  thr:{p<n>}:outbox
+    ARGV[1] now, ms since epoch
+    ARGV[2] most jobs to move
+
+  Output: the number of jobs moved
+]]
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, job in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(job)))
+  redis.call('ZREM', KEYS[1], job)
+end
+return #due

@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { startTestNode, type TestNode } from '../helpers/node.ts';
+import { postSigned } from './signing.ts';
+import { type Standin, type StandinMessage, startStandin } from './standin.ts';
+
+/** The URL Twilio is told to call: a proxy in front of the node, which strips `/thr`. */
+export const PUBLIC_URL = 'https://relay.example.test/thr';
+
+/** A stand-in for the enclosing file, reset before each test. */
+export function useStandin(): () => Standin {
+  let standin: Standin | undefined;
+  beforeAll(async () => {
+    standin = await startStandin();
+  });
+  beforeEach(() => standin?.reset());
+  afterAll(async () => {
+    await standin?.close();
+  });
+  return () => {
+    if (!standin) throw new Error('useStandin(): the stand-in starts in beforeAll');
+    return standin;
+  };
+}
+
+let counter = 0;
+/** A phone number no other test uses. */
+export function phone(): string {
+  counter++;
+  return `+1555${String(counter).padStart(7, '0')}`;
+}
+
+export interface SmsNode extends TestNode {
+  standin: Standin;
+  /** What the proxy does: the public URL Twilio calls → this node's own address. */
+  deliverTo(publicUrl: string): string;
+  /** A phone texting `to`, as Twilio's signed inbound webhook; resolves with the response. */
+  text(
+    from: string,
+    to: string,
+    body: string,
+    extra?: { sid?: string; media?: string[]; signature?: string | null },
+  ): Promise<Response>;
+  /** Creates a room with a number, a name and members. */
+  smsRoom(
+    id: string,
+    number: string,
+    members: string[],
+    options?: { name?: string; settings?: Record<string, unknown> },
+  ): Promise<void>;
+  /** The metrics text. */
+  metrics(): Promise<string>;
+}
+
+/**
+ * A relay node whose Twilio is the stand-in, reached through a proxy at {@link PUBLIC_URL}.
+ * Fast rates and short backoffs; one send in flight, so texts leave in outbox order.
+ */
+export async function startSmsNode(
+  standin: Standin,
+  name: string,
+  sms: Record<string, unknown> = {},
+): Promise<SmsNode> {
+  const node = await startTestNode({
+    name,
+    overrides: {
+      publicUrl: PUBLIC_URL,
+      twilio: {
+        accountSid: standin.accountSid,
+        authToken: standin.authToken,
+        apiUrl: standin.url,
+      },
+      sms: {
+        ratePerSecond: 200,
+        burst: 50,
+        backoffBaseMs: 20,
+        backoffMaxMs: 100,
+        maxAttempts: 4,
+        maxInFlight: 1,
+        ...sms,
+      },
+    },
+  });
+  const deliverTo = (url: string) => url.replace(PUBLIC_URL, node.url);
+  return {
+    ...node,
+    standin,
+    deliverTo,
+    text(from, to, body, extra = {}) {
+      const params: Record<string, string> = {
+        ToCountry: 'US',
+        SmsMessageSid: extra.sid ?? `SM${randomBytes(16).toString('hex')}`,
+        NumMedia: String(extra.media?.length ?? 0),
+        SmsSid: '',
+        SmsStatus: 'received',
+        Body: body,
+        To: to,
+        NumSegments: '1',
+        MessageSid: '',
+        AccountSid: standin.accountSid,
+        From: from,
+        ApiVersion: '2010-04-01',
+      };
+      params.SmsSid = params.SmsMessageSid as string;
+      params.MessageSid = params.SmsMessageSid as string;
+      extra.media?.forEach((url, i) => {
+        params[`MediaUrl${i}`] = url;
+        params[`MediaContentType${i}`] = 'image/jpeg';
+      });
+      const signedUrl = `${PUBLIC_URL}/twilio/sms`;
+      return postSigned(
+        `${node.url}/twilio/sms`,
+        signedUrl,
+        standin.authToken,
+        params,
+        extra.signature,
+      );
+    },
+    async smsRoom(id, number, members, options = {}) {
+      const res = await node.admin('POST', '/v1/rooms', {
+        id,
+        name: options.name ?? id,
+        numbers: [number],
+        ...(options.settings ? { settings: options.settings } : {}),
+      });
+      if (res.status !== 201)
+        throw new Error(`create room ${id}: ${res.status} ${await res.text()}`);
+      for (const m of members) {
+        const added = await node.admin('PUT', `/v1/rooms/${id}/members/${m}`);
+        if (added.status !== 201) throw new Error(`add ${m}: ${added.status}`);
+      }
+    },
+    async metrics() {
+      return (await fetch(`${node.url}/metrics`)).text();
+    },
+  };
+}
+
+/** Texts the stand-in accepted for `to`. */
+export const textsTo = (texts: StandinMessage[], to: string) => texts.filter((t) => t.to === to);
+
+/** A counter's value in Prometheus text (0 when absent). */
+export function metric(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+/** Polls `probe` until `done` holds or the timeout passes. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value).slice(0, 300)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
