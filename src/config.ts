@@ -25,6 +25,9 @@ const ConfigSchema = z.object({
   adminToken: z.string(),
   jwtSecret: z.string(),
   publicUrl: z.string().refine((v) => v === '' || URL.canParse(v), { message: 'expected a URL' }),
+  advertiseUrl: z
+    .string()
+    .refine((v) => v === '' || URL.canParse(v), { message: 'expected a URL' }),
   dataDir: z.string().min(1),
   /** fsync policy of the local redis-server's append-only file (ignored with a Redis URL). */
   appendFsync: z.enum(['always', 'everysec']),

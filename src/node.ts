@@ -202,7 +202,7 @@ export async function startNode(
       { dedupeTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000) },
       log,
     );
-    let url = '';
+    let publicUrl = '';
     mountTwilio(
       app,
       {
@@ -215,7 +215,7 @@ export async function startNode(
       },
       {
         authToken: config.twilio.authToken,
-        publicUrl: () => url,
+        publicUrl: () => publicUrl,
         maxBodyBytes: config.http.maxBodyBytes,
       },
     );
@@ -234,11 +234,14 @@ export async function startNode(
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const listenUrl = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    url = config.publicUrl || listenUrl;
-    if (!config.publicUrl && (config.host === '0.0.0.0' || config.host === '::')) {
+    // This node's own address, for peers and for clients sent here by /v1/connect; the public
+    // URL (Twilio's view, often a load balancer in front of every node) is another matter.
+    const url = config.advertiseUrl || listenUrl;
+    publicUrl = config.publicUrl || url;
+    if (!config.advertiseUrl && (config.host === '0.0.0.0' || config.host === '::')) {
       log.warn(
         { url },
-        'no THRESHOLD_PUBLIC_URL: peers and /v1/connect hand out this address, which clients cannot reach; set THRESHOLD_PUBLIC_URL to the URL clients use',
+        'no THRESHOLD_ADVERTISE_URL: /v1/cluster and /v1/connect hand out this address, which clients cannot reach; set THRESHOLD_ADVERTISE_URL to the URL that reaches this node',
       );
     }
 
@@ -292,7 +295,7 @@ export async function startNode(
         maxInFlight: config.sms.maxInFlight,
         maxQueuedPerNumber: config.sms.maxQueuedPerNumber,
         blockMs: Math.min(config.mesh.readBlockMs, 500),
-        publicUrl: url,
+        publicUrl,
         deadLength: 100_000,
       },
       log,
@@ -331,7 +334,7 @@ export async function startNode(
       );
     else if (!config.publicUrl)
       log.warn(
-        { url },
+        { url: publicUrl },
         "no THRESHOLD_PUBLIC_URL: Twilio webhook signatures are checked against this node's own address, which fails behind a proxy",
       );
     log.info(

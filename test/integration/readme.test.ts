@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { fileDefaults, settings } from '../../src/config.ts';
 import { freePort } from '../../src/redis/embedded.ts';
 import { runThreshold } from '../helpers/process.ts';
 import { connect } from '../helpers/ws-client.ts';
@@ -27,6 +28,27 @@ async function shell(command: string): Promise<string> {
 }
 
 describe('README', () => {
+  it('the configuration table lists every setting, with its default, environment variable and flag', () => {
+    const rows = new Map(
+      [
+        ...README.matchAll(/^\| ([a-zA-Z.]+) +\| ([^|]+)\| `([A-Z_]+)` +\| `--([a-z-]+)` +\|/gm),
+      ].map((m) => [m[1], { value: (m[2] ?? '').trim(), env: m[3], flag: m[4] }]),
+    );
+    const defaults = fileDefaults();
+    for (const leaf of settings(defaults)) {
+      const name = leaf.path.join('.');
+      const row = rows.get(name);
+      expect(row, `README lacks a row for ${name}`).toBeDefined();
+      expect(row?.env, name).toBe(leaf.env);
+      expect(row?.flag, name).toBe(leaf.flag);
+      let value: unknown = defaults;
+      for (const key of leaf.path) value = (value as Record<string, unknown>)[key];
+      // An empty default may be shown as what it means (`<hostname>-<port>` for nodeId).
+      if (value !== '') expect(row?.value, `default of ${name}`).toBe(`\`${String(value)}\``);
+    }
+    expect(rows.size).toBe(settings(defaults).length);
+  });
+
   it('the two-minute tour works as written, against a node started as the README says', async () => {
     const tour = blocks('## A two-minute tour').join('\n').split('\n');
     const port = await freePort();

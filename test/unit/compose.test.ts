@@ -60,13 +60,13 @@ describe('docker-compose.cluster.yml', () => {
     }
   });
 
-  it('publishes each relay on its own host port, the one its public URL names', () => {
+  it('publishes each relay on its own host port, the one its advertised URL names', () => {
     const hostPorts = new Set<string>();
     for (const [name, relay] of relays) {
       const config = loadConfig({ env: substituted(relay.environment ?? {}) });
       const [host, container] = (relay.ports?.[0] ?? '').split(':');
       expect(Number(container), name).toBe(config.port);
-      expect(new URL(config.publicUrl).port, name).toBe(host);
+      expect(new URL(config.advertiseUrl).port, name).toBe(host);
       hostPorts.add(host ?? '');
       expect(relay.healthcheck?.test.join(' ')).toContain(`:${config.port}/readyz`);
     }
