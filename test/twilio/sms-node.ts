@@ -87,30 +87,10 @@ export async function startSmsNode(
     standin,
     deliverTo,
     text(from, to, body, extra = {}) {
-      const params: Record<string, string> = {
-        ToCountry: 'US',
-        SmsMessageSid: extra.sid ?? `SM${randomBytes(16).toString('hex')}`,
-        NumMedia: String(extra.media?.length ?? 0),
-        SmsSid: '',
-        SmsStatus: 'received',
-        Body: body,
-        To: to,
-        NumSegments: '1',
-        MessageSid: '',
-        AccountSid: standin.accountSid,
-        From: from,
-        ApiVersion: '2010-04-01',
-      };
-      params.SmsSid = params.SmsMessageSid as string;
-      params.MessageSid = params.SmsMessageSid as string;
-      extra.media?.forEach((url, i) => {
-        params[`MediaUrl${i}`] = url;
-        params[`MediaContentType${i}`] = 'image/jpeg';
-      });
-      const signedUrl = `${PUBLIC_URL}/twilio/sms`;
+      const params = inboundText(standin.accountSid, from, to, body, extra);
       return postSigned(
         `${node.url}/twilio/sms`,
-        signedUrl,
+        `${PUBLIC_URL}/twilio/sms`,
         standin.authToken,
         params,
         extra.signature,
@@ -134,6 +114,36 @@ export async function startSmsNode(
       return (await fetch(`${node.url}/metrics`)).text();
     },
   };
+}
+
+/** The form Twilio posts to the inbound webhook when `from` texts `to`. */
+export function inboundText(
+  accountSid: string,
+  from: string,
+  to: string,
+  body: string,
+  extra: { sid?: string; media?: string[] } = {},
+): Record<string, string> {
+  const sid = extra.sid ?? `SM${randomBytes(16).toString('hex')}`;
+  const params: Record<string, string> = {
+    ToCountry: 'US',
+    SmsMessageSid: sid,
+    NumMedia: String(extra.media?.length ?? 0),
+    SmsSid: sid,
+    SmsStatus: 'received',
+    Body: body,
+    To: to,
+    NumSegments: '1',
+    MessageSid: sid,
+    AccountSid: accountSid,
+    From: from,
+    ApiVersion: '2010-04-01',
+  };
+  extra.media?.forEach((url, i) => {
+    params[`MediaUrl${i}`] = url;
+    params[`MediaContentType${i}`] = 'image/jpeg';
+  });
+  return params;
 }
 
 /** Texts the stand-in accepted for `to`. */
