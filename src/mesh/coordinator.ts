@@ -17,6 +17,12 @@ export interface CoordinatorHooks {
   /** A ring change is fully applied: we released what we lost and hold what we gained. */
   onHandoff?(handoff: { seconds: number; acquired: number; released: number }): void;
   onTick?(state: { live: string[]; owned: number }): void;
+  /**
+   * Called for a partition we are about to give up, after its funnel reading stopped and
+   * before its lease is released: other work fenced by the lease (the outbox senders)
+   * finishes what it has in flight, so the next owner does not do it again.
+   */
+  beforeRelease?(partition: number): Promise<void>;
 }
 
 /**
@@ -129,6 +135,7 @@ export class Coordinator {
       // Forget it first: should the release fail, the lease simply expires.
       this.held.delete(p);
       await this.consumer.remove(p);
+      await this.hooks.beforeRelease?.(p);
       await this.leases.release(p, value);
       released++;
     }
@@ -201,6 +208,7 @@ export class Coordinator {
     await this.ticking;
     for (const [p, value] of [...this.held]) {
       await this.consumer.remove(p);
+      await this.hooks.beforeRelease?.(p);
       await this.leases
         .release(p, value)
         .catch((err) => this.log.warn({ err, partition: p }, 'could not release lease'));
