@@ -70,6 +70,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { auth, cluster, rooms, ingress, history, metrics, health, log, options } = deps;
   const app = new Hono<AppEnv>();
 
+  // While draining, keep-alive clients are told to reconnect (to another node): the server's
+  // close waits for their connections, and the node's partitions wait for the close.
+  app.use('*', async (c, next) => {
+    await next();
+    if (health.draining()) c.res.headers.set('connection', 'close');
+  });
   app.onError((err, c) => {
     const problem = toProblem(err);
     if (problem.status >= 500 && problem.status !== 503 && problem.status !== 504) {

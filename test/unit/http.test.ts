@@ -566,6 +566,9 @@ describe('HTTP operations routes', () => {
     expect(ready.headers.get('retry-after')).toBe('1');
     const res = await app.request('/v1/rooms', { headers: bearerHeader(ADMIN_TOKEN) });
     await expectProblem(res, 503);
+    // Keep-alive clients drop the connection, so the node's own close need not wait for them.
+    expect(res.headers.get('connection')).toBe('close');
+    expect((await app.request('/healthz')).headers.get('connection')).toBe('close');
   });
 
   it('serves Prometheus text with Threshold and default process metrics', async () => {
