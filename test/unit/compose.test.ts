@@ -28,10 +28,18 @@ const compose = parse(read('docker-compose.cluster.yml'), { merge: true }) as {
 const relays = Object.entries(compose.services).filter(([name]) => name.startsWith('relay-'));
 const envNames = new Set(settings().map((s) => s.env));
 
-/** `${VAR:?message}` as compose would fill it in from the operator's shell. */
+/**
+ * The environment as compose fills it in for an operator who set only the required
+ * variables: `${VAR:?message}` from the shell, `${VAR:-default}` its default.
+ */
 function substituted(env: Record<string, string>): Record<string, string> {
   return Object.fromEntries(
-    Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{(\w+)[^}]*\}/g, 'from-shell')]),
+    Object.entries(env).map(([k, v]) => [
+      k,
+      String(v)
+        .replace(/\$\{\w+:\?[^}]*\}/g, 'from-shell')
+        .replace(/\$\{\w+:-([^}]*)\}/g, '$1'),
+    ]),
   );
 }
 
