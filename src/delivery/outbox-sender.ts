@@ -340,22 +340,27 @@ export class OutboxSender {
       await sleep(Math.min(this.options.blockMs, 100));
       return;
     }
-    const partitions = [...this.reading.entries()].map(([p, s]) => ({ p, lease: s.lease }));
-    const rereading = partitions.some(({ p }) => this.reading.get(p)?.cursor !== '>');
+    const partitions = [...this.reading.entries()].map(([p, s]) => ({
+      p,
+      lease: s.lease,
+      cursor: s.cursor,
+    }));
+    const rereading = partitions.some(({ cursor }) => cursor !== '>');
     const args: (string | number)[] = ['GROUP', SENDERS_GROUP, this.options.nodeId];
     args.push('COUNT', Math.min(room, this.options.readBatch));
     if (!rereading) args.push('BLOCK', this.options.blockMs);
     args.push('STREAMS', ...partitions.map(({ p }) => this.keys.outbox(p)));
-    args.push(...partitions.map(({ p }) => this.reading.get(p)?.cursor ?? '>'));
+    args.push(...partitions.map(({ cursor }) => cursor));
     const reply = (await this.reader.call('XREADGROUP', ...args)) as
       [string, [string, string[] | null][]][] | null;
     const got = new Map((reply ?? []).map(([stream, entries]) => [stream, entries]));
-    for (const { p, lease } of partitions) {
+    for (const { p, lease, cursor } of partitions) {
       const state = this.reading.get(p);
       // Released or lost while we read: what we got stays pending for the next owner.
       if (state?.lease !== lease) continue;
       const entries = got.get(this.keys.outbox(p)) ?? [];
-      if (state.cursor !== '>')
+      // Unless a re-read was asked for meanwhile (the cursor set back to '0'), walk on.
+      if (cursor !== '>' && state.cursor === cursor)
         state.cursor = entries.length === 0 ? '>' : (entries[entries.length - 1]?.[0] ?? '>');
       for (const [entryId, fields] of entries) {
         if (this.inMemory.has(entryId)) continue;
