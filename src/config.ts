@@ -81,8 +81,13 @@ const ConfigSchema = z.object({
     /** Texts per second per sending number (a US long code takes about 1). */
     ratePerSecond: z.coerce.number().positive().max(1000),
     burst: z.coerce.number().int().min(1).max(10_000),
-    /** Send attempts before a text is dead-lettered (429, 5xx and network errors are retried). */
+    /** Send attempts before a text is dead-lettered (5xx, network errors, timeouts; not 429s). */
     maxAttempts: z.coerce.number().int().min(1).max(100),
+    /** How long a text may keep being retried (429s count no attempt, only this budget). */
+    maxRetryHours: z.coerce
+      .number()
+      .positive()
+      .max(24 * 30),
     backoffBaseMs: ms(1),
     backoffMaxMs: ms(1),
     /** Outbox jobs read per round. */

@@ -155,7 +155,14 @@ export function isRedisUnavailable(err: unknown): boolean {
   return UNAVAILABLE_REPLY.test(err.message) || UNAVAILABLE_CONNECTION.test(err.message);
 }
 
-/** Twilio refused a text, or could not be reached; `httpStatus` and `twilioCode` say which. */
+/**
+ * How far a failed send got: Twilio answered (`httpStatus` says how), the request never reached
+ * Twilio (connection refused, DNS), or nobody knows (a timeout or a reset after the request was
+ * written: Twilio may have accepted the text).
+ */
+export type SmsReach = 'answered' | 'unreached' | 'ambiguous';
+
+/** Twilio refused a text, or could not be reached; `reach`, `httpStatus` and `twilioCode` say which. */
 export class SmsSendError extends ThresholdError {
   constructor(
     message: string,
@@ -163,9 +170,15 @@ export class SmsSendError extends ThresholdError {
     readonly httpStatus: number | undefined,
     /** Twilio's error code (21610 unsubscribed, 21211 invalid number, 20429 too many requests…). */
     readonly twilioCode: number | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; reach?: SmsReach; retryAfterMs?: number },
   ) {
     super('sms_send_failed', 502, message, options);
     this.name = 'SmsSendError';
+    this.reach = options?.reach ?? (httpStatus === undefined ? 'ambiguous' : 'answered');
+    this.retryAfterMs = options?.retryAfterMs;
   }
+
+  readonly reach: SmsReach;
+  /** Twilio's `Retry-After` (a 429 or 503), in ms, when it sent one. */
+  readonly retryAfterMs: number | undefined;
 }

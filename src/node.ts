@@ -181,17 +181,18 @@ export async function startNode(
       health: { ready: () => coordinator?.ready ?? false, draining: () => draining },
       options: { maxBodyBytes: config.http.maxBodyBytes, maxBodyChars: config.http.maxBodyChars },
     });
-    // Without both Twilio credentials texts are logged instead of sent (development mode).
+    // Without both Twilio credentials: on loopback, development mode (texts are logged and
+    // kept for GET /v1/dev/outbox); elsewhere nothing is sent and the outbox keeps every text.
     const twilioLive = Boolean(config.twilio.accountSid && config.twilio.authToken);
-    const devSms = twilioLive ? undefined : new DevSmsClient(log);
-    const smsClient =
-      devSms ??
-      new TwilioSmsClient({
-        accountSid: config.twilio.accountSid,
-        authToken: config.twilio.authToken,
-        apiUrl: config.twilio.apiUrl,
-        timeoutMs: config.sms.sendTimeoutMs,
-      });
+    const devSms = !twilioLive && isLoopback(config.host) ? new DevSmsClient(log) : undefined;
+    const smsClient = twilioLive
+      ? new TwilioSmsClient({
+          accountSid: config.twilio.accountSid,
+          authToken: config.twilio.authToken,
+          apiUrl: config.twilio.apiUrl,
+          timeoutMs: config.sms.sendTimeoutMs,
+        })
+      : devSms;
     const inbound = new SmsInbound(
       redis,
       keys,
@@ -211,7 +212,7 @@ export async function startNode(
         keys,
         metrics,
         log,
-        dev: isLoopback(config.host) ? devSms : undefined,
+        dev: devSms,
       },
       {
         authToken: config.twilio.authToken,
@@ -251,6 +252,37 @@ export async function startNode(
       info: { url, startedAt: Date.now(), version: VERSION },
     });
     const leases = new Leases(redis, keys, nodeId, config.mesh.leaseTtlMs);
+    const outbox =
+      smsClient &&
+      new OutboxSender(
+        outboxReader,
+        redis,
+        keys,
+        smsClient,
+        members,
+        metrics,
+        () => coordinator?.heldLeases() ?? new Map(),
+        {
+          nodeId,
+          ratePerSecond: config.sms.ratePerSecond,
+          burst: config.sms.burst,
+          maxAttempts: config.sms.maxAttempts,
+          backoffBaseMs: config.sms.backoffBaseMs,
+          backoffMaxMs: config.sms.backoffMaxMs,
+          readBatch: config.sms.readBatch,
+          maxInFlight: config.sms.maxInFlight,
+          maxQueuedPerNumber: config.sms.maxQueuedPerNumber,
+          blockMs: Math.min(config.mesh.readBlockMs, 500),
+          maxRetryMs: Math.round(config.sms.maxRetryHours * 3_600_000),
+          sendTimeoutMs: config.sms.sendTimeoutMs,
+          // Status callbacks only to a URL Twilio can reach: THRESHOLD_PUBLIC_URL, never the
+          // listen address it would fall back to.
+          publicUrl: config.publicUrl,
+          deadLength: 100_000,
+          markerTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000),
+        },
+        log,
+      );
     coordinator = new Coordinator(
       membership,
       leases,
@@ -273,30 +305,10 @@ export async function startNode(
           metrics.nodesLive.set(live.length);
           metrics.partitionsOwned.set(owned);
         },
-      },
-      log,
-    );
-    const outbox = new OutboxSender(
-      outboxReader,
-      redis,
-      keys,
-      smsClient,
-      members,
-      metrics,
-      () => coordinator?.heldLeases() ?? new Map(),
-      {
-        nodeId,
-        ratePerSecond: config.sms.ratePerSecond,
-        burst: config.sms.burst,
-        maxAttempts: config.sms.maxAttempts,
-        backoffBaseMs: config.sms.backoffBaseMs,
-        backoffMaxMs: config.sms.backoffMaxMs,
-        readBatch: config.sms.readBatch,
-        maxInFlight: config.sms.maxInFlight,
-        maxQueuedPerNumber: config.sms.maxQueuedPerNumber,
-        blockMs: Math.min(config.mesh.readBlockMs, 500),
-        publicUrl,
-        deadLength: 100_000,
+        // A graceful handoff: texts in flight are settled while the lease is still ours.
+        beforeRelease: async (p) => {
+          await outbox?.release(p);
+        },
       },
       log,
     );
@@ -319,18 +331,21 @@ export async function startNode(
     await membership.assertNoTwin(config.mesh.heartbeatMs * 2 + 100);
     await consumer.start();
     await coordinator.start();
-    outbox.start();
+    outbox?.start();
     maintenance.start();
 
     if (devMode)
       log.warn(
         'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
       );
-    if (!twilioLive)
+    if (!twilioLive && devSms)
       log.warn(
-        isLoopback(config.host)
-          ? 'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts'
-          : 'SMS is off: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent',
+        'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts',
+      );
+    else if (!twilioLive)
+      log.error(
+        { host: config.host },
+        'SMS is not sending: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN. Texts stay queued in the outbox (nothing is lost) until a node starts with both set',
       );
     else if (!config.publicUrl)
       log.warn(
@@ -362,7 +377,7 @@ export async function startNode(
         clearTimeout(timer);
         maintenance.stop();
         // Before the leases go: texts in flight are settled while they are still ours.
-        await outbox.stop();
+        await outbox?.stop();
         await coordinator?.stop();
         await consumer.stop();
         await Promise.all([redis, reader, sub, outboxReader].map((c) => c.quit().catch(() => {})));

@@ -1,17 +1,31 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../redis/keys.ts';
 
-/** A member's own settings, the same in every room (`thr:member:<id>`, DESIGN §3). */
+/** A member's own settings (`thr:member:<id>`, DESIGN §3). */
 export interface MemberSettings {
   /** undefined: the room's default (its `confirmations` setting, on when unset). */
   confirmations?: boolean;
-  /** Texted STOP (or Twilio answered 21610): gets no texts until START. */
-  optedOut: boolean;
+  /**
+   * Our numbers the member opted out of (texted STOP to, or Twilio answered 21610 when we
+   * texted from): as carriers do, an opt-out holds for one (member, sending number) pair.
+   */
+  optedOutOf: string[];
   /** Twilio answered 21211: not a number texts can reach. */
   invalid: boolean;
 }
 
-const FIELDS = ['confirmations', 'optedOut', 'invalid'] as const;
+/** Field of `thr:member:<id>` that marks an opt-out of one of our numbers. */
+const OPTED_OUT = 'optedOut:';
+/**
+ * Before opt-outs were per number, one `optedOut` field stood for every number; it is still
+ * honoured (for every number) until the member texts START to any number.
+ */
+const LEGACY_OPTED_OUT = 'optedOut';
+
+/** True when texts from our number `from` must not go to this member. */
+export function isOptedOut(settings: MemberSettings | undefined, from: string): boolean {
+  return settings?.optedOutOf.includes(from) || settings?.optedOutOf.includes('*') || false;
+}
 
 /**
  * Reads and writes `thr:member:<id>`. These keys carry no partition hash tag, so the commit
@@ -31,12 +45,17 @@ export class MemberSettingsStore {
   async getMany(members: string[]): Promise<MemberSettings[]> {
     if (members.length === 0) return [];
     const pipe = this.redis.pipeline();
-    for (const m of members) pipe.hmget(this.keys.member(m), ...FIELDS);
+    for (const m of members) pipe.hgetall(this.keys.member(m));
     const results = (await pipe.exec()) ?? [];
     return results.map(([err, values]) => {
       if (err) throw err;
-      const [confirmations, optedOut, invalid] = values as (string | null)[];
-      const settings: MemberSettings = { optedOut: optedOut === '1', invalid: invalid === '1' };
+      const hash = (values ?? {}) as Record<string, string>;
+      const optedOutOf = Object.entries(hash)
+        .filter(([k, v]) => k.startsWith(OPTED_OUT) && v === '1')
+        .map(([k]) => k.slice(OPTED_OUT.length));
+      if (hash[LEGACY_OPTED_OUT] === '1') optedOutOf.push('*');
+      const settings: MemberSettings = { optedOutOf, invalid: hash.invalid === '1' };
+      const confirmations = hash.confirmations;
       if (confirmations === 'on' || confirmations === 'off')
         settings.confirmations = confirmations === 'on';
       return settings;
@@ -47,8 +66,11 @@ export class MemberSettingsStore {
     await this.redis.hset(this.keys.member(member), 'confirmations', on ? 'on' : 'off');
   }
 
-  async setOptedOut(member: string, optedOut: boolean): Promise<void> {
-    await this.redis.hset(this.keys.member(member), 'optedOut', optedOut ? '1' : '0');
+  /** Opts the member out of (or back in to) texts from our number `from`, and only that one. */
+  async setOptedOut(member: string, from: string, optedOut: boolean): Promise<void> {
+    const key = this.keys.member(member);
+    if (optedOut) await this.redis.hset(key, OPTED_OUT + from, '1');
+    else await this.redis.hdel(key, OPTED_OUT + from, LEGACY_OPTED_OUT);
   }
 
   async setInvalid(member: string): Promise<void> {

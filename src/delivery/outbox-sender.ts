@@ -3,8 +3,8 @@ import { SmsSendError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
-import type { MemberSettingsStore } from './member-settings.ts';
-import type { SmsClient } from './sms-client.ts';
+import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
+import type { OutboundSms, SmsClient } from './sms-client.ts';
 import { type Clock, TokenBuckets } from './token-bucket.ts';
 
 export const SENDERS_GROUP = 'senders';
@@ -20,12 +20,16 @@ export interface OutboxSenderOptions {
   ratePerSecond: number;
   /** Texts a number may send at once after a quiet spell. @default 1 */
   burst: number;
-  /** Attempts before a text is dead-lettered. @default 6 */
+  /** Attempts (5xx, network errors, timeouts, unexpected errors) before a text is dead-lettered. @default 6 */
   maxAttempts: number;
+  /** How long a text may keep being retried (429s included, which count no attempt). @default 86400000 */
+  maxRetryMs: number;
   /** First retry delay; doubles each attempt, with jitter. @default 2000 */
   backoffBaseMs: number;
   /** Longest retry delay. @default 300000 */
   backoffMaxMs: number;
+  /** How long one Twilio request may take; an attempt younger than this may still be in flight. @default 15000 */
+  sendTimeoutMs: number;
   /** Jobs read per round. @default 100 */
   readBatch: number;
   /** Twilio requests in flight at once. @default 16 */
@@ -38,6 +42,8 @@ export interface OutboxSenderOptions {
   publicUrl: string;
   /** Entries kept in the dead-letter stream (approximate). @default 100000 */
   deadLength: number;
+  /** Lifetime of a delivery hash this sender creates (keyword replies' send markers). @default 86400000 */
+  markerTtlMs: number;
 }
 
 /** One outbox entry (fields written by commit-message-9.lua or by a keyword reply). */
@@ -54,22 +60,63 @@ export interface OutboxJob {
   room: string;
   /** Envelope id of the message (relay, receipt) or the inbound MessageSid (reply). */
   msg: string;
+  /** Attempts that failed (5xx, network, timeouts); 429s are counted in `throttled`. */
   attempt: string;
+  /** 429s so far (their backoff grows with it), "" for none. */
+  throttled?: string;
+  /** When the job first entered the outbox (ms), for the retry time budget; "" = its entry id. */
+  since?: string;
+  /** Marker of the attempt known not to have reached Twilio (see begin-send-2.lua), or "". */
+  clean?: string;
+  /** The time slot (ms) a parked job was given behind its number's backlog, or "". */
+  slot?: string;
 }
 
 interface Held {
   partition: number;
+  /** Our lease value when the job was read: every write for it is fenced by this one. */
+  lease: string;
   entryId: string;
   job: OutboxJob;
 }
 
-type Outcome = 'sent' | 'retried' | 'failed' | 'dead' | 'skipped';
+type Outcome =
+  | 'sent'
+  | 'retried'
+  | 'failed'
+  | 'dead'
+  | 'skipped'
+  | 'postponed'
+  | 'reconciled'
+  | 'fenced_after_send';
+
+/** begin-send-2.lua's answers. */
+const BEGIN_FENCED = -1;
+const BEGIN_ALREADY = 2;
+const BEGIN_POSTPONE = 3;
+const BEGIN_AMBIGUOUS = 4;
+
+/** How often our own pending entries are read again, whatever happened: nothing stays stranded. */
+const PENDING_RESCAN_MS = 30_000;
+
+/** Advice for Twilio refusals that no retry fixes, logged with the dead letter. */
+const REFUSALS: Record<number, string> = {
+  20003: 'Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN',
+  20404: 'Twilio does not know the resource: check TWILIO_ACCOUNT_SID and the API URL',
+  21212: "the room's number is not a valid sending number: check the room's numbers",
+  21606: "the room's number cannot send SMS from this account: check it in the Twilio console",
+  21659: "the room's number is not a Twilio number of this account: check the room's numbers",
+  21408: 'the account may not text that region: enable it in the Twilio console (Geo permissions)',
+  21612: 'Twilio cannot route texts between these numbers: check the room number',
+  21617: 'the text is longer than 1600 characters (should not happen: report a bug)',
+};
 
 /**
  * Sends the SMS jobs of the partitions this node holds (DESIGN §1, §4), away from the
  * partition consumer: one blocking read over their outboxes, a token bucket per sending
  * number, a bound on requests in flight, retries scheduled durably in the partition's retry
- * set. Every Twilio call and every acknowledgement is fenced by the partition's lease.
+ * set. Every Twilio call is fenced by the partition's lease (begin-send-2.lua, the last await
+ * before the request), and every acknowledgement too.
  */
 export class OutboxSender {
   private readonly buckets: TokenBuckets;
@@ -77,15 +124,24 @@ export class OutboxSender {
   private readonly inMemory = new Set<string>();
   /**
    * Partitions we read. The cursor walks our own pending entries (ids after it) before new
-   * ones ('>'): after a takeover or a restart, jobs read earlier are sent first.
+   * ones ('>'): after a takeover, a restart or an unexpected error, jobs read earlier are sent.
    */
   private readonly reading = new Map<number, { lease: string; cursor: string }>();
+  /** Partitions being handed over (beforeRelease): lease value we are giving up. */
+  private readonly releasing = new Map<number, string>();
   private inFlight = 0;
-  private readonly sends = new Set<Promise<void>>();
+  /** Sends in flight, with their partition. */
+  private readonly sends = new Map<Promise<void>, number>();
+  /** Unexpected failures per outbox entry (in memory: a restart forgives them). */
+  private readonly errors = new Map<string, number>();
+  /** Sending number → the last time slot given to a parked job. */
+  private readonly slots = new Map<string, number>();
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
   private pumpTimer: NodeJS.Timeout | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
   private lastGauges = 0;
+  private lastRescan = 0;
   /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
   private readonly paused = new Map<number, number>();
 
@@ -113,6 +169,7 @@ export class OutboxSender {
 
   start(): void {
     this.running = true;
+    this.lastRescan = this.clock.now();
     this.loopDone = this.loop();
   }
 
@@ -120,11 +177,42 @@ export class OutboxSender {
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.pumpTimer);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     await this.loopDone;
-    await Promise.allSettled([...this.sends]);
+    await Promise.allSettled([...this.sends.keys()]);
     this.queues.clear();
     this.inMemory.clear();
     this.reading.clear();
+  }
+
+  /**
+   * The coordinator is about to release `partition` (a graceful handoff): take no new job of
+   * it, forget those queued but not started (they stay pending, and its next owner claims
+   * them), and wait for the texts of it in flight to be settled while the lease is still ours
+   * (at most sms.sendTimeoutMs and a little), so the next owner sends none of them again.
+   */
+  async release(partition: number): Promise<void> {
+    const lease = this.reading.get(partition)?.lease ?? this.leases().get(partition);
+    if (lease) this.releasing.set(partition, lease);
+    this.forget(partition);
+    const inFlight = [...this.sends].filter(([, p]) => p === partition).map(([s]) => s);
+    if (inFlight.length === 0) return;
+    this.log.info(
+      { partition, inFlight: inFlight.length },
+      'handing over a partition: waiting for its texts in flight',
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), this.options.sendTimeoutMs + 1000);
+    });
+    const result = await Promise.race([Promise.allSettled(inFlight), timeout]);
+    clearTimeout(timer);
+    if (result === 'timeout')
+      this.log.warn(
+        { partition },
+        'handing over a partition with a text still in flight; its next owner reconciles it (see threshold_sms_ambiguous_total)',
+      );
   }
 
   private async loop(): Promise<void> {
@@ -149,20 +237,27 @@ export class OutboxSender {
   /** Follows the leases: new partitions take over their pending jobs, lost ones are dropped. */
   private async follow(): Promise<void> {
     const held = this.leases();
+    for (const [p, lease] of this.releasing) if (held.get(p) !== lease) this.releasing.delete(p);
     for (const p of [...this.reading.keys()]) {
       if (held.get(p) === this.reading.get(p)?.lease) continue;
-      this.reading.delete(p);
-      this.drop(p);
-      this.metrics.outboxDepth.remove({ partition: String(p) });
-      this.metrics.outboxOldest.remove({ partition: String(p) });
+      this.forget(p);
     }
     const now = this.clock.now();
+    const rescan = now - this.lastRescan >= PENDING_RESCAN_MS;
+    if (rescan) this.lastRescan = now;
     for (const [p, lease] of held) {
-      if (this.reading.has(p) || (this.paused.get(p) ?? 0) > now) continue;
+      const state = this.reading.get(p);
+      if (state) {
+        if (rescan) state.cursor = '0';
+        continue;
+      }
+      if ((this.paused.get(p) ?? 0) > now || this.releasing.get(p) === lease) continue;
       this.paused.delete(p);
       const key = this.keys.outbox(p);
       let cursor = '0-0';
       do {
+        // A former owner's jobs: one it was sending when it died or paused left a marker
+        // (begin-send-2.lua) and is reconciled, not sent blindly.
         // prettier-ignore
         const reply = (await this.redis.xautoclaim(
           key, SENDERS_GROUP, this.options.nodeId, 0, cursor, 'COUNT', 1000, 'JUSTID',
@@ -171,6 +266,14 @@ export class OutboxSender {
       } while (cursor !== '0-0');
       this.reading.set(p, { lease, cursor: '0' });
     }
+  }
+
+  /** Stops reading a partition and forgets its jobs not started; they stay pending. */
+  private forget(partition: number): void {
+    if (!this.reading.delete(partition)) return;
+    this.drop(partition);
+    this.metrics.outboxDepth.remove({ partition: String(partition) });
+    this.metrics.outboxOldest.remove({ partition: String(partition) });
   }
 
   /** Jobs of a partition we no longer hold: its new owner claims them. */
@@ -192,7 +295,11 @@ export class OutboxSender {
     await pipe.exec();
   }
 
-  /** Outbox depth (stream plus retry set) and the age of the oldest job, about once a second. */
+  /**
+   * Outbox depth (stream plus retry set) and the age of the oldest job, about once a second.
+   * A job waiting in the retry set counts from when it first entered the outbox (its `since`);
+   * of the retry set, the job due first is looked at.
+   */
   private async gauges(): Promise<void> {
     const now = this.clock.now();
     if (now - this.lastGauges < 1000 || this.reading.size === 0) return;
@@ -203,20 +310,26 @@ export class OutboxSender {
       pipe
         .xlen(this.keys.outbox(p))
         .zcard(this.keys.outboxRetry(p))
-        .xrange(this.keys.outbox(p), '-', '+', 'COUNT', 1);
+        .xrange(this.keys.outbox(p), '-', '+', 'COUNT', 1)
+        .zrange(this.keys.outboxRetry(p), 0, 0);
     const replies = (await pipe.exec()) ?? [];
     partitions.forEach((p, i) => {
-      const [len, retries, first] = replies.slice(i * 3, i * 3 + 3).map(([, v]) => v) as [
+      const [len, retries, first, due] = replies.slice(i * 4, i * 4 + 4).map(([, v]) => v) as [
         number,
         number,
         [string, string[]][],
+        string[],
       ];
       const label = { partition: String(p) };
       this.metrics.outboxDepth.set(label, (len ?? 0) + (retries ?? 0));
+      const times: number[] = [];
       const oldest = first?.[0]?.[0];
+      if (oldest) times.push(Number.parseInt(oldest, 10));
+      const since = due?.[0] ? retrySince(due[0]) : undefined;
+      if (since !== undefined) times.push(since);
       this.metrics.outboxOldest.set(
         label,
-        oldest ? Math.max(0, now - Number.parseInt(oldest, 10)) / 1000 : 0,
+        times.length > 0 ? Math.max(0, now - Math.min(...times)) / 1000 : 0,
       );
     });
   }
@@ -227,20 +340,27 @@ export class OutboxSender {
       await sleep(Math.min(this.options.blockMs, 100));
       return;
     }
-    const partitions = [...this.reading.keys()];
-    const rereading = partitions.some((p) => this.reading.get(p)?.cursor !== '>');
+    const partitions = [...this.reading.entries()].map(([p, s]) => ({
+      p,
+      lease: s.lease,
+      cursor: s.cursor,
+    }));
+    const rereading = partitions.some(({ cursor }) => cursor !== '>');
     const args: (string | number)[] = ['GROUP', SENDERS_GROUP, this.options.nodeId];
     args.push('COUNT', Math.min(room, this.options.readBatch));
     if (!rereading) args.push('BLOCK', this.options.blockMs);
-    args.push('STREAMS', ...partitions.map((p) => this.keys.outbox(p)));
-    args.push(...partitions.map((p) => this.reading.get(p)?.cursor ?? '>'));
+    args.push('STREAMS', ...partitions.map(({ p }) => this.keys.outbox(p)));
+    args.push(...partitions.map(({ cursor }) => cursor));
     const reply = (await this.reader.call('XREADGROUP', ...args)) as
       [string, [string, string[] | null][]][] | null;
     const got = new Map((reply ?? []).map(([stream, entries]) => [stream, entries]));
-    for (const p of partitions) {
+    for (const { p, lease, cursor } of partitions) {
       const state = this.reading.get(p);
+      // Released or lost while we read: what we got stays pending for the next owner.
+      if (state?.lease !== lease) continue;
       const entries = got.get(this.keys.outbox(p)) ?? [];
-      if (state && state.cursor !== '>')
+      // Unless a re-read was asked for meanwhile (the cursor set back to '0'), walk on.
+      if (cursor !== '>' && state.cursor === cursor)
         state.cursor = entries.length === 0 ? '>' : (entries[entries.length - 1]?.[0] ?? '>');
       for (const [entryId, fields] of entries) {
         if (this.inMemory.has(entryId)) continue;
@@ -249,23 +369,35 @@ export class OutboxSender {
           await this.redis.xack(this.keys.outbox(p), SENDERS_GROUP, entryId);
           continue;
         }
-        await this.enqueue({ partition: p, entryId, job: toJob(fields) });
+        if (this.reading.get(p)?.lease !== lease) break;
+        await this.enqueue({ partition: p, lease, entryId, job: toJob(fields) });
       }
     }
     this.pump();
   }
 
   private async enqueue(held: Held): Promise<void> {
-    const queue = this.queues.get(held.job.from) ?? [];
-    if (queue.length >= this.options.maxQueuedPerNumber) {
-      // This number has a backlog: park the job in the retry set for about as long as the
-      // backlog takes, so other numbers' texts are not stuck behind it in memory.
-      const waitMs = Math.ceil((queue.length / this.options.ratePerSecond) * 1000);
-      await this.settle(held, { at: this.clock.now() + waitMs, job: held.job });
+    const number = held.job.from;
+    const queue = this.queues.get(number) ?? [];
+    const now = this.clock.now();
+    const gap = 1000 / this.options.ratePerSecond;
+    const lastSlot = this.slots.get(number) ?? 0;
+    if (lastSlot <= now) this.slots.delete(number);
+    // A parked job whose slot came is taken in turn (unless the backlog grew far beyond the
+    // bound); a new one waits behind the number's parked jobs, so its texts keep their order.
+    const returning = Boolean(held.job.slot);
+    const full = queue.length >= this.options.maxQueuedPerNumber * (returning ? 2 : 1);
+    if (full || (!returning && lastSlot > now)) {
+      // This number has a backlog: park the job in the retry set at its number's next free
+      // slot, so other numbers' texts are not stuck behind it in memory.
+      const slot = Math.ceil(Math.max(now + queue.length * gap, lastSlot) + gap);
+      this.slots.set(number, slot);
+      const job = { ...held.job, slot: String(slot), since: sinceOf(held) };
+      await this.settle(held, { at: slot, job });
       return;
     }
     queue.push(held);
-    this.queues.set(held.job.from, queue);
+    this.queues.set(number, queue);
     this.inMemory.add(held.entryId);
   }
 
@@ -285,14 +417,19 @@ export class OutboxSender {
         const held = queue.shift() as Held;
         this.inFlight++;
         const send = this.send(held)
-          .catch((err: unknown) => this.log.error({ err, job: held.job }, 'outbox job failed'))
+          .then(
+            () => {
+              this.errors.delete(held.entryId);
+            },
+            (err: unknown) => this.unexpected(held, err),
+          )
           .finally(() => {
             this.inFlight--;
             this.inMemory.delete(held.entryId);
             this.sends.delete(send);
             this.pump();
           });
-        this.sends.add(send);
+        this.sends.set(send, held.partition);
       }
       if (queue.length === 0) this.queues.delete(number);
     }
@@ -302,142 +439,335 @@ export class OutboxSender {
 
   private async send(held: Held): Promise<void> {
     const { job, partition } = held;
-    const lease = this.reading.get(partition)?.lease;
-    if (!lease) return;
-    if ((await this.redis.get(this.keys.lease(partition))) !== lease) {
-      // Not ours any more (or not yet ours again): stop reading it. The job stays pending; if
-      // we still hold the partition once the coordinator has caught up, it is read again.
-      this.log.warn(
-        { partition },
-        'outbox: the partition lease is not ours; stopped sending its texts',
-      );
-      this.reading.delete(partition);
-      this.drop(partition);
-      this.paused.set(partition, this.clock.now() + 250);
-      return;
-    }
+    // Released, or lost: the job stays pending for the partition's next owner.
+    if (this.reading.get(partition)?.lease !== held.lease) return;
 
-    if (job.kind !== 'reply') {
-      const member = await this.members.get(`phone:${job.to}`);
-      if (member.optedOut || member.invalid) {
-        const code = member.optedOut ? 'opted_out' : 'invalid';
-        await this.settle(held);
+    const settings = await this.members.get(`phone:${job.to}`);
+    if (isOptedOut(settings, job.from) || settings.invalid) {
+      const code = settings.invalid ? 'invalid' : 'opted_out';
+      if (await this.settle(held)) {
         await this.finalStatus(held, 'failed', code);
         this.count('skipped', code, job);
-        return;
       }
+      return;
     }
-
+    const sms: OutboundSms = { to: job.to, from: job.from, body: job.body };
+    if (job.media) sms.mediaUrl = parseMedia(job.media);
     const d = job.kind === 'relay' && this.options.publicUrl ? job.d : '';
-    try {
-      const { sid } = await this.client.send({
-        to: job.to,
-        from: job.from,
-        body: job.body,
-        ...(job.media ? { mediaUrl: JSON.parse(job.media) as string[] } : {}),
-        ...(d
-          ? {
-              statusCallback: `${this.options.publicUrl.replace(/\/+$/, '')}/twilio/status?d=${encodeURIComponent(d)}`,
-            }
-          : {}),
-      });
-      await this.settle(held);
-      if (job.kind === 'relay') await this.redis.hset(this.msgKey(held), `sms:${job.to}:sid`, sid);
-      this.metrics.smsSent.inc({ number: job.from });
-      this.count('sent', '', job);
-    } catch (err) {
-      if (!(err instanceof SmsSendError)) throw err;
-      await this.failed(held, err);
+    if (d)
+      sms.statusCallback = `${this.options.publicUrl.replace(/\/+$/, '')}/twilio/status?d=${encodeURIComponent(d)}`;
+    const { key, prefix } = this.delivery(held);
+
+    // The fence, and the last await before the request: nothing may come between them.
+    // prettier-ignore
+    const begin = await this.redis.beginSend(
+      this.keys.lease(partition), key, held.lease, prefix, this.clock.now(), job.clean ?? '',
+      this.options.sendTimeoutMs, this.options.markerTtlMs,
+    );
+    const [status, a = '', b = ''] = begin;
+    if (status === BEGIN_FENCED) return this.fenced(held);
+    if (status === BEGIN_ALREADY) return this.reconciled(held, String(a), String(b));
+    if (status === BEGIN_POSTPONE) return this.postpone(held, Number(a));
+    const marker = String(a);
+    if (status === BEGIN_AMBIGUOUS) {
+      this.metrics.smsAmbiguous.inc();
+      this.log.warn(
+        { ...context(held), earlier: String(b) },
+        'SMS sent again after an attempt whose outcome is unknown (a timeout, or an owner that died mid-send): the recipient may get it twice',
+      );
     }
+    let sid: string;
+    try {
+      ({ sid } = await this.client.send(sms));
+    } catch (err) {
+      const failure =
+        err instanceof SmsSendError
+          ? err
+          : new SmsSendError(`SMS client failed: ${(err as Error).message}`, undefined, undefined, {
+              cause: err,
+              reach: 'ambiguous',
+            });
+      await this.failed(held, failure, marker);
+      return;
+    }
+    // Unfenced, before the settle: should the lease be gone, the next owner sees the sid.
+    await this.waitOut(() => this.redis.recordSid(key, prefix, sid));
+    if (!(await this.settle(held))) {
+      this.log.warn(
+        { ...context(held), sid },
+        'SMS sent, but the lease was lost before it was settled (fenced after send); the next owner will see the sid and not resend',
+      );
+      this.count('fenced_after_send', '', job);
+      return;
+    }
+    this.metrics.smsSent.inc({ number: job.from });
+    this.count('sent', '', job);
   }
 
-  private async failed(held: Held, err: SmsSendError): Promise<void> {
-    const { job } = held;
-    const code = String(err.twilioCode ?? err.httpStatus ?? 'network');
-    const retryable =
-      err.httpStatus === undefined || err.httpStatus === 429 || err.httpStatus >= 500;
-    const attempt = Number(job.attempt) + 1;
-    const context = { to: job.to, from: job.from, room: job.room, msg: job.msg, attempt, code };
+  /** The hash and field prefix of a job's send marker and sid (see begin-send-2.lua). */
+  private delivery(held: Held): { key: string; prefix: string } {
+    const { job, partition } = held;
+    if (job.kind === 'reply')
+      return { key: this.keys.reply(partition, job.msg), prefix: `reply:${job.to}` };
+    return {
+      key: this.keys.msg(partition, job.msg),
+      prefix: `${job.kind === 'relay' ? 'sms' : job.kind}:${job.to}`,
+    };
+  }
 
-    if (retryable && attempt < this.options.maxAttempts) {
-      const backoff = Math.min(
-        this.options.backoffMaxMs,
-        this.options.backoffBaseMs * 2 ** (attempt - 1),
-      );
-      const delay = Math.round(backoff * (0.5 + Math.random() / 2));
-      await this.settle(held, {
-        at: this.clock.now() + delay,
-        job: { ...job, attempt: String(attempt) },
-      });
-      this.log.info(
-        { ...context, delayMs: delay, err: err.message },
-        'SMS send failed; will retry',
-      );
+  /** The lease is not ours (any more, or not yet again): stop reading the partition. */
+  private fenced(held: Held): void {
+    const { partition } = held;
+    if (this.reading.get(partition)?.lease !== held.lease) return;
+    // The job stays pending; if we still hold the partition once the coordinator has caught
+    // up, it is read again.
+    this.log.warn(
+      { partition },
+      'outbox: the partition lease is not ours; stopped sending its texts',
+    );
+    this.forget(partition);
+    this.paused.set(partition, this.clock.now() + 250);
+  }
+
+  /** Twilio has this text already (its sid, or a status callback, is recorded): settle, do not send. */
+  private async reconciled(held: Held, sid: string, status: string): Promise<void> {
+    if (!(await this.settle(held))) return;
+    this.log.info(
+      { ...context(held), sid, status },
+      'SMS already with Twilio (sent by an earlier attempt); not sent again',
+    );
+    this.count('reconciled', '', held.job, status === 'failed' ? undefined : 'sent');
+  }
+
+  /** An earlier attempt may still be in flight: try again once it must have ended. */
+  private async postpone(held: Held, waitMs: number): Promise<void> {
+    const at = this.clock.now() + waitMs + 100;
+    if (!(await this.settle(held, { at, job: { ...held.job, since: sinceOf(held) } }))) return;
+    this.log.info(
+      { ...context(held), waitMs },
+      'SMS postponed: an earlier attempt (a former owner, or a timeout) may still be in flight',
+    );
+    this.count('postponed', '', held.job);
+  }
+
+  private backoff(n: number): number {
+    const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (n - 1));
+    return Math.round(backoff * (0.5 + Math.random() / 2));
+  }
+
+  private async failed(held: Held, err: SmsSendError, marker: string): Promise<void> {
+    const { job } = held;
+    const code = String(err.twilioCode ?? err.httpStatus ?? err.reach);
+    const status = err.httpStatus;
+    const throttled = status === 429;
+    const retryable =
+      throttled || status === undefined || status >= 500 || err.reach !== 'answered';
+    const attempt = Number(job.attempt) + (throttled ? 0 : 1);
+    const ctx = { ...context(held), attempt, code, reach: err.reach };
+    const since = sinceOf(held);
+    const expired = this.clock.now() - Number(since) > this.options.maxRetryMs;
+
+    if (retryable && attempt < this.options.maxAttempts && !expired) {
+      const throttles = Number(job.throttled || 0) + (throttled ? 1 : 0);
+      const delay = err.retryAfterMs ?? this.backoff(throttled ? throttles : attempt);
+      // Slow the number down: Twilio said it is going too fast (or is struggling).
+      if (throttled || err.retryAfterMs !== undefined) this.buckets.hold(job.from, delay);
+      const retry: OutboxJob = {
+        ...job,
+        attempt: String(attempt),
+        throttled: String(throttles),
+        since,
+        // An answer means Twilio did not take it; after a timeout nobody knows.
+        clean: err.reach === 'ambiguous' ? '' : marker,
+      };
+      if (!(await this.settle(held, { at: this.clock.now() + delay, job: retry }))) return;
+      this.log.info({ ...ctx, delayMs: delay, err: err.message }, 'SMS send failed; will retry');
       this.count('retried', code, job);
       return;
     }
     if (retryable) {
-      // prettier-ignore
-      await this.redis.xadd(
-        this.keys.dead, 'MAXLEN', '~', this.options.deadLength, '*',
-        'reason', 'sms_attempts', 'detail', `${attempt} attempts: ${err.message}`,
-        'partition', held.partition, 'entry', held.entryId, 'job', JSON.stringify(job),
-      );
-      await this.settle(held);
-      await this.finalStatus(held, 'failed', code);
-      this.metrics.deadLetters.inc({ reason: 'sms_attempts' });
+      const reason = expired ? 'sms_expired' : 'sms_attempts';
+      const detail = expired
+        ? `still failing after ${Math.round(this.options.maxRetryMs / 60_000)} min (sms.maxRetryHours): ${err.message}`
+        : `${attempt} attempts: ${err.message}`;
+      if (!(await this.deadLetter(held, reason, detail, code))) return;
       this.log.warn(
-        { ...context, err: err.message },
-        'SMS dead-lettered after its last attempt (see thr:dead); check Twilio status and the sending number',
+        { ...ctx, err: err.message },
+        `SMS dead-lettered (${reason}, see thr:dead); check Twilio status and the sending number`,
       );
       this.count('dead', code, job);
       return;
     }
-    if (err.twilioCode === TWILIO_UNSUBSCRIBED)
-      await this.members.setOptedOut(`phone:${job.to}`, true);
-    if (err.twilioCode === TWILIO_INVALID_NUMBER) await this.members.setInvalid(`phone:${job.to}`);
-    await this.settle(held);
-    await this.finalStatus(held, 'failed', code);
-    this.log.warn({ ...context, err: err.message }, 'SMS refused by Twilio; not retried');
-    this.count('failed', code, job);
+    if (err.twilioCode === TWILIO_UNSUBSCRIBED || err.twilioCode === TWILIO_INVALID_NUMBER) {
+      if (err.twilioCode === TWILIO_UNSUBSCRIBED)
+        await this.members.setOptedOut(`phone:${job.to}`, job.from, true);
+      else await this.members.setInvalid(`phone:${job.to}`);
+      if (!(await this.settle(held))) return;
+      await this.finalStatus(held, 'failed', code);
+      this.log.warn({ ...ctx, err: err.message }, 'SMS refused by Twilio; not retried');
+      this.count('failed', code, job);
+      return;
+    }
+    // A refusal no retry fixes (credentials, the sending number, the account): someone must act.
+    const advice = REFUSALS[err.twilioCode ?? -1] ?? 'see the error code in the Twilio docs';
+    if (!(await this.deadLetter(held, 'sms_rejected', `Twilio ${code}: ${err.message}`, code)))
+      return;
+    this.log.error(
+      { ...ctx, err: err.message },
+      `SMS refused by Twilio and dead-lettered (thr:dead, reason sms_rejected): ${advice}`,
+    );
+    this.count('dead', code, job);
   }
 
-  /** Acknowledges (and deletes) the job, scheduling `retry` first; a Redis outage is waited out. */
-  private async settle(held: Held, retry?: { at: number; job: OutboxJob }): Promise<void> {
-    const { partition } = held;
+  /**
+   * An error that is neither Twilio's nor a fence (a Redis timeout, a malformed job): the entry
+   * stays pending and our own pending entries are read again shortly; after sms.maxAttempts
+   * such failures (Redis outages not counted) the job is dead-lettered.
+   */
+  private unexpected(held: Held, err: unknown): void {
+    const { partition, entryId } = held;
+    if (this.reading.get(partition)?.lease !== held.lease) return; // the next owner has it
+    const failures = (this.errors.get(entryId) ?? 0) + 1;
+    const ctx = { ...context(held), entry: entryId, failures };
+    if (failures >= this.options.maxAttempts && !isRedisUnavailable(err)) {
+      this.errors.delete(entryId);
+      const detail = `${failures} unexpected failures: ${(err as Error)?.message ?? String(err)}`;
+      void this.deadLetter(held, 'sms_error', detail, 'error')
+        .then((done) => {
+          if (!done) return;
+          this.log.error(
+            { ...ctx, err },
+            'SMS dead-lettered after repeated unexpected failures (thr:dead, reason sms_error): inspect the job there, fix the cause, and re-add it to the outbox if it should still go',
+          );
+          this.count('dead', 'error', held.job);
+        })
+        .catch((e: unknown) => {
+          this.log.error({ ...ctx, err: e }, 'could not dead-letter an SMS job; it stays pending');
+          this.reread(held, failures);
+        });
+      return;
+    }
+    if (this.errors.size > 100_000) this.errors.clear();
+    this.errors.set(entryId, failures);
+    this.log.warn(
+      { ...ctx, err },
+      'SMS job failed unexpectedly; it stays pending and is tried again shortly (if this repeats, check Redis and the job in the outbox)',
+    );
+    this.reread(held, failures);
+  }
+
+  /** Reads our pending entries of the job's partition again after a backoff. */
+  private reread(held: Held, failures: number): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      const state = this.reading.get(held.partition);
+      if (state?.lease === held.lease) state.cursor = '0';
+    }, this.backoff(failures));
+    this.timers.add(timer);
+  }
+
+  /** Writes the job to thr:dead, then settles it (marking a relay failed); false if fenced. */
+  private async deadLetter(held: Held, reason: string, detail: string, code: string) {
+    // prettier-ignore
+    await this.waitOut(() => this.redis.xadd(
+      this.keys.dead, 'MAXLEN', '~', this.options.deadLength, '*',
+      'reason', reason, 'detail', detail, 'code', code, 'partition', held.partition,
+      'entry', held.entryId, 'job', JSON.stringify(held.job),
+    ));
+    if (!(await this.settle(held))) return false;
+    await this.finalStatus(held, 'failed', code);
+    this.metrics.deadLetters.inc({ reason });
+    return true;
+  }
+
+  /** Runs a Redis command, waiting out an outage while we run. */
+  private async waitOut<T>(command: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const lease = this.reading.get(partition)?.lease;
-      if (!lease) return;
       try {
-        // prettier-ignore
-        await this.redis.settleJob(
-          this.keys.lease(partition), this.keys.outbox(partition), this.keys.outboxRetry(partition),
-          lease, held.entryId, SENDERS_GROUP,
-          retry ? retry.at : '', retry ? JSON.stringify(Object.entries(retry.job).flat()) : '',
-        );
-        return;
+        return await command();
       } catch (err) {
         if (!isRedisUnavailable(err) || !this.running) throw err;
-        if (attempt === 0) this.log.warn({ err }, 'could not settle an outbox job; retrying');
+        if (attempt === 0) this.log.warn({ err }, 'Redis unavailable in the outbox; retrying');
         await sleep(Math.min(2000, 100 * 2 ** attempt));
       }
     }
   }
 
-  private msgKey(held: Held): string {
-    return this.keys.msg(held.partition, held.job.msg);
+  /**
+   * Acknowledges (and deletes) the job, scheduling `retry` first; a Redis outage is waited out.
+   * False when fenced: the lease is not ours, nothing changed, the next owner has the job.
+   */
+  private async settle(held: Held, retry?: { at: number; job: OutboxJob }): Promise<boolean> {
+    const { partition } = held;
+    // prettier-ignore
+    const result = await this.waitOut(() => this.redis.settleJob(
+      this.keys.lease(partition), this.keys.outbox(partition), this.keys.outboxRetry(partition),
+      held.lease, held.entryId, SENDERS_GROUP,
+      retry ? retry.at : '', retry ? JSON.stringify(Object.entries(retry.job).flat()) : '',
+    ));
+    if (result === 1) {
+      this.errors.delete(held.entryId);
+      return true;
+    }
+    this.fenced(held);
+    return false;
   }
 
   private async finalStatus(held: Held, status: string, code: string): Promise<void> {
     if (held.job.kind !== 'relay') return;
-    await this.redis.recordStatus(this.msgKey(held), held.job.to, status, code);
+    await this.waitOut(() =>
+      this.redis.recordStatus(
+        this.keys.msg(held.partition, held.job.msg),
+        held.job.to,
+        status,
+        code,
+      ),
+    );
   }
 
-  private count(outcome: Outcome, code: string, job: OutboxJob): void {
+  private count(outcome: Outcome, code: string, job: OutboxJob, delivery: string = outcome): void {
     this.metrics.smsOutbound.inc({ outcome, code });
-    if (job.kind === 'relay' && outcome !== 'retried')
-      this.metrics.deliveries.inc({ channel: 'sms', outcome });
+    const final = ['sent', 'failed', 'dead', 'skipped'];
+    if (job.kind === 'relay' && final.includes(delivery))
+      this.metrics.deliveries.inc({ channel: 'sms', outcome: delivery });
   }
+}
+
+/** What logs may say about a job: never its body (texts are private). */
+function context(held: Held) {
+  const { job } = held;
+  return {
+    partition: held.partition,
+    kind: job.kind,
+    to: job.to,
+    from: job.from,
+    room: job.room,
+    msg: job.msg,
+  };
+}
+
+/** When the job first entered the outbox: its `since`, else its entry id's time. */
+function sinceOf(held: Held): string {
+  return held.job.since || String(Number.parseInt(held.entryId, 10));
+}
+
+/** The `since` of a job in the retry set (its JSON array of fields). */
+function retrySince(member: string): number | undefined {
+  try {
+    const fields = JSON.parse(member) as string[];
+    const i = fields.indexOf('since');
+    const v = i >= 0 && i % 2 === 0 ? Number(fields[i + 1]) : Number.NaN;
+    return Number.isFinite(v) && v > 0 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseMedia(media: string): string[] {
+  const urls = JSON.parse(media) as unknown;
+  if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string'))
+    throw new Error('job field media: not a JSON array of URLs');
+  return urls;
 }
 
 function toJob(fields: string[]): OutboxJob {
@@ -451,6 +781,10 @@ function toJob(fields: string[]): OutboxJob {
     room: '',
     msg: '',
     attempt: '0',
+    throttled: '',
+    since: '',
+    clean: '',
+    slot: '',
   };
   for (let i = 0; i + 1 < fields.length; i += 2) job[fields[i] as string] = fields[i + 1] as string;
   return job as unknown as OutboxJob;

@@ -1,6 +1,7 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
-import { SmsSendError } from '../errors.ts';
+import { type SmsReach, SmsSendError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 /** One text as the Messages API takes it. */
@@ -29,56 +30,93 @@ export interface TwilioSmsClientOptions {
 const TWILIO_API = 'https://api.twilio.com';
 
 /**
- * Sends through the real `twilio` client. Another REST base (a stand-in) goes through the
- * client's `httpClient` option, the extension point twilio-node offers for this: a
- * RequestClient that rewrites the API origin, with everything else (auth, form encoding,
- * errors) left to the library.
+ * Socket errors that happen before a request is written (the connection was never made):
+ * Twilio cannot have the text, so a retry is safe. Anything else without an answer (a
+ * timeout, a reset, a hang-up) may come after Twilio accepted it: ambiguous.
+ */
+const UNREACHED = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+]);
+
+/** The failure's `code`, or that of its cause (axios wraps the socket error). */
+function socketCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && UNREACHED.has(e.code)) return e.code;
+    if (typeof e !== 'object') break;
+  }
+  return undefined;
+}
+
+/** `Retry-After` in ms: seconds, or an HTTP date. */
+export function parseRetryAfter(value: unknown, now = Date.now()): number | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/**
+ * Sends through the real `twilio` client. Its RestException keeps no response headers, so the
+ * RequestClient (the extension point twilio-node offers, `httpClient`) notes the answer's
+ * `Retry-After` for the call in progress; it also rewrites the API origin for a stand-in, with
+ * everything else (auth, form encoding, errors) left to the library.
  */
 export class TwilioSmsClient implements SmsClient {
   private readonly client: twilio.Twilio;
+  private readonly call = new AsyncLocalStorage<{ retryAfter?: unknown }>();
 
   constructor(options: TwilioSmsClientOptions) {
     const base = options.apiUrl.replace(/\/+$/, '');
-    const httpClient =
-      base === TWILIO_API
-        ? new twilio.RequestClient({ timeout: options.timeoutMs })
-        : new ApiBaseRequestClient(base, options.timeoutMs);
+    const httpClient = new ApiBaseRequestClient(base, options.timeoutMs, this.call);
     this.client = twilio(options.accountSid, options.authToken, {
       httpClient,
       timeout: options.timeoutMs,
     });
   }
 
-  async send(sms: OutboundSms): Promise<{ sid: string }> {
-    try {
-      const message = await this.client.messages.create({
-        to: sms.to,
-        from: sms.from,
-        body: sms.body,
-        ...(sms.mediaUrl?.length ? { mediaUrl: sms.mediaUrl } : {}),
-        ...(sms.statusCallback ? { statusCallback: sms.statusCallback } : {}),
-      });
-      return { sid: message.sid };
-    } catch (err) {
-      if (err instanceof twilio.RestException) {
+  send(sms: OutboundSms): Promise<{ sid: string }> {
+    const call: { retryAfter?: unknown } = {};
+    return this.call.run(call, async () => {
+      try {
+        const message = await this.client.messages.create({
+          to: sms.to,
+          from: sms.from,
+          body: sms.body,
+          ...(sms.mediaUrl?.length ? { mediaUrl: sms.mediaUrl } : {}),
+          ...(sms.statusCallback ? { statusCallback: sms.statusCallback } : {}),
+        });
+        return { sid: message.sid };
+      } catch (err) {
+        if (err instanceof twilio.RestException) {
+          const retryAfterMs = parseRetryAfter(call.retryAfter);
+          throw new SmsSendError(
+            `Twilio ${err.status} ${err.code ?? ''}: ${err.message}`,
+            err.status,
+            err.code,
+            {
+              cause: err,
+              reach: 'answered',
+              ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+            },
+          );
+        }
+        const code = socketCode(err);
+        const reach: SmsReach = code ? 'unreached' : 'ambiguous';
         throw new SmsSendError(
-          `Twilio ${err.status} ${err.code ?? ''}: ${err.message}`,
-          err.status,
-          err.code,
-          {
-            cause: err,
-          },
+          code
+            ? `Twilio unreachable (${code}): ${(err as Error).message}`
+            : `no answer from Twilio (it may have accepted the text): ${(err as Error).message}`,
+          undefined,
+          undefined,
+          { cause: err, reach },
         );
       }
-      throw new SmsSendError(
-        `Twilio unreachable: ${(err as Error).message}`,
-        undefined,
-        undefined,
-        {
-          cause: err,
-        },
-      );
-    }
+    });
   }
 }
 
@@ -86,15 +124,21 @@ class ApiBaseRequestClient extends twilio.RequestClient {
   constructor(
     private readonly base: string,
     timeoutMs: number,
+    private readonly call: AsyncLocalStorage<{ retryAfter?: unknown }>,
   ) {
     super({ timeout: timeoutMs });
   }
 
-  override request<T>(opts: RequestClient.RequestOptions<T>) {
-    const uri = opts.uri.startsWith(TWILIO_API)
-      ? this.base + opts.uri.slice(TWILIO_API.length)
-      : opts.uri;
-    return super.request<T>({ ...opts, uri });
+  override async request<T>(opts: RequestClient.RequestOptions<T>) {
+    const uri =
+      this.base !== TWILIO_API && opts.uri.startsWith(TWILIO_API)
+        ? this.base + opts.uri.slice(TWILIO_API.length)
+        : opts.uri;
+    const response = await super.request<T>({ ...opts, uri });
+    const store = this.call.getStore();
+    const headers = response.headers as Record<string, unknown> | undefined;
+    if (store && response.statusCode >= 400) store.retryAfter = headers?.['retry-after'];
+    return response;
   }
 }
 

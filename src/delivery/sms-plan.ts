@@ -2,18 +2,33 @@ import type { Redis } from 'ioredis';
 import type { Envelope } from '../funnel/envelope.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RoomSettings } from '../rooms/store.ts';
-import type { MemberSettingsStore } from './member-settings.ts';
+import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 
 /** The longest body a room with phone numbers takes: what Twilio sends as one (segmented) SMS. */
 export const SMS_MAX_BODY_CHARS = 1600;
 
+/** Who a relayed text says it is from: the sender's id, or the room's name for a service. */
+function relayPrefix(sender: Envelope['sender'], roomName: string): string {
+  return `${sender.kind === 'service' ? roomName : sender.id}: `;
+}
+
+/**
+ * The longest body, in characters, `sender` may send to an SMS room: its relay, with the
+ * `<sender>: ` prefix, must fit one SMS/MMS (DESIGN §2). Ingress refuses longer ones, so no
+ * phone ever gets a cut text.
+ */
+export function smsBodyLimit(sender: Envelope['sender'], roomName: string): number {
+  return SMS_MAX_BODY_CHARS - [...relayPrefix(sender, roomName)].length;
+}
+
 /**
  * What phone members receive: who spoke, then what they said (`alice: …`, `+15551234567: …`;
- * a service's notification is signed with the room's name), cut to one SMS/MMS.
+ * a service's notification is signed with the room's name). Ingress keeps it within one
+ * SMS/MMS; should a room's rename since then push it over, it is cut with a visible `…`
+ * rather than refused by Twilio.
  */
 export function relayText(env: Envelope, roomName: string): string {
-  const who = env.sender.kind === 'service' ? roomName : env.sender.id;
-  const chars = [...`${who}: ${env.body}`];
+  const chars = [...`${relayPrefix(env.sender, roomName)}${env.body}`];
   if (chars.length <= SMS_MAX_BODY_CHARS) return chars.join('');
   return `${chars.slice(0, SMS_MAX_BODY_CHARS - 1).join('')}…`;
 }
@@ -40,7 +55,10 @@ export class SmsPlanner {
     for (const r of roomIds)
       pipe.hmget(this.keys.room(r), 'name', 'numbers', 'settings').smembers(this.keys.members(r));
     const replies = (await pipe.exec()) ?? [];
-    const rooms = new Map<string, { name: string; settings: RoomSettings; phones: string[] }>();
+    const rooms = new Map<
+      string,
+      { name: string; settings: RoomSettings; phones: string[]; from: string }
+    >();
     roomIds.forEach((r, i) => {
       const [hashErr, hash] = replies[i * 2] ?? [new Error('no reply')];
       const [membersErr, members] = replies[i * 2 + 1] ?? [new Error('no reply')];
@@ -48,7 +66,9 @@ export class SmsPlanner {
       if (membersErr) throw membersErr;
       const [name, numbers, settings] = hash as (string | null)[];
       if (!numbers || numbers === '[]') return;
+      const [from = ''] = JSON.parse(numbers) as string[];
       rooms.set(r, {
+        from,
         name: name ?? r,
         settings: JSON.parse(settings ?? '{}') as RoomSettings,
         phones: (members as string[]).filter((m) => m.startsWith('phone:')),
@@ -67,12 +87,18 @@ export class SmsPlanner {
     for (const env of envelopes) {
       const room = rooms.get(env.room);
       if (!room) continue;
-      const skip = room.phones.filter((p) => settings.get(p)?.optedOut || settings.get(p)?.invalid);
+      // Relays go out from the room's first number, the receipt from the number texted:
+      // opt-outs hold per (member, number), as at the carriers.
+      const skip = room.phones.filter(
+        (p) => isOptedOut(settings.get(p), room.from) || settings.get(p)?.invalid,
+      );
       let confirm = false;
       if (env.sender.kind === 'phone') {
         const s = settings.get(`phone:${env.sender.id}`);
         confirm =
-          !s?.optedOut && !s?.invalid && (s?.confirmations ?? room.settings.confirmations ?? true);
+          !isOptedOut(s, env.via || room.from) &&
+          !s?.invalid &&
+          (s?.confirmations ?? room.settings.confirmations ?? true);
       }
       plans.set(
         env.id,

@@ -33,6 +33,23 @@ export class TokenBuckets {
     return Math.ceil(((1 - bucket.tokens) * 1000) / this.ratePerSecond);
   }
 
+  /**
+   * Holds a key back: no token for `ms` from now (Twilio said 429, or asked to wait). Tokens
+   * then come back at the usual rate.
+   */
+  hold(key: string, ms: number): void {
+    const now = this.clock.now();
+    const bucket = this.buckets.get(key) ?? { tokens: this.burst, at: now };
+    const tokens = Math.min(
+      this.burst,
+      bucket.tokens + ((now - bucket.at) * this.ratePerSecond) / 1000,
+    );
+    this.buckets.set(key, {
+      tokens: Math.min(tokens, 1 - (ms * this.ratePerSecond) / 1000),
+      at: now,
+    });
+  }
+
   /** Forgets buckets that are full again (idle numbers), so the map does not grow forever. */
   prune(): void {
     const now = this.clock.now();

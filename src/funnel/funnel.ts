@@ -42,7 +42,11 @@ export class Funnel implements Publisher {
         JSON.stringify(envelope),
         this.options.maxLength,
         this.options.maxSmsBodyChars ?? 0,
-        [...envelope.body].length,
+        // Phones get "<sender>: <body>": the prefix counts (a service's is the room's name,
+        // which the script adds).
+        [...envelope.body].length +
+          (envelope.sender.kind === 'service' ? 2 : [...envelope.sender.id].length + 2),
+        envelope.sender.kind === 'service' ? 1 : 0,
       );
     } catch (err) {
       // Only an outage is the client's cue to retry; anything else is our bug and a 500.
@@ -56,11 +60,15 @@ export class Funnel implements Publisher {
       throw new ForbiddenError(
         `${memberIdOf(envelope.sender)} is not a member of room ${envelope.room}`,
       );
-    if (result === -4)
+    if (result === -4) {
+      const max = this.options.maxSmsBodyChars ?? 0;
       throw new ValidationError(
-        `body: longer than ${this.options.maxSmsBodyChars} characters, the most a room with phone numbers takes (one SMS/MMS)`,
+        envelope.sender.kind === 'service'
+          ? `body: too long for a room with phone numbers: phones get "<room name>: <body>", at most ${max} characters (one SMS/MMS)`
+          : `body: at most ${max - [...envelope.sender.id].length - 2} characters from ${envelope.sender.id} in a room with phone numbers: phones get "${envelope.sender.id}: <body>", at most ${max} characters (one SMS/MMS)`,
         'body',
       );
+    }
     if (result === -3)
       throw new UnavailableError(`room ${envelope.room}'s funnel partition is full; retry later`);
     return String(result);

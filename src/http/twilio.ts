@@ -148,13 +148,16 @@ export function mountTwilio(
     const status = STATUS[form.MessageStatus ?? ''];
     if (!room || !to || !envelopeId) throw new ValidationError('d: not a delivery id', 'd');
     if (!status) return c.body(null, 204);
+    // The sid is recorded whatever the status: a text Twilio has is never sent again.
     const moved = await redis.recordStatus(
       keys.msg(keys.partitionOf(room), envelopeId),
       to,
       status,
       form.ErrorCode ?? '',
+      /^[A-Za-z0-9]{2,64}$/.test(form.MessageSid ?? '') ? (form.MessageSid ?? '') : '',
     );
-    metrics.smsStatus.inc({ status, result: moved === 1 ? 'moved' : 'stale' });
+    const result = moved === 1 ? 'moved' : moved === 2 ? 'unchanged' : 'stale';
+    metrics.smsStatus.inc({ status, result });
     if (moved === 1 && status !== 'queued' && status !== 'sent')
       metrics.deliveries.inc({ channel: 'sms', outcome: status });
     return c.body(null, 204);

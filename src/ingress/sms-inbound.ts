@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { MemberSettingsStore } from '../delivery/member-settings.ts';
-import { SMS_MAX_BODY_CHARS } from '../delivery/sms-plan.ts';
+import { isOptedOut, type MemberSettingsStore } from '../delivery/member-settings.ts';
+import { smsBodyLimit } from '../delivery/sms-plan.ts';
 import { ForbiddenError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -21,7 +21,10 @@ export interface InboundSms {
 }
 
 export type InboundOutcome =
-  'relayed' | 'keyword' | 'duplicate' | 'not_member' | 'unknown_number' | 'too_long';
+  'relayed' | 'keyword' | 'opt_out' | 'duplicate' | 'not_member' | 'unknown_number' | 'too_long';
+
+/** How long a MessageSid is claimed while its text goes into the funnel. */
+const INBOUND_CLAIM_MS = 30_000;
 
 export interface SmsInboundOptions {
   /** How long a MessageSid is remembered (Twilio retries a webhook for a while). */
@@ -65,8 +68,18 @@ export class SmsInbound {
       return 'unknown_number';
     }
     const seen = keys.twilioSeen(sms.messageSid);
-    const keyword = parseKeyword(sms.body);
-    const tooLong = [...sms.body].length > SMS_MAX_BODY_CHARS;
+    let keyword = parseKeyword(sms.body);
+    const member = `phone:${sms.from}`;
+    if (keyword?.kind === 'optin') {
+      // "Yes" opts back in only a member opted out of this number; from others it is a message.
+      const settings = await this.members.get(member);
+      keyword = isOptedOut(settings, sms.to) ? { kind: 'start' } : undefined;
+    }
+    const limit = smsBodyLimit({ kind: 'phone', id: sms.from }, room.name);
+    // Too long for the relay (with its "<sender>: " prefix) to fit one SMS/MMS. Strangers get
+    // no answer, as for any message of theirs.
+    const tooLong =
+      !keyword && [...sms.body].length > limit && (await this.rooms.isMember(room.id, member));
 
     if (keyword || tooLong) {
       // Keywords act once per MessageSid; the marker is taken back if acting fails, so
@@ -76,16 +89,22 @@ export class SmsInbound {
       try {
         const reply = keyword
           ? await this.keyword(keyword, sms, room)
-          : `Not sent: texts to ${room.name} take at most ${SMS_MAX_BODY_CHARS} characters.`;
-        await this.reply(sms, room, reply);
+          : `Not sent: texts to ${room.name} take at most ${limit} characters from you; yours had ${[...sms.body].length}.`;
+        // STOP gets no answer from us: Twilio (Advanced Opt-Out) answers it, and refuses
+        // (21610) anything we would send to an opted-out phone.
+        if (reply !== undefined) await this.reply(sms, room, reply);
       } catch (err) {
         await this.redis.del(seen).catch(() => {});
         throw err;
       }
+      if (keyword?.kind === 'stop') return 'opt_out';
       return keyword ? 'keyword' : 'too_long';
     }
 
-    if (await this.redis.exists(seen)) return 'duplicate';
+    // Claimed before the funnel gets it, so the same MessageSid twice at once is handled once;
+    // the claim is short until the funnel has the text (a crash in between must not make
+    // Twilio's retry a "duplicate"), and taken back when it could not be submitted.
+    if (!(await this.redis.set(seen, 'claimed', 'PX', INBOUND_CLAIM_MS, 'NX'))) return 'duplicate';
     try {
       await this.ingress.submit(
         {
@@ -109,6 +128,7 @@ export class SmsInbound {
         return 'not_member';
       }
       if (err instanceof NotFoundError) return 'unknown_number';
+      await this.redis.del(seen).catch(() => {});
       throw err;
     }
     // Set after the funnel has the text: a replay is then skipped here (the commit would
@@ -117,7 +137,12 @@ export class SmsInbound {
     return 'relayed';
   }
 
-  private async keyword(keyword: Keyword, sms: InboundSms, room: Room): Promise<string> {
+  /** Acts on a keyword; resolves with the answer, or undefined for none (STOP). */
+  private async keyword(
+    keyword: Keyword,
+    sms: InboundSms,
+    room: Room,
+  ): Promise<string | undefined> {
     const member = `phone:${sms.from}`;
     const name = room.name;
     switch (keyword.kind) {
@@ -132,11 +157,17 @@ export class SmsInbound {
         if (!(await this.rooms.removeMember(room.id, member))) return `You are not in ${name}.`;
         return `You left ${name}.${room.settings.open ? ' Text JOIN to come back.' : ''}`;
       case 'stop':
-        await this.members.setOptedOut(member, true);
-        return 'You will get no more texts from your rooms. Text START to get them again.';
+        // Only this number: the member's other rooms (other numbers) keep texting them.
+        await this.members.setOptedOut(member, sms.to, true);
+        this.log.info(
+          { from: sms.from, to: sms.to, room: room.id },
+          'opt-out: no more texts to this phone from this number until it texts START',
+        );
+        return undefined;
       case 'start':
-        await this.members.setOptedOut(member, false);
-        return 'Texts are back on. Text HELP for help.';
+      case 'optin':
+        await this.members.setOptedOut(member, sms.to, false);
+        return `Texts from ${name} are back on. Text HELP for help.`;
       case 'confirm':
         await this.members.setConfirmations(member, keyword.on);
         return keyword.on
@@ -148,11 +179,18 @@ export class SmsInbound {
           (r): r is Room => r !== undefined,
         );
         if (rooms.length === 0) return 'You are in no rooms.';
-        return `Your rooms: ${rooms.map((r) => `${r.name} ${r.numbers[0] ?? ''}`.trim()).join(', ')}`;
+        const settings = await this.members.get(member);
+        const line = (r: Room) => {
+          const number = r.numbers[0] ?? '';
+          const stopped =
+            number && isOptedOut(settings, number) ? ' (stopped: text START to it)' : '';
+          return `${r.name} ${number}`.trim() + stopped;
+        };
+        return `Your rooms: ${rooms.map(line).join(', ')}`;
       }
       case 'help':
       case 'invalid':
-        return `${name}: texts to this number go to the room. JOIN, LEAVE, ROOMS, CONFIRM ON/OFF, STOP, START, HELP.`;
+        return `${name}: texts to this number go to the room (at most ${smsBodyLimit({ kind: 'phone', id: sms.from }, name)} characters from you). JOIN, LEAVE, ROOMS, CONFIRM ON/OFF, STOP, START, HELP.`;
     }
   }
 

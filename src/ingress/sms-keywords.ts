@@ -1,6 +1,8 @@
 /** A keyword text (DESIGN §5): the whole message, case-insensitive. */
 export type Keyword =
   | { kind: 'join' | 'leave' | 'stop' | 'start' | 'help' | 'rooms' }
+  /** YES or UNSTOP: an opt-in only for a member opted out of the number texted, else a message. */
+  | { kind: 'optin' }
   | { kind: 'confirm'; on: boolean }
   /** Starts like a keyword but is not one (`CONFIRM MAYBE`): answered with HELP. */
   | { kind: 'invalid' };
@@ -16,8 +18,13 @@ export const STOP_WORDS = [
   'REVOKE',
   'OPTOUT',
 ];
-/** The standard opt-in words, all meaning START. */
-export const START_WORDS = ['START', 'YES', 'UNSTOP'];
+/** START: always the opt-in keyword. */
+export const START_WORDS = ['START'];
+/**
+ * Opt-in words that are also everyday replies ("Yes"): they opt back in only a member who
+ * opted out of the number texted; from anyone else they are ordinary messages.
+ */
+export const OPT_IN_WORDS = ['YES', 'UNSTOP'];
 const HELP_WORDS = ['HELP', 'INFO'];
 
 /** The keyword a text is, or undefined for an ordinary message. */
@@ -32,6 +39,7 @@ export function parseKeyword(body: string): Keyword | undefined {
   if (rest.length > 0) return undefined;
   if (STOP_WORDS.includes(first)) return { kind: 'stop' };
   if (START_WORDS.includes(first)) return { kind: 'start' };
+  if (OPT_IN_WORDS.includes(first)) return { kind: 'optin' };
   if (HELP_WORDS.includes(first)) return { kind: 'help' };
   if (first === 'JOIN') return { kind: 'join' };
   if (first === 'LEAVE') return { kind: 'leave' };

@@ -121,14 +121,19 @@ export class Metrics {
 
   readonly smsInbound = new Counter({
     name: 'threshold_sms_inbound_total',
-    help: 'Texts Twilio delivered to /twilio/sms (or the dev route), by outcome (relayed, keyword, duplicate, not_member, unknown_number, too_long, bad_signature, unavailable, error)',
+    help: 'Texts Twilio delivered to /twilio/sms (or the dev route), by outcome (relayed, keyword, opt_out (a STOP word), duplicate, not_member, unknown_number, too_long, bad_signature, unavailable, error)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
   readonly smsOutbound = new Counter({
     name: 'threshold_sms_outbound_total',
-    help: 'Outbox send attempts, by outcome (sent, retried, failed, dead, skipped) and Twilio error code ("" when sent)',
+    help: 'Outbox send attempts, by outcome (sent, retried, failed, dead, skipped, postponed, reconciled, fenced_after_send) and Twilio error code ("" when sent; unreached, ambiguous or error without an answer)',
     labelNames: ['outcome', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly smsAmbiguous = new Counter({
+    name: 'threshold_sms_ambiguous_total',
+    help: 'Texts sent again after an attempt whose outcome was unknown (a Twilio timeout, or an owner that died or paused mid-send): the recipient may have got them twice',
     registers: [this.registry],
   });
   readonly smsSent = new Counter({
@@ -139,7 +144,7 @@ export class Metrics {
   });
   readonly smsStatus = new Counter({
     name: 'threshold_sms_status_total',
-    help: "Twilio status callbacks, by status and whether they moved the recipient's state (moved, stale)",
+    help: "Twilio status callbacks, by status and whether they moved the recipient's state (moved; unchanged: in that state already; stale: behind it)",
     labelNames: ['status', 'result'] as const,
     registers: [this.registry],
   });

@@ -91,6 +91,10 @@ export class Keys {
   msg(n: number, envelopeId: string) {
     return `${this.p(n)}msg:${envelopeId}`;
   }
+  /** Send markers of a keyword reply (hash, with ttl): its text has no message of its own. */
+  reply(n: number, inboundMessageSid: string) {
+    return `${this.p(n)}reply:${inboundMessageSid}`;
+  }
 
   // Room keys live in their room's partition.
   room(room: string) {

@@ -11,7 +11,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** lua/publish-envelope-3.lua */
     publishEnvelope(
-      ...args: [string, string, string, Arg, Arg, Arg, Arg, Arg]
+      ...args: [string, string, string, Arg, Arg, Arg, Arg, Arg, Arg]
     ): Result<string | number, Context>;
     /** lua/commit-message-9.lua */
     commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
@@ -44,7 +44,21 @@ declare module 'ioredis' {
       to: string,
       status: string,
       errorCode: string,
+      sid?: string,
     ): Result<number, Context>;
+    /** lua/begin-send-2.lua */
+    beginSend(
+      lease: string,
+      delivery: string,
+      value: string,
+      prefix: string,
+      now: number,
+      clean: string,
+      inFlightMs: number,
+      ttlMs: number,
+    ): Result<[number, ...(string | number)[]], Context>;
+    /** lua/record-sid-1.lua */
+    recordSid(delivery: string, prefix: string, sid: string): Result<number, Context>;
     /** lua/settle-job-3.lua */
     settleJob(
       ...args: [string, string, string, string, string, string, Arg, string]

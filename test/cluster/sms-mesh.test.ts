@@ -4,6 +4,7 @@
  * the next owner sends the rest.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { Ring } from '../../src/mesh/ring.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { admin, PARTITIONS, startMesh } from '../helpers/mesh.ts';
 import { postSigned } from '../twilio/signing.ts';
@@ -98,3 +99,74 @@ describe('an SMS room on a three-node mesh', () => {
 
 /** Spreads the texts over the two surviving nodes. */
 const i = (body: string) => Number(body.slice(1));
+
+describe('a fourth node joining while texts are in flight', () => {
+  it('hands the SMS partitions over without sending any text twice', async () => {
+    const standin = await startStandin();
+    onTestFinished(() => standin.close());
+    const env = {
+      TWILIO_ACCOUNT_SID: standin.accountSid,
+      TWILIO_AUTH_TOKEN: standin.authToken,
+      THRESHOLD_TWILIO_API_URL: standin.url,
+      THRESHOLD_PUBLIC_URL: PUBLIC_URL,
+      THRESHOLD_SMS_RATE_PER_SECOND: '100',
+      THRESHOLD_SMS_BURST: '10',
+      THRESHOLD_SMS_MAX_IN_FLIGHT: '4',
+    };
+    const mesh = await startMesh(3, env);
+    // Rooms whose partitions the fourth node (node-4: ids are given in start order) will own.
+    const moving = new Set(
+      new Ring(['node-1', 'node-2', 'node-3', 'node-4']).partitionsOf('node-4', PARTITIONS),
+    );
+    const rooms: string[] = [];
+    for (let i = 0; rooms.length < 3; i++)
+      if (moving.has(keys.partitionOf(`moving-${i}`))) rooms.push(`moving-${i}`);
+    const members = [ANA, BEN, CLE, '+15550100004'];
+    const numbers = rooms.map((_, i) => `+1555020010${i}`);
+    const node = mesh.nodes[0]!;
+    for (const [i, room] of rooms.entries()) {
+      expect(
+        (await admin(node, 'POST', '/v1/rooms', { id: room, name: room, numbers: [numbers[i]] }))
+          .status,
+      ).toBe(201);
+      for (const m of members)
+        expect((await admin(node, 'PUT', `/v1/rooms/${room}/members/phone:${m}`)).status).toBe(201);
+    }
+
+    // A slow Twilio, so texts are in flight when the partitions move.
+    standin.delay(300);
+    const bodies = ['t0', 't1', 't2', 't3'];
+    for (const body of bodies)
+      for (const number of numbers) {
+        const res = await postSigned(
+          `${node.url}/twilio/sms`,
+          `${PUBLIC_URL}/twilio/sms`,
+          standin.authToken,
+          inboundText(standin.accountSid, ANA, number, body),
+        );
+        expect(res.status).toBe(200);
+      }
+    await standin.waitFor('the first texts', (t) => t.length >= 4, 20_000);
+    await mesh.add(env);
+    await mesh.agreement();
+
+    const expected = numbers.flatMap((number) =>
+      bodies.flatMap((b) => members.slice(1).map((m) => `${number} ${m} ${ANA}: ${b}`)),
+    );
+    const receipts = numbers.length * bodies.length;
+    await standin.waitFor(
+      'every text and receipt',
+      (t) =>
+        expected.every((e) => t.some((m) => `${m.from} ${m.to} ${m.body}` === e)) &&
+        t.filter((m) => m.to === ANA).length >= receipts,
+      30_000,
+    );
+    // Anything sent twice would come within a moment of the last.
+    await new Promise((r) => setTimeout(r, 1500));
+    const texts = standin.messages();
+    const relayed = texts.filter((t) => t.to !== ANA).map((t) => `${t.from} ${t.to} ${t.body}`);
+    expect(relayed.length - new Set(relayed).size).toBe(0);
+    expect(relayed).toHaveLength(expected.length);
+    expect(texts.filter((t) => t.to === ANA)).toHaveLength(receipts);
+  }, 90_000);
+});

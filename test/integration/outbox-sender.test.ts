@@ -22,6 +22,9 @@ const OPTIONS: OutboxSenderOptions = {
   ratePerSecond: 1000,
   burst: 100,
   maxAttempts: 3,
+  maxRetryMs: 3_600_000,
+  sendTimeoutMs: 1000,
+  markerTtlMs: 3_600_000,
   backoffBaseMs: 10,
   backoffMaxMs: 20,
   readBatch: 10,
@@ -44,7 +47,17 @@ class FakeClient implements SmsClient {
   }
 }
 
-async function setup(name: string, leases: Map<number, string>) {
+/** Member settings whose reads fail as scripted (a Redis timeout in the middle of a send). */
+class FlakyMembers extends MemberSettingsStore {
+  failures: Error[] = [];
+  override async get(member: string) {
+    const failure = this.failures.shift();
+    if (failure) throw failure;
+    return super.get(member);
+  }
+}
+
+async function setup(name: string, leases: Map<number, string>, maxAttempts = OPTIONS.maxAttempts) {
   const keys = new Keys(uniquePrefix(name), 2);
   onTestFinished(async () => {
     await sender.stop();
@@ -55,23 +68,24 @@ async function setup(name: string, leases: Map<number, string>) {
   const reader = connect(undefined, { maxRetriesPerRequest: null });
   const client = new FakeClient();
   const metrics = new Metrics();
+  const members = new FlakyMembers(redis, keys);
   const sender = new OutboxSender(
     reader,
     redis,
     keys,
     client,
-    new MemberSettingsStore(redis, keys),
+    members,
     metrics,
     () => leases,
-    OPTIONS,
-    createLogger('silent'),
+    { ...OPTIONS, maxAttempts },
+    createLogger(process.env.DEBUG_LOG ? 'debug' : 'silent'),
   );
   // prettier-ignore
   const job = (to: string, body: string) => redis.xadd(
     keys.outbox(0), '*', 'kind', 'relay', 'd', `r~${to}~m1`, 'to', to, 'from', '+15550000000',
     'body', body, 'media', '', 'room', 'r', 'msg', 'm1', 'attempt', 0,
   );
-  return { keys, client, metrics, sender, job };
+  return { keys, client, metrics, sender, job, members };
 }
 
 describe('OutboxSender', () => {
@@ -122,5 +136,87 @@ describe('OutboxSender', () => {
     expect(text).toMatch(/threshold_sms_outbound_total\{outcome="retried",code="20500"\} 1/);
     expect(text).toMatch(/threshold_sms_outbound_total\{outcome="sent",code=""\} 1/);
     expect(await redis.zcard(keys.outboxRetry(0))).toBe(0);
+  });
+
+  it('a Redis error in the middle of a send leaves the job pending, and it is read again and sent exactly once', async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { keys, client, sender, job, members } = await setup('outbox-redis-error', leases);
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    members.failures.push(new Error('Command timed out'));
+    await job('+15550000003', 'despite Redis');
+    sender.start();
+    await eventually(
+      'the text',
+      async () => client.sent.length,
+      (n) => n === 1,
+    );
+    await eventually(
+      'acknowledged and deleted',
+      () => redis.xlen(keys.outbox(0)),
+      (n) => n === 0,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    expect(client.sent.map((m) => m.body)).toEqual(['despite Redis']);
+  });
+
+  it('a job that keeps failing unexpectedly is dead-lettered after maxAttempts, with its reason', async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { keys, client, metrics, sender, job } = await setup('outbox-bad-job', leases, 2);
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    // prettier-ignore
+    await redis.xadd(
+      keys.outbox(0), '*', 'kind', 'relay', 'd', 'r~+15550000004~m2', 'to', '+15550000004',
+      'from', '+15550000000', 'body', 'with bad media', 'media', '{not json', 'room', 'r',
+      'msg', 'm2', 'attempt', 0,
+    );
+    await job('+15550000005', 'the next one');
+    sender.start();
+    const dead = await eventually(
+      'the dead letter',
+      () => redis.xrange(keys.dead, '-', '+'),
+      (d) => d.length === 1,
+    );
+    const fields = dead[0]?.[1] ?? [];
+    expect(fields[fields.indexOf('reason') + 1]).toBe('sms_error');
+    await eventually(
+      'the outbox empty',
+      () => redis.xlen(keys.outbox(0)),
+      (n) => n === 0,
+    );
+    expect(client.sent.map((m) => m.body)).toEqual(['the next one']);
+    expect(await metrics.registry.metrics()).toMatch(
+      /threshold_dead_letters_total\{reason="sms_error"\} 1/,
+    );
+  });
+
+  it('release(p): queued jobs stay pending for the next owner and the send in flight is settled first', async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { keys, client, sender, job } = await setup('outbox-release', leases);
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    let finish: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      finish = r;
+    });
+    const send = client.send.bind(client);
+    client.send = async (sms) => {
+      await gate;
+      return send(sms);
+    };
+    await job('+15550000006', 'in flight');
+    await job('+15550000007', 'queued');
+    sender.start();
+    await eventually(
+      'both read',
+      async () => (await redis.xpending(keys.outbox(0), 'senders')) as unknown[],
+      (p) => p[0] === 2,
+    );
+    const released = sender.release(0);
+    setTimeout(finish, 100);
+    await released;
+    leases.delete(0);
+    expect(client.sent.map((m) => m.body)).toEqual(['in flight']);
+    // The first is settled (gone), the second pending for the next owner.
+    const left = await redis.xrange(keys.outbox(0), '-', '+');
+    expect(left.map(([, f]) => f[f.indexOf('body') + 1])).toEqual(['queued']);
   });
 });

@@ -135,13 +135,24 @@ describe('SMS rooms over Twilio', () => {
       `${ann}: loud one`,
     ]);
 
-    // STOP (here "unsubscribe"): bob gets nothing more until START.
+    // STOP (here "unsubscribe"): bob gets nothing more until START, and no answer from us
+    // (Twilio answers STOP itself, and would refuse a text to him with 21610).
     await node.text(bob, room, 'unsubscribe');
-    await replyTo(bob, /no more texts/);
+    await eventually(
+      'the opt-out counted',
+      () => node.metrics(),
+      (m) => metric(m, 'threshold_sms_inbound_total{outcome="opt_out"}') === 1,
+    );
     await node.text(ann, room, 'while bob is away');
-    await replyTo(ann, /^Sent to Open house \(1\)/); // bob is still a member, just not texted
+    // bob is still a member, just not texted: the receipt counts only those it reaches.
+    await replyTo(ann, /^Sent to Open house \(0\)/);
     await node.text(bob, room, 'START');
     await replyTo(bob, /back on/);
+    expect(textsTo(s.messages(), bob).map((m) => m.body)).toEqual([
+      `${ann}: quiet one`,
+      `${ann}: loud one`,
+      'Texts from Open house are back on. Text HELP for help.',
+    ]);
     await node.text(ann, room, 'bob is back');
     await s.waitFor('bob gets texts again', (t) =>
       textsTo(t, bob).some((m) => m.body.endsWith('bob is back')),
@@ -181,7 +192,7 @@ describe('SMS rooms over Twilio', () => {
     // LEAVE: no longer a member, so the next text is discarded.
     await node.text(newcomer, room, 'LEAVE');
     await replyTo(newcomer, /^You left Open house/);
-    expect(metric(await node.metrics(), 'threshold_sms_inbound_total{outcome="keyword"}')).toBe(10);
+    expect(metric(await node.metrics(), 'threshold_sms_inbound_total{outcome="keyword"}')).toBe(9);
   });
 
   it('status callbacks mark the message delivered in GET /v1/messages/:id, and a late one never moves it back', async () => {
@@ -317,17 +328,38 @@ describe('SMS rooms over Twilio', () => {
     );
     await dee.close();
 
-    const long = await node.admin('POST', '/v1/rooms/mixed/messages', { body: 'x'.repeat(1601) });
+    // Phones get "mixed: <body>" (a service signs with the room's name): 1600 in all, never cut.
+    const long = await node.admin('POST', '/v1/rooms/mixed/messages', { body: 'x'.repeat(1594) });
     expect(long.status).toBe(400);
-    expect(await long.json()).toMatchObject({ code: 'invalid_request', field: 'body' });
+    expect(await long.json()).toMatchObject({
+      code: 'invalid_request',
+      field: 'body',
+      detail: expect.stringMatching(/at most 1600 characters/),
+    });
+    const fromDee = await node.admin('POST', '/v1/rooms/mixed/messages', {
+      body: 'y'.repeat(1596),
+      sender: 'user:dee',
+    });
+    expect(fromDee.status).toBe(400);
+    expect((await fromDee.json()) as { detail: string }).toMatchObject({
+      detail: expect.stringMatching(/at most 1595 characters from dee/),
+    });
     expect(
-      (await node.admin('POST', '/v1/rooms/mixed/messages', { body: 'x'.repeat(1600) })).status,
+      (await node.admin('POST', '/v1/rooms/mixed/messages', { body: 'x'.repeat(1593) })).status,
     ).toBe(202);
-    const notice = await s.waitFor('the 1600-character notice, cut to one SMS', (t) =>
+    const notice = await s.waitFor('the 1600-character notice, whole', (t) =>
       textsTo(t, ann).some((m) => m.body.startsWith('mixed: x')),
     );
     const body = textsTo(notice, ann).find((m) => m.body.startsWith('mixed: x'))?.body ?? '';
-    expect([...body]).toHaveLength(1600);
-    expect(body.endsWith('…')).toBe(true);
+    expect(body).toBe(`mixed: ${'x'.repeat(1593)}`);
+
+    // A phone member's text that would not fit is refused with an answer saying how long it may be.
+    await node.text(ann, room, 'z'.repeat(1590));
+    const refusal = await s.waitFor('the too-long answer', (t) =>
+      textsTo(t, ann).some((m) => m.body.startsWith('Not sent')),
+    );
+    expect(textsTo(refusal, ann).find((m) => m.body.startsWith('Not sent'))?.body).toBe(
+      `Not sent: texts to mixed take at most ${1600 - ann.length - 2} characters from you; yours had 1590.`,
+    );
   });
 });

@@ -25,6 +25,8 @@ export interface TwilioError {
   status: number;
   code: number;
   message?: string;
+  /** Sent as the `Retry-After` header, in seconds. */
+  retryAfter?: number;
 }
 
 export const TOO_MANY_REQUESTS: TwilioError = {
@@ -107,11 +109,13 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
 
   const app = new Hono();
   app.post('/2010-04-01/Accounts/:sid/Messages.json', async (c) => {
-    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     const expected = `Basic ${Buffer.from(`${accountSid}:${authToken}`).toString('base64')}`;
     if (c.req.header('authorization') !== expected || c.req.param('sid') !== accountSid)
       return c.json(error({ status: 401, code: 20003, message: 'Authenticate' }), 401);
     const form = await c.req.parseBody({ all: true });
+    // Slow after reading the request, as a Twilio that got it: a client that gives up meanwhile
+    // cannot know whether the text was accepted.
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     const one = (name: string) => {
       const v = form[name];
       return typeof v === 'string' ? v : Array.isArray(v) ? String(v[0]) : undefined;
@@ -123,12 +127,18 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
     const from = one('From');
     const body = one('Body') ?? '';
 
+    const fail = (e: TwilioError) =>
+      c.json(
+        error(e),
+        e.status as 400,
+        e.retryAfter === undefined ? {} : { 'retry-after': String(e.retryAfter) },
+      );
     if (failures && failures.left > 0) {
       failures.left--;
-      return c.json(error(failures.error), failures.error.status as 400);
+      return fail(failures.error);
     }
     const scripted = failing.get(to);
-    if (scripted) return c.json(error(scripted), scripted.status as 400);
+    if (scripted) return fail(scripted);
     if (!to)
       return c.json(
         error({ status: 400, code: 21604, message: "A 'To' phone number is required." }),

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseKeyword, START_WORDS, STOP_WORDS } from '../../src/ingress/sms-keywords.ts';
+import {
+  OPT_IN_WORDS,
+  parseKeyword,
+  START_WORDS,
+  STOP_WORDS,
+} from '../../src/ingress/sms-keywords.ts';
 
 describe('parseKeyword', () => {
   it.each(STOP_WORDS.flatMap((w) => [w, w.toLowerCase(), `  ${w} `]))('%j means STOP', (text) => {
@@ -8,6 +13,10 @@ describe('parseKeyword', () => {
 
   it.each(START_WORDS)('%j means START', (word) => {
     expect(parseKeyword(word.toLowerCase())).toEqual({ kind: 'start' });
+  });
+
+  it.each(OPT_IN_WORDS)('%j is an opt-in (taken as one only from an opted-out member)', (word) => {
+    expect(parseKeyword(word.toLowerCase())).toEqual({ kind: 'optin' });
   });
 
   it.each([

@@ -30,7 +30,8 @@
              { body: relay text, media: JSON array text or "", skip: [member ids not to text
                (opted out, invalid)], confirm: true to text the sender a receipt,
                via: the number the sender texted ("" = the room's first number) }
-             Phone members other than the sender and the skipped get one outbox job each,
+             Phone members other than the sender and the skipped get one outbox job each;
+             the receipt's count leaves the skipped out (they are not reached),
              from the room's first number; their delivery id is "<room>~<E.164>~<envelope id>".
 
   Outbox jobs (stream fields): kind (relay | receipt), d (delivery id, "" for receipts), to,
@@ -98,8 +99,15 @@ if ARGV[14] ~= '' then
       local via = plan.via
       if via == '' then via = from end
       local name = redis.call('HGET', KEYS[5], 'name') or ARGV[11]
+      -- The members it reaches: not those skipped (opted out of the room's number, invalid).
+      local reached = recipients
+      for m in pairs(skip) do
+        if m ~= ARGV[10] and redis.call('SISMEMBER', KEYS[8], m) == 1 then
+          reached = reached - 1
+        end
+      end
       redis.call('XADD', KEYS[9], '*', 'kind', 'receipt', 'd', '', 'to', string.sub(ARGV[10], 7),
-        'from', via, 'body', 'Sent to ' .. name .. ' (' .. recipients .. ')', 'media', '',
+        'from', via, 'body', 'Sent to ' .. name .. ' (' .. reached .. ')', 'media', '',
         'room', ARGV[11], 'msg', ARGV[13], 'attempt', 0)
     end
   end

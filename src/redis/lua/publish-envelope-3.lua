@@ -9,8 +9,9 @@
     ARGV[1] member id that must belong to the room, or "" (services, admin)
     ARGV[2] envelope JSON
     ARGV[3] funnel length limit (0 = none): beyond it ingress is refused until the owner catches up
-    ARGV[4] longest body, in characters, a room with phone numbers takes (0 = no limit)
-    ARGV[5] the body's length in characters
+    ARGV[4] longest relayed text, in characters, a room with phone numbers takes (0 = no limit)
+    ARGV[5] the relayed text's length in characters: the body and its "<sender>: " prefix
+    ARGV[6] "1" when the prefix is the room's name (a service's message): its length is added
 
   Output:
     the funnel entry id, or
@@ -26,10 +27,19 @@ if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   return -2
 end
 local smsLimit = tonumber(ARGV[4] or '0')
-if smsLimit > 0 and tonumber(ARGV[5] or '0') > smsLimit then
-  local numbers = redis.call('HGET', KEYS[1], 'numbers')
-  if numbers and numbers ~= '[]' then
-    return -4
+if smsLimit > 0 then
+  local length = tonumber(ARGV[5] or '0')
+  if ARGV[6] == '1' then
+    local name = redis.call('HGET', KEYS[1], 'name') or string.match(KEYS[1], ':room:(.*)$') or ''
+    -- Characters, not bytes: count the bytes that start a UTF-8 sequence.
+    local _, chars = string.gsub(name, '[^\128-\191]', '')
+    length = length + chars
+  end
+  if length > smsLimit then
+    local numbers = redis.call('HGET', KEYS[1], 'numbers')
+    if numbers and numbers ~= '[]' then
+      return -4
+    end
   end
 end
 local limit = tonumber(ARGV[3])
