@@ -142,6 +142,9 @@ export class OutboxSender {
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastGauges = 0;
   private lastRescan = 0;
+  /** The reader's connection id, for CLIENT UNBLOCK, and whether it is blocked now. */
+  private readerId: number | undefined;
+  private blocked = false;
   /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
   private readonly paused = new Map<number, number>();
 
@@ -168,6 +171,10 @@ export class OutboxSender {
   }
 
   start(): void {
+    // A new connection has a new id; it is looked up again before the next wait.
+    this.reader.on('ready', () => {
+      this.readerId = undefined;
+    });
     this.running = true;
     this.lastRescan = this.clock.now();
     this.loopDone = this.loop();
@@ -176,6 +183,7 @@ export class OutboxSender {
   /** Stops reading and waits for texts in flight; jobs not started stay pending for the next owner. */
   async stop(): Promise<void> {
     this.running = false;
+    this.interrupt();
     clearTimeout(this.pumpTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
@@ -269,6 +277,25 @@ export class OutboxSender {
   }
 
   /** Stops reading a partition and forgets its jobs not started; they stay pending. */
+  /** Blocks until an outbox has a job newer than the given id, blockMs passes, or interrupt(). */
+  private async waitForJobs(newest: [stream: string, id: string][]): Promise<void> {
+    if (newest.length === 0) return sleep(Math.min(this.options.blockMs, 100));
+    this.readerId ??= Number(await this.reader.client('ID'));
+    this.blocked = true;
+    try {
+      // prettier-ignore
+      await this.reader.call('XREAD', 'BLOCK', this.options.blockMs, 'STREAMS', ...newest.map(([k]) => k), ...newest.map(([, id]) => id));
+    } finally {
+      this.blocked = false;
+    }
+  }
+
+  /** Ends a blocked wait now (stopping, or a partition to read was added). */
+  private interrupt(): void {
+    if (this.blocked && this.readerId !== undefined)
+      this.redis.client('UNBLOCK', this.readerId).catch(() => {});
+  }
+
   private forget(partition: number): void {
     if (!this.reading.delete(partition)) return;
     this.drop(partition);
@@ -346,14 +373,32 @@ export class OutboxSender {
       cursor: s.cursor,
     }));
     const rereading = partitions.some(({ cursor }) => cursor !== '>');
-    const args: (string | number)[] = ['GROUP', SENDERS_GROUP, this.options.nodeId];
-    args.push('COUNT', Math.min(room, this.options.readBatch));
-    if (!rereading) args.push('BLOCK', this.options.blockMs);
-    args.push('STREAMS', ...partitions.map(({ p }) => this.keys.outbox(p)));
-    args.push(...partitions.map(({ cursor }) => cursor));
-    const reply = (await this.reader.call('XREADGROUP', ...args)) as
-      [string, [string, string[] | null][]][] | null;
-    const got = new Map((reply ?? []).map(([stream, entries]) => [stream, entries]));
+    // Fenced reads (lua/read-fenced-2.lua): a sender whose lease is gone, or that has not yet
+    // noticed a handoff, takes nothing into its pending list that the new owner would miss.
+    const count = Math.min(room, this.options.readBatch);
+    const pipe = this.redis.pipeline();
+    for (const { p, lease, cursor } of partitions) {
+      // prettier-ignore
+      pipe.readFenced(this.keys.lease(p), this.keys.outbox(p), lease, SENDERS_GROUP, this.options.nodeId, count, cursor);
+    }
+    const results = (await pipe.exec()) ?? [];
+    const got = new Map<string, [string, string[] | null][]>();
+    const newest: [string, string][] = [];
+    partitions.forEach(({ p, lease }, i) => {
+      const [err, reply] = results[i] ?? [new Error('no reply')];
+      if (err) throw err;
+      if (reply === -1) {
+        this.fenced(p, lease);
+        return;
+      }
+      const [entries, last] = reply as [[string, string[] | null][], string];
+      got.set(this.keys.outbox(p), entries);
+      if (last) newest.push([this.keys.outbox(p), last]);
+    });
+    if (!rereading && got.size > 0 && [...got.values()].every((e) => e.length === 0)) {
+      await this.waitForJobs(newest);
+      return;
+    }
     for (const { p, lease, cursor } of partitions) {
       const state = this.reading.get(p);
       // Released or lost while we read: what we got stays pending for the next owner.
@@ -465,7 +510,7 @@ export class OutboxSender {
       this.options.sendTimeoutMs, this.options.markerTtlMs,
     );
     const [status, a = '', b = ''] = begin;
-    if (status === BEGIN_FENCED) return this.fenced(held);
+    if (status === BEGIN_FENCED) return this.fenced(held.partition, held.lease);
     if (status === BEGIN_ALREADY) return this.reconciled(held, String(a), String(b));
     if (status === BEGIN_POSTPONE) return this.postpone(held, Number(a));
     const marker = String(a);
@@ -516,9 +561,8 @@ export class OutboxSender {
   }
 
   /** The lease is not ours (any more, or not yet again): stop reading the partition. */
-  private fenced(held: Held): void {
-    const { partition } = held;
-    if (this.reading.get(partition)?.lease !== held.lease) return;
+  private fenced(partition: number, lease: string): void {
+    if (this.reading.get(partition)?.lease !== lease) return;
     // The job stays pending; if we still hold the partition once the coordinator has caught
     // up, it is read again.
     this.log.warn(
@@ -709,7 +753,7 @@ export class OutboxSender {
       this.errors.delete(held.entryId);
       return true;
     }
-    this.fenced(held);
+    this.fenced(held.partition, held.lease);
     return false;
   }
 

@@ -41,7 +41,7 @@ interface Owned {
 
 /**
  * Reads the funnel partitions this node owns and feeds each batch to the processor. Reads
- * are fenced (lua/read-funnel-2.lua, one per partition in a pipeline); when every
+ * are fenced (lua/read-fenced-2.lua, one per partition in a pipeline); when every
  * partition is caught up it waits in one XREAD BLOCK over all of them, on a connection of
  * its own. One batch is in hand at a time, so each partition (and so each room) is
  * processed in stream order.
@@ -208,7 +208,7 @@ export class PartitionConsumer {
         const pipe = this.redis.pipeline();
         for (const [p, o, cursor] of partitions) {
           // prettier-ignore
-          pipe.readFunnel(this.keys.lease(p), this.keys.funnel(p), o.lease, RELAY_GROUP, this.options.nodeId, this.options.batch, cursor);
+          pipe.readFenced(this.keys.lease(p), this.keys.funnel(p), o.lease, RELAY_GROUP, this.options.nodeId, this.options.batch, cursor);
         }
         const results = (await pipe.exec()) ?? [];
         failures = 0;

@@ -26,15 +26,15 @@ declare module 'ioredis' {
     renewLease(lease: string, value: string, ttlMs: number): Result<number, Context>;
     /** lua/release-lease-1.lua */
     releaseLease(lease: string, value: string): Result<number, Context>;
-    /** lua/read-funnel-2.lua */
-    readFunnel(
+    /** lua/read-fenced-2.lua */
+    readFenced(
       lease: string,
-      funnel: string,
+      stream: string,
       value: string,
       group: string,
       consumer: string,
       count: number,
-      cursor: '0' | '>',
+      cursor: string,
     ): Result<-1 | [[string, string[] | null][], string], Context>;
     /** lua/trim-funnel-1.lua */
     trimFunnel(funnel: string, group: string): Result<[number, number, number], Context>;

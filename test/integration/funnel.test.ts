@@ -100,12 +100,12 @@ describe('funnel', () => {
     await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(envelope('cellar', 'hi')));
     // A former owner (token 7) wakes up and reads: refused, and nothing moved to its pending list.
     // prettier-ignore
-    const stale = await redis.readFunnel(keys.lease(p), keys.funnel(p), 'old-owner:7', RELAY_GROUP, 'old-owner', 10, '>');
+    const stale = await redis.readFenced(keys.lease(p), keys.funnel(p), 'old-owner:7', RELAY_GROUP, 'old-owner', 10, '>');
     expect(stale).toBe(-1);
     const [pending] = (await redis.xpending(keys.funnel(p), RELAY_GROUP)) as [number];
     expect(pending).toBe(0);
     // prettier-ignore
-    const owner = await redis.readFunnel(keys.lease(p), keys.funnel(p), 'new-owner:8', RELAY_GROUP, 'new-owner', 10, '>');
+    const owner = await redis.readFenced(keys.lease(p), keys.funnel(p), 'new-owner:8', RELAY_GROUP, 'new-owner', 10, '>');
     expect(owner).not.toBe(-1);
     const [entries] = owner as [[string, string[]][], string];
     expect(entries).toHaveLength(1);

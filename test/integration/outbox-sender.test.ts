@@ -119,6 +119,20 @@ describe('OutboxSender', () => {
     );
   });
 
+  it('a sender that has not noticed a handoff takes no job into its pending list (fenced read)', async () => {
+    // It still believes it holds partition 0; the lease went to another node meanwhile.
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { keys, client, sender, job } = await setup('outbox-stale', leases);
+    await redis.set(keys.lease(0), 'new-owner:2');
+    sender.start();
+    await job('+15550000004', 'for the new owner');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(client.sent).toEqual([]);
+    // Unread: the new owner reads it with '>' instead of finding it in a stranger's pending list.
+    const [pending] = (await redis.xpending(keys.outbox(0), 'senders')) as [number];
+    expect(pending).toBe(0);
+  });
+
   it('a 5xx schedules the retry in the retry set before acknowledging, and the retry is sent', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
     const { keys, client, metrics, sender, job } = await setup('outbox-retry', leases);
@@ -132,9 +146,13 @@ describe('OutboxSender', () => {
       (n) => n === 1,
     );
     expect(client.sent[0]?.body).toBe('again');
-    const text = await metrics.registry.metrics();
+    // Counted once the send is settled, just after the stand-in has it.
+    const text = await eventually(
+      'the send settled',
+      () => metrics.registry.metrics(),
+      (t) => /threshold_sms_outbound_total\{outcome="sent",code=""\} 1/.test(t),
+    );
     expect(text).toMatch(/threshold_sms_outbound_total\{outcome="retried",code="20500"\} 1/);
-    expect(text).toMatch(/threshold_sms_outbound_total\{outcome="sent",code=""\} 1/);
     expect(await redis.zcard(keys.outboxRetry(0))).toBe(0);
   });
 

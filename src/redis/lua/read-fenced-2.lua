@@ -1,17 +1,17 @@
 --[[
-  Fenced read of one funnel partition: entries move into our pending list only while the
-  partition's lease holds our value. A paused or partitioned former owner therefore cannot
-  take entries the new owner would never see (DESIGN §4); waiting for new entries is a plain
-  XREAD BLOCK, which changes nothing in the consumer group.
+  Fenced read of one of a partition's streams (the funnel, or the outbox): entries move into
+  our pending list only while the partition's lease holds our value. A paused or partitioned
+  former owner therefore cannot take entries the new owner would never see (DESIGN §4);
+  waiting for new entries is a plain XREAD BLOCK, which changes nothing in the consumer group.
 
   Input:
     KEYS[1] partition lease     thr:{p<n>}:lease
-    KEYS[2] funnel stream       thr:{p<n>}:funnel
+    KEYS[2] stream              thr:{p<n>}:funnel or thr:{p<n>}:outbox
     ARGV[1] expected lease value "<node>:<token>"
     ARGV[2] consumer group
     ARGV[3] consumer name (the node id)
     ARGV[4] count
-    ARGV[5] '0' (our pending entries) or '>' (new entries)
+    ARGV[5] '>' (new entries), or an id: our pending entries after it ('0' for all)
 
   Output: -1 when the lease is not ours (nothing read), else { entries, last id }
     entries  { {id, {field, value, ...}}, ... } as XREADGROUP returns them (fields false
