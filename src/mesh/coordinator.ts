@@ -129,18 +129,10 @@ export class Coordinator {
     }
     this.lastRenewal = Date.now();
 
-    let released = 0;
-    for (const [p, value] of [...this.held]) {
-      if (desired.has(p)) continue;
-      // Forget it first: should the release fail, the lease simply expires.
-      this.held.delete(p);
-      await this.consumer.remove(p);
-      await this.hooks.beforeRelease?.(p);
-      await this.leases.release(p, value);
-      released++;
-    }
-    if (released > 0) {
-      if (this.handoff) this.handoff.released += released;
+    const leaving = [...this.held].filter(([p]) => !desired.has(p));
+    if (leaving.length > 0) {
+      await this.giveUp(leaving);
+      if (this.handoff) this.handoff.released += leaving.length;
       // The new owners would otherwise find the leases free only at their next heartbeat.
       await this.membership.announce('released');
     }
@@ -186,6 +178,35 @@ export class Coordinator {
     this.hooks.onTick?.({ live: [...ring.nodes], owned: this.held.size });
   }
 
+  /**
+   * Stops reading the partitions, lets the hooks finish their work in flight (all at once,
+   * and for at most half a lease ttl, so the heartbeat and our other leases never wait on a
+   * slow Twilio), then releases the leases.
+   */
+  private async giveUp(partitions: [partition: number, lease: string][]): Promise<void> {
+    // Forget them first: should a release fail, the lease simply expires.
+    for (const [p] of partitions) {
+      this.held.delete(p);
+      await this.consumer.remove(p);
+    }
+    const hooks = partitions.map(([p]) => this.hooks.beforeRelease?.(p));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => {
+      timer = setTimeout(() => r('late'), this.options.leaseTtlMs / 2);
+    });
+    if ((await Promise.race([Promise.allSettled(hooks), late])) === 'late')
+      this.log.warn(
+        { partitions: partitions.map(([p]) => p) },
+        'releasing partitions with work still in flight (their next owner reconciles it)',
+      );
+    clearTimeout(timer);
+    for (const [p, value] of partitions) {
+      await this.leases
+        .release(p, value)
+        .catch((err) => this.log.warn({ err, partition: p }, 'could not release lease'));
+    }
+  }
+
   private onRoundFailure(err: unknown): void {
     const silentFor = Date.now() - this.lastRenewal;
     this.log.warn({ err, silentFor }, 'mesh heartbeat failed (is Redis reachable?)');
@@ -206,14 +227,7 @@ export class Coordinator {
     this.stopped = true;
     clearInterval(this.timer);
     await this.ticking;
-    for (const [p, value] of [...this.held]) {
-      await this.consumer.remove(p);
-      await this.hooks.beforeRelease?.(p);
-      await this.leases
-        .release(p, value)
-        .catch((err) => this.log.warn({ err, partition: p }, 'could not release lease'));
-      this.held.delete(p);
-    }
+    await this.giveUp([...this.held]);
     await this.membership
       .leave()
       .catch((err) => this.log.warn({ err }, 'could not leave the mesh cleanly'));
