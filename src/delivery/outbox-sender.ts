@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { SmsSendError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 import type { OutboundSms, SmsClient } from './sms-client.ts';
@@ -145,6 +146,7 @@ export class OutboxSender {
   /** The reader's connection id, for CLIENT UNBLOCK, and whether it is blocked now. */
   private readerId: number | undefined;
   private blocked = false;
+  private epoch: () => number = () => 0;
   /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
   private readonly paused = new Map<number, number>();
 
@@ -171,6 +173,7 @@ export class OutboxSender {
   }
 
   start(): void {
+    this.epoch = connectionEpoch(this.redis);
     // A new connection has a new id; it is looked up again before the next wait.
     this.reader.on('ready', () => {
       this.readerId = undefined;
@@ -180,15 +183,27 @@ export class OutboxSender {
     this.loopDone = this.loop();
   }
 
-  /** Stops reading and waits for texts in flight; jobs not started stay pending for the next owner. */
-  async stop(): Promise<void> {
+  /**
+   * Stops reading and waits (at most `waitMs`) for texts in flight; jobs not started stay
+   * pending for the next owner, and one still in flight is reconciled by it.
+   */
+  async stop(waitMs = this.options.sendTimeoutMs): Promise<void> {
     this.running = false;
     this.interrupt();
     clearTimeout(this.pumpTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     await this.loopDone;
-    await Promise.allSettled([...this.sends.keys()]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => {
+      timer = setTimeout(() => r('late'), waitMs);
+    });
+    if ((await Promise.race([Promise.allSettled([...this.sends.keys()]), late])) === 'late')
+      this.log.warn(
+        { inFlight: this.sends.size },
+        'stopping with texts still in flight; the next owner reconciles them (threshold_sms_ambiguous_total)',
+      );
+    clearTimeout(timer);
     this.queues.clear();
     this.inMemory.clear();
     this.reading.clear();
@@ -234,6 +249,8 @@ export class OutboxSender {
         failures = 0;
       } catch (err) {
         failures++;
+        // A read whose reply was lost moved jobs into our pending list: read those first.
+        for (const state of this.reading.values()) state.cursor = '0';
         // One line per outage, not one per round.
         if (failures === 1)
           this.log.warn({ err }, 'outbox read failed (is Redis reachable?); retrying');
@@ -381,7 +398,10 @@ export class OutboxSender {
       // prettier-ignore
       pipe.readFenced(this.keys.lease(p), this.keys.outbox(p), lease, SENDERS_GROUP, this.options.nodeId, count, cursor);
     }
+    const epoch = this.epoch();
     const results = (await pipe.exec()) ?? [];
+    if (this.epoch() !== epoch)
+      throw new Error('the connection to Redis dropped during the read; reading again');
     const got = new Map<string, [string, string[] | null][]>();
     const newest: [string, string][] = [];
     partitions.forEach(({ p, lease }, i) => {

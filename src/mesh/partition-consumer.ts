@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
+import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
 
 /** One funnel entry read by the owner of its partition. `data` is null if it was trimmed away. */
@@ -54,6 +55,7 @@ export class PartitionConsumer {
   private wake: (() => void) | undefined;
   private readerId: number | undefined;
   private reading = false;
+  private epoch: () => number = () => 0;
   /** Called when a fenced read or the commit script reports that a lease is no longer ours. */
   onFenced: (partition: number) => void = () => {};
 
@@ -71,6 +73,7 @@ export class PartitionConsumer {
   }
 
   async start(): Promise<void> {
+    this.epoch = connectionEpoch(this.redis);
     this.readerId = Number(await this.reader.client('ID'));
     this.reader.on('ready', () => {
       this.reader.client('ID').then(
@@ -210,7 +213,10 @@ export class PartitionConsumer {
           // prettier-ignore
           pipe.readFenced(this.keys.lease(p), this.keys.funnel(p), o.lease, RELAY_GROUP, this.options.nodeId, this.options.batch, cursor);
         }
+        const epoch = this.epoch();
         const results = (await pipe.exec()) ?? [];
+        if (this.epoch() !== epoch)
+          throw new Error('the connection to Redis dropped during the read; reading again');
         failures = 0;
         partitions.forEach(([p, o, cursor, rewinds], i) => {
           const [err, reply] = results[i] ?? [new Error('no reply')];
