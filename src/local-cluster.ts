@@ -71,7 +71,12 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   }
   out.write(`redis   ${redisUrl}${redis ? ` (local redis-server, pid ${redis.pid})` : ''}\n`);
 
+  // The nodes run in process groups of their own, so a terminal's Ctrl-C reaches only us and
+  // we stop them in order (nodes, then Redis). Should we die first, they are told to stop.
   const members: Member[] = [];
+  process.once('exit', () => {
+    for (const m of members) if (m.child.exitCode === null) m.child.kill('SIGTERM');
+  });
   const stopAll = async () => {
     for (const m of members) m.child.kill('SIGTERM');
     const codes = await Promise.all(
@@ -96,7 +101,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       const log = resolve(dir, `${id}.log`);
       const file = createWriteStream(log, { flags: 'a' });
       // prettier-ignore
-      const child = spawn(process.execPath, [BIN, 'node', ...flags, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [BIN, 'node', ...flags, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       child.stdout?.pipe(file);
       child.stderr?.pipe(file);
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -377,7 +377,7 @@ export async function startNode(
         clearTimeout(timer);
         maintenance.stop();
         // Before the leases go: texts in flight are settled while they are still ours.
-        await outbox?.stop();
+        await outbox?.stop(Math.min(2000, config.shutdownTimeoutMs / 4));
         await coordinator?.stop();
         await consumer.stop();
         await Promise.all([redis, reader, sub, outboxReader].map((c) => c.quit().catch(() => {})));

@@ -138,7 +138,9 @@ async function launch(opts: Required<EmbeddedRedisOptions>, port: number): Promi
     '--daemonize', 'no',
     '--pidfile', join(opts.dir, PID_FILE),
   ];
-  const child = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: Ctrl-C in a terminal must reach the node, which stops Redis last
+  // (after releasing its leases), not Redis at the same moment.
+  const child = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   // A failed spawn emits 'error' and never 'exit'.
   const exited = new Promise<void>((resolve) => {
     child.once('exit', () => resolve());

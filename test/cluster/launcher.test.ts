@@ -56,10 +56,11 @@ describe('README: a mesh on one machine', () => {
     onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
     // The README's command is `npx threshold cluster --nodes 3`; the port and data directory
     // come from the environment so the test does not take 8080 or write into the checkout.
-    const launcher = runThreshold(['cluster', '--nodes', '3'], {
-      THRESHOLD_PORT: String(base),
-      THRESHOLD_DATA_DIR: dataDir,
-    });
+    const launcher = runThreshold(
+      ['cluster', '--nodes', '3'],
+      { THRESHOLD_PORT: String(base), THRESHOLD_DATA_DIR: dataDir },
+      { ownGroup: true },
+    );
     await launcher.waitFor(/Ctrl-C stops everything/, 40_000);
     const out = launcher.output();
     const pids: number[] = [];
@@ -96,8 +97,15 @@ describe('README: a mesh on one machine', () => {
     const urls = [0, 1, 2].map((i) => `ws://127.0.0.1:${base + i}/v1/ws`);
     expect(urls).toContain(connect.url);
 
-    launcher.child.kill('SIGINT');
+    // Ctrl-C: SIGINT to the terminal's whole foreground process group.
+    process.kill(-(launcher.child.pid as number), 'SIGINT');
     expect((await launcher.exited).code).toBe(0);
+    // Every node stopped gracefully (released its leases) before Redis went.
+    for (let i = 1; i <= 3; i++) {
+      const log = readFileSync(join(dataDir, 'cluster', `node-${i}.log`), 'utf8');
+      expect(log, `node-${i}`).toMatch(/"msg":"stopped"/);
+      expect(log, `node-${i}`).not.toMatch(/could not release lease|graceful stop failed/);
+    }
     for (const pid of [...pids, redisPid])
       expect(alive(pid), `pid ${pid} still running`).toBe(false);
   }, 60_000);

@@ -1,3 +1,4 @@
+import { onTestFailed } from 'vitest';
 import type { ClusterState } from '../../src/mesh/cluster-view.ts';
 import { freePort } from '../../src/redis/embedded.ts';
 import { ADMIN_TOKEN, JWT_SECRET } from './node.ts';
@@ -131,6 +132,16 @@ function disagreement(expected: string[], views: ClusterState[]): string {
 /** Starts a private Redis and `count` relay node processes on it; call inside a test. */
 export async function startMesh(count = 3, env: NodeJS.ProcessEnv = {}): Promise<TestMesh> {
   const mesh = new TestMesh(await startPrivateRedis({ appendOnly: false }));
+  // A failed test shows the end of every node's log: what a node said before it died or hung.
+  onTestFailed(() => {
+    for (const node of mesh.started) {
+      const { exitCode, signalCode } = node.process.child;
+      const tail = node.process.output().trimEnd().split('\n').slice(-15).join('\n');
+      console.log(
+        `--- ${node.id} (exit ${exitCode ?? signalCode ?? 'running'}), last log lines:\n${tail}`,
+      );
+    }
+  });
   await Promise.all(Array.from({ length: count }, () => mesh.add(env)));
   mesh.nodes.sort((a, b) => a.id.localeCompare(b.id));
   return mesh;

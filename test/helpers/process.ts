@@ -15,11 +15,20 @@ export interface NodeProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
 }
 
-/** Runs `threshold <args>` as a real child process, killed when the test finishes. */
-export function runThreshold(args: string[], env: NodeJS.ProcessEnv = {}): NodeProcess {
+/**
+ * Runs `threshold <args>` as a real child process, killed when the test finishes. With
+ * `ownGroup` it leads a process group of its own, as a command in a terminal does, so a test
+ * can send a signal to the whole group the way Ctrl-C does.
+ */
+export function runThreshold(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  { ownGroup = false } = {},
+): NodeProcess {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownGroup,
   });
   let out = '';
   const listeners = new Set<() => void>();
