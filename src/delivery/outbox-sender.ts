@@ -555,8 +555,14 @@ export class OutboxSender {
       await this.failed(held, failure, marker);
       return;
     }
-    // Unfenced, before the settle: should the lease be gone, the next owner sees the sid.
-    await this.waitOut(() => this.redis.recordSid(key, prefix, sid));
+    // Unfenced, before the settle: should the lease be gone, the next owner sees the sid. A
+    // relay's recipient moves to `sent` (never back from a later state a status callback set),
+    // so its status is right without callbacks too.
+    await this.waitOut(() =>
+      job.kind === 'relay'
+        ? this.redis.recordStatus(key, job.to, 'sent', '', sid)
+        : this.redis.recordSid(key, prefix, sid),
+    );
     if (!(await this.settle(held))) {
       this.log.warn(
         { ...context(held), sid },
