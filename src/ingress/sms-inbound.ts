@@ -23,12 +23,15 @@ export interface InboundSms {
 export type InboundOutcome =
   'relayed' | 'keyword' | 'opt_out' | 'duplicate' | 'not_member' | 'unknown_number' | 'too_long';
 
-/** How long a MessageSid is claimed while its text goes into the funnel. */
-const INBOUND_CLAIM_MS = 30_000;
-
 export interface SmsInboundOptions {
   /** How long a MessageSid is remembered (Twilio retries a webhook for a while). */
   dedupeTtlMs: number;
+  /**
+   * How long a MessageSid is claimed while it is handled (its text into the funnel, or its
+   * keyword acted on and answered); a crash meanwhile lets Twilio's retry act after this.
+   * @default 30000
+   */
+  claimMs?: number;
 }
 
 /**
@@ -81,11 +84,13 @@ export class SmsInbound {
     const tooLong =
       !keyword && [...sms.body].length > limit && (await this.rooms.isMember(room.id, member));
 
+    // Claimed first, so the same MessageSid twice at once is handled once; the claim is short
+    // until the work is recorded (a crash in between must not make Twilio's retry a
+    // "duplicate"), and taken back when it failed, so Twilio's retry (after our 503) acts.
+    if (!(await this.redis.set(seen, 'claimed', 'PX', this.options.claimMs ?? 30_000, 'NX')))
+      return 'duplicate';
+
     if (keyword || tooLong) {
-      // Keywords act once per MessageSid; the marker is taken back if acting fails, so
-      // Twilio's retry (after our 503) acts then.
-      if (!(await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs, 'NX')))
-        return 'duplicate';
       try {
         const reply = keyword
           ? await this.keyword(keyword, sms, room)
@@ -97,14 +102,11 @@ export class SmsInbound {
         await this.redis.del(seen).catch(() => {});
         throw err;
       }
+      await this.handled(seen);
       if (keyword?.kind === 'stop') return 'opt_out';
       return keyword ? 'keyword' : 'too_long';
     }
 
-    // Claimed before the funnel gets it, so the same MessageSid twice at once is handled once;
-    // the claim is short until the funnel has the text (a crash in between must not make
-    // Twilio's retry a "duplicate"), and taken back when it could not be submitted.
-    if (!(await this.redis.set(seen, 'claimed', 'PX', INBOUND_CLAIM_MS, 'NX'))) return 'duplicate';
     try {
       await this.ingress.submit(
         {
@@ -131,10 +133,15 @@ export class SmsInbound {
       await this.redis.del(seen).catch(() => {});
       throw err;
     }
-    // Set after the funnel has the text: a replay is then skipped here (the commit would
-    // have ignored it anyway, being the same envelope id).
-    await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs);
+    // A replay is now skipped here (the commit would have ignored it anyway, being the same
+    // envelope id).
+    await this.handled(seen);
     return 'relayed';
+  }
+
+  /** The MessageSid's work is recorded: remember it for the dedupe ttl. */
+  private async handled(seen: string): Promise<void> {
+    await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs);
   }
 
   /** Acts on a keyword; resolves with the answer, or undefined for none (STOP). */
