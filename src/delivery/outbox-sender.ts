@@ -694,7 +694,7 @@ export class OutboxSender {
    * stays pending and our own pending entries are read again shortly; after sms.maxAttempts
    * such failures (Redis outages not counted) the job is dead-lettered.
    */
-  private unexpected(held: Held, err: unknown): void {
+  private async unexpected(held: Held, err: unknown): Promise<void> {
     const { partition, entryId } = held;
     if (this.reading.get(partition)?.lease !== held.lease) return; // the next owner has it
     const failures = (this.errors.get(entryId) ?? 0) + 1;
@@ -702,19 +702,19 @@ export class OutboxSender {
     if (failures >= this.options.maxAttempts && !isRedisUnavailable(err)) {
       this.errors.delete(entryId);
       const detail = `${failures} unexpected failures: ${(err as Error)?.message ?? String(err)}`;
-      void this.deadLetter(held, 'sms_error', detail, 'error')
-        .then((done) => {
-          if (!done) return;
-          this.log.error(
-            { ...ctx, err },
-            'SMS dead-lettered after repeated unexpected failures (thr:dead, reason sms_error): inspect the job there, fix the cause, and re-add it to the outbox if it should still go',
-          );
-          this.count('dead', 'error', held.job);
-        })
-        .catch((e: unknown) => {
-          this.log.error({ ...ctx, err: e }, 'could not dead-letter an SMS job; it stays pending');
-          this.reread(held, failures);
-        });
+      // Part of the send (awaited by it), so release() and stop() wait for it too.
+      try {
+        if (!(await this.deadLetter(held, 'sms_error', detail, 'error'))) return;
+      } catch (e) {
+        this.log.error({ ...ctx, err: e }, 'could not dead-letter an SMS job; it stays pending');
+        this.reread(held, failures);
+        return;
+      }
+      this.log.error(
+        { ...ctx, err },
+        'SMS dead-lettered after repeated unexpected failures (thr:dead, reason sms_error): inspect the job there, fix the cause, and re-add it to the outbox if it should still go',
+      );
+      this.count('dead', 'error', held.job);
       return;
     }
     if (this.errors.size > 100_000) this.errors.clear();
@@ -728,6 +728,7 @@ export class OutboxSender {
 
   /** Reads our pending entries of the job's partition again after a backoff. */
   private reread(held: Held, failures: number): void {
+    if (!this.running) return;
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       const state = this.reading.get(held.partition);
@@ -738,6 +739,13 @@ export class OutboxSender {
 
   /** Writes the job to thr:dead, then settles it (marking a relay failed); false if fenced. */
   private async deadLetter(held: Held, reason: string, detail: string, code: string) {
+    // thr:dead is in no partition's slot, so this check cannot be in settle-job's script; it
+    // keeps a sender that lost the lease from dead-lettering a job the next owner will send.
+    const lease = await this.waitOut(() => this.redis.get(this.keys.lease(held.partition)));
+    if (lease !== held.lease) {
+      this.fenced(held.partition, held.lease);
+      return false;
+    }
     // prettier-ignore
     await this.waitOut(() => this.redis.xadd(
       this.keys.dead, 'MAXLEN', '~', this.options.deadLength, '*',
