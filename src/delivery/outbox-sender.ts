@@ -447,12 +447,15 @@ export class OutboxSender {
     const now = this.clock.now();
     const gap = 1000 / this.options.ratePerSecond;
     const lastSlot = this.slots.get(number) ?? 0;
-    if (lastSlot <= now) this.slots.delete(number);
+    // The last parked job is promoted on a loop turn after its slot: until it has had the
+    // chance (a turn waits at most blockMs), a new job still goes behind it.
+    const backlog = lastSlot + 2 * this.options.blockMs > now;
+    if (!backlog) this.slots.delete(number);
     // A parked job whose slot came is taken in turn (unless the backlog grew far beyond the
     // bound); a new one waits behind the number's parked jobs, so its texts keep their order.
     const returning = Boolean(held.job.slot);
     const full = queue.length >= this.options.maxQueuedPerNumber * (returning ? 2 : 1);
-    if (full || (!returning && lastSlot > now)) {
+    if (full || (!returning && backlog)) {
       // This number has a backlog: park the job in the retry set at its number's next free
       // slot, so other numbers' texts are not stuck behind it in memory.
       const slot = Math.ceil(Math.max(now + queue.length * gap, lastSlot) + gap);

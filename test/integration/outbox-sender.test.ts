@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
@@ -7,6 +8,7 @@ import {
   prepareOutbox,
 } from '../../src/delivery/outbox-sender.ts';
 import type { OutboundSms, SmsClient } from '../../src/delivery/sms-client.ts';
+import type { Clock } from '../../src/delivery/token-bucket.ts';
 import { SmsSendError } from '../../src/errors.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
@@ -88,7 +90,17 @@ const FENCED_LOG = /the partition lease is not ours/;
 async function setup(
   name: string,
   leases: Map<number, string>,
-  { maxAttempts = OPTIONS.maxAttempts, commands = redis } = {},
+  {
+    maxAttempts = OPTIONS.maxAttempts,
+    commands = redis,
+    options = {},
+    clock = Date as Clock,
+  }: {
+    maxAttempts?: number;
+    commands?: Redis;
+    options?: Partial<OutboxSenderOptions>;
+    clock?: Clock;
+  } = {},
 ) {
   const keys = new Keys(uniquePrefix(name), 2);
   onTestFinished(async () => {
@@ -110,8 +122,9 @@ async function setup(
     members,
     metrics,
     () => leases,
-    { ...OPTIONS, maxAttempts },
+    { ...OPTIONS, maxAttempts, ...options },
     log,
+    clock,
   );
   // prettier-ignore
   const job = (to: string, body: string) => redis.xadd(
@@ -347,5 +360,41 @@ describe('OutboxSender', () => {
     open();
     await released;
     expect(await redis.xlen(keys.dead)).toBe(1);
+  });
+
+  it("a number's texts keep their order when one arrives just as its last parked text comes due", async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    // Time as the sender sees it moves only when the test says.
+    const clock = { t: Date.now(), now: () => clock.t };
+    const { keys, client, sender, job } = await setup('outbox-parked-order', leases, {
+      clock,
+      // One text a second, one held in memory: a second one is parked for its slot. Long
+      // blocking reads: the sender waits in one while the test moves time on.
+      options: { ratePerSecond: 1, burst: 1, maxQueuedPerNumber: 1, blockMs: 1000 },
+    });
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    await job('+15550000010', 'first');
+    await job('+15550000010', 'second');
+    sender.start();
+    await eventually(
+      'the first sent and the second parked',
+      async () => [client.sent.length, await redis.zcard(keys.outboxRetry(0))],
+      ([sent, parked]) => sent === 1 && parked === 1,
+    );
+    // The second's slot comes, and a third text arrives before the sender promoted the second.
+    clock.t += 2000;
+    await job('+15550000010', 'third');
+    await eventually(
+      'the second sent',
+      async () => client.sent.length,
+      (n) => n >= 2,
+    );
+    clock.t += 1000;
+    await eventually(
+      'the third sent',
+      async () => client.sent.length,
+      (n) => n === 3,
+    );
+    expect(client.sent.map((m) => m.body)).toEqual(['first', 'second', 'third']);
   });
 });
