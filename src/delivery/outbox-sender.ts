@@ -128,8 +128,6 @@ export class OutboxSender {
    * ones ('>'): after a takeover, a restart or an unexpected error, jobs read earlier are sent.
    */
   private readonly reading = new Map<number, { lease: string; cursor: string }>();
-  /** Partitions being handed over (beforeRelease): lease value we are giving up. */
-  private readonly releasing = new Map<number, string>();
   private inFlight = 0;
   /** Sends in flight, with their partition. */
   private readonly sends = new Map<Promise<void>, number>();
@@ -216,8 +214,6 @@ export class OutboxSender {
    * (at most sms.sendTimeoutMs and a little), so the next owner sends none of them again.
    */
   async release(partition: number): Promise<void> {
-    const lease = this.reading.get(partition)?.lease ?? this.leases().get(partition);
-    if (lease) this.releasing.set(partition, lease);
     this.forget(partition);
     const inFlight = [...this.sends].filter(([, p]) => p === partition).map(([s]) => s);
     if (inFlight.length === 0) return;
@@ -262,7 +258,6 @@ export class OutboxSender {
   /** Follows the leases: new partitions take over their pending jobs, lost ones are dropped. */
   private async follow(): Promise<void> {
     const held = this.leases();
-    for (const [p, lease] of this.releasing) if (held.get(p) !== lease) this.releasing.delete(p);
     for (const p of [...this.reading.keys()]) {
       if (held.get(p) === this.reading.get(p)?.lease) continue;
       this.forget(p);
@@ -276,7 +271,8 @@ export class OutboxSender {
         if (rescan) state.cursor = '0';
         continue;
       }
-      if ((this.paused.get(p) ?? 0) > now || this.releasing.get(p) === lease) continue;
+      // A partition being released is not in `held` any more (the coordinator forgets it first).
+      if ((this.paused.get(p) ?? 0) > now) continue;
       this.paused.delete(p);
       const key = this.keys.outbox(p);
       let cursor = '0-0';

@@ -9,6 +9,9 @@ import type { Room, RoomsStore } from '../rooms/store.ts';
 import type { Ingress } from './ingress.ts';
 import { type Keyword, parseKeyword } from './sms-keywords.ts';
 
+/** A keyword acted on: an opt-in word ("yes") has become START, or a plain message, by then. */
+type ActionKeyword = Exclude<Keyword, { kind: 'optin' }>;
+
 /** One text as Twilio's inbound webhook describes it. */
 export interface InboundSms {
   messageSid: string;
@@ -71,13 +74,15 @@ export class SmsInbound {
       return 'unknown_number';
     }
     const seen = keys.twilioSeen(sms.messageSid);
-    let keyword = parseKeyword(sms.body);
+    const parsed = parseKeyword(sms.body);
     const member = `phone:${sms.from}`;
-    if (keyword?.kind === 'optin') {
-      // "Yes" opts back in only a member opted out of this number; from others it is a message.
-      const settings = await this.members.get(member);
-      keyword = isOptedOut(settings, sms.to) ? { kind: 'start' } : undefined;
-    }
+    // "Yes" opts back in only a member opted out of this number; from others it is a message.
+    const keyword: ActionKeyword | undefined =
+      parsed?.kind === 'optin'
+        ? isOptedOut(await this.members.get(member), sms.to)
+          ? { kind: 'start' }
+          : undefined
+        : parsed;
     const limit = smsBodyLimit({ kind: 'phone', id: sms.from }, room.name);
     // Too long for the relay (with its "<sender>: " prefix) to fit one SMS/MMS. Strangers get
     // no answer, as for any message of theirs.
@@ -146,7 +151,7 @@ export class SmsInbound {
 
   /** Acts on a keyword; resolves with the answer, or undefined for none (STOP). */
   private async keyword(
-    keyword: Keyword,
+    keyword: ActionKeyword,
     sms: InboundSms,
     room: Room,
   ): Promise<string | undefined> {
@@ -172,7 +177,6 @@ export class SmsInbound {
         );
         return undefined;
       case 'start':
-      case 'optin':
         await this.members.setOptedOut(member, sms.to, false);
         return `Texts from ${name} are back on. Text HELP for help.`;
       case 'confirm':
