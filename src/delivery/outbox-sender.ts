@@ -1,9 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { SmsSendError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
+import { BlockingWait, claimAllPending } from '../redis/streams.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 import type { OutboundSms, SmsClient } from './sms-client.ts';
 import { type Clock, TokenBuckets } from './token-bucket.ts';
@@ -141,9 +143,8 @@ export class OutboxSender {
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastGauges = 0;
   private lastRescan = 0;
-  /** The reader's connection id, for CLIENT UNBLOCK, and whether it is blocked now. */
-  private readerId: number | undefined;
-  private blocked = false;
+  /** The wait for new jobs, on the reader's connection. */
+  private readonly waiting: BlockingWait;
   private epoch: () => number = () => 0;
   /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
   private readonly paused = new Map<number, number>();
@@ -162,6 +163,7 @@ export class OutboxSender {
     private readonly clock: Clock = Date,
   ) {
     this.buckets = new TokenBuckets(options.ratePerSecond, options.burst, clock);
+    this.waiting = new BlockingWait(reader, redis);
   }
 
   private get queued(): number {
@@ -172,10 +174,6 @@ export class OutboxSender {
 
   start(): void {
     this.epoch = connectionEpoch(this.redis);
-    // A new connection has a new id; it is looked up again before the next wait.
-    this.reader.on('ready', () => {
-      this.readerId = undefined;
-    });
     this.running = true;
     this.lastRescan = this.clock.now();
     this.loopDone = this.loop();
@@ -187,7 +185,7 @@ export class OutboxSender {
    */
   async stop(waitMs = this.options.sendTimeoutMs): Promise<void> {
     this.running = false;
-    this.interrupt();
+    this.waiting.interrupt();
     clearTimeout(this.pumpTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
@@ -274,41 +272,20 @@ export class OutboxSender {
       // A partition being released is not in `held` any more (the coordinator forgets it first).
       if ((this.paused.get(p) ?? 0) > now) continue;
       this.paused.delete(p);
-      const key = this.keys.outbox(p);
-      let cursor = '0-0';
-      do {
-        // A former owner's jobs: one it was sending when it died or paused left a marker
-        // (begin-send-2.lua) and is reconciled, not sent blindly.
-        // prettier-ignore
-        const reply = (await this.redis.xautoclaim(
-          key, SENDERS_GROUP, this.options.nodeId, 0, cursor, 'COUNT', 1000, 'JUSTID',
-        )) as [string, ...unknown[]];
-        cursor = reply[0];
-      } while (cursor !== '0-0');
+      // A former owner's jobs: one it was sending when it died or paused left a marker
+      // (begin-send-2.lua) and is reconciled, not sent blindly.
+      await claimAllPending(this.redis, this.keys.outbox(p), SENDERS_GROUP, this.options.nodeId);
       this.reading.set(p, { lease, cursor: '0' });
     }
   }
 
-  /** Stops reading a partition and forgets its jobs not started; they stay pending. */
-  /** Blocks until an outbox has a job newer than the given id, blockMs passes, or interrupt(). */
+  /** Blocks until an outbox has a job newer than the given id, blockMs passes, or stop(). */
   private async waitForJobs(newest: [stream: string, id: string][]): Promise<void> {
     if (newest.length === 0) return sleep(Math.min(this.options.blockMs, 100));
-    this.readerId ??= Number(await this.reader.client('ID'));
-    this.blocked = true;
-    try {
-      // prettier-ignore
-      await this.reader.call('XREAD', 'BLOCK', this.options.blockMs, 'STREAMS', ...newest.map(([k]) => k), ...newest.map(([, id]) => id));
-    } finally {
-      this.blocked = false;
-    }
+    await this.waiting.wait(newest, this.options.blockMs);
   }
 
-  /** Ends a blocked wait now (stopping, or a partition to read was added). */
-  private interrupt(): void {
-    if (this.blocked && this.readerId !== undefined)
-      this.redis.client('UNBLOCK', this.readerId).catch(() => {});
-  }
-
+  /** Stops reading a partition and forgets its jobs not started; they stay pending. */
   private forget(partition: number): void {
     if (!this.reading.delete(partition)) return;
     this.drop(partition);
@@ -875,8 +852,4 @@ export async function prepareOutbox(redis: Redis, keys: Keys): Promise<void> {
   for (const [err] of (await pipe.exec()) ?? []) {
     if (err && !String(err.message).includes('BUSYGROUP')) throw err;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
