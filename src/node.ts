@@ -38,7 +38,7 @@ export const VERSION = '0.1.0';
 
 export interface RelayNode {
   readonly id: string;
-  /** The URL clients use: THRESHOLD_PUBLIC_URL, else the address it listens on. */
+  /** The URL that reaches this node (handed to peers and clients): THRESHOLD_ADVERTISE_URL, else the address it listens on. */
   readonly url: string;
   /** The address it listens on, `http://<host>:<port>`. */
   readonly listenUrl: string;
