@@ -2,11 +2,8 @@ import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
-import {
-  OutboxSender,
-  type OutboxSenderOptions,
-  prepareOutbox,
-} from '../../src/delivery/outbox-sender.ts';
+import { prepareOutbox } from '../../src/delivery/outbox-job.ts';
+import { OutboxSender, type OutboxSenderOptions } from '../../src/delivery/outbox-sender.ts';
 import type { OutboundSms, SmsClient } from '../../src/delivery/sms-client.ts';
 import type { Clock } from '../../src/delivery/token-bucket.ts';
 import { SmsSendError } from '../../src/errors.ts';
