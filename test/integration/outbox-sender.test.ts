@@ -81,6 +81,15 @@ function captureLog() {
   return { log, logged };
 }
 
+/** A promise and its resolve (Promise.withResolvers() is Node 22). */
+function deferred() {
+  let resolve: () => void = () => {};
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
 /** The lease is not ours: what the sender logs when a fenced read (or settle) tells it so. */
 const FENCED_LOG = /the partition lease is not ours/;
 
@@ -257,14 +266,8 @@ describe('OutboxSender', () => {
     const leases = new Map([[0, `${NODE}:1`]]);
     const { keys, client, sender, job } = await setup('outbox-release', leases);
     await redis.set(keys.lease(0), `${NODE}:1`);
-    let finish: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      finish = r;
-    });
-    let started: () => void = () => {};
-    const inFlight = new Promise<void>((r) => {
-      started = r;
-    });
+    const { promise: gate, resolve: finish } = deferred();
+    const { promise: inFlight, resolve: started } = deferred();
     const send = client.send.bind(client);
     client.send = async (sms) => {
       started();
@@ -314,14 +317,8 @@ describe('OutboxSender', () => {
 
   it('release(p) waits for a dead letter being written', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
-    let open: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      open = r;
-    });
-    let writing: () => void = () => {};
-    const deadLettering = new Promise<void>((r) => {
-      writing = r;
-    });
+    const { promise: gate, resolve: open } = deferred();
+    const { promise: deadLettering, resolve: writing } = deferred();
     // The commands connection, whose XADD to thr:dead waits for the gate.
     const commands = new Proxy(redis, {
       get(target, prop) {
