@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
@@ -182,5 +183,3 @@ async function waitReady(url: string): Promise<void> {
   }
   throw new Error(`${url} not ready after ${READY_TIMEOUT_MS / 1000} s`);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,8 @@ import { ulid } from 'ulid';
 import { type Config, isLoopback } from './config.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
-import { OutboxSender, prepareOutbox } from './delivery/outbox-sender.ts';
+import { prepareOutbox } from './delivery/outbox-job.ts';
+import { OutboxSender } from './delivery/outbox-sender.ts';
 import { DevSmsClient, TwilioSmsClient } from './delivery/sms-client.ts';
 import { SMS_MAX_BODY_CHARS, SmsPlanner } from './delivery/sms-plan.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
@@ -38,7 +39,7 @@ export const VERSION = '0.1.0';
 
 export interface RelayNode {
   readonly id: string;
-  /** The URL clients use: THRESHOLD_PUBLIC_URL, else the address it listens on. */
+  /** The URL that reaches this node (handed to peers and clients): THRESHOLD_ADVERTISE_URL, else the address it listens on. */
   readonly url: string;
   /** The address it listens on, `http://<host>:<port>`. */
   readonly listenUrl: string;

@@ -16,15 +16,10 @@ export interface MemberSettings {
 
 /** Field of `thr:member:<id>` that marks an opt-out of one of our numbers. */
 const OPTED_OUT = 'optedOut:';
-/**
- * Before opt-outs were per number, one `optedOut` field stood for every number; it is still
- * honoured (for every number) until the member texts START to any number.
- */
-const LEGACY_OPTED_OUT = 'optedOut';
 
 /** True when texts from our number `from` must not go to this member. */
 export function isOptedOut(settings: MemberSettings | undefined, from: string): boolean {
-  return settings?.optedOutOf.includes(from) || settings?.optedOutOf.includes('*') || false;
+  return settings?.optedOutOf.includes(from) ?? false;
 }
 
 /**
@@ -53,7 +48,6 @@ export class MemberSettingsStore {
       const optedOutOf = Object.entries(hash)
         .filter(([k, v]) => k.startsWith(OPTED_OUT) && v === '1')
         .map(([k]) => k.slice(OPTED_OUT.length));
-      if (hash[LEGACY_OPTED_OUT] === '1') optedOutOf.push('*');
       const settings: MemberSettings = { optedOutOf, invalid: hash.invalid === '1' };
       const confirmations = hash.confirmations;
       if (confirmations === 'on' || confirmations === 'off')
@@ -70,7 +64,7 @@ export class MemberSettingsStore {
   async setOptedOut(member: string, from: string, optedOut: boolean): Promise<void> {
     const key = this.keys.member(member);
     if (optedOut) await this.redis.hset(key, OPTED_OUT + from, '1');
-    else await this.redis.hdel(key, OPTED_OUT + from, LEGACY_OPTED_OUT);
+    else await this.redis.hdel(key, OPTED_OUT + from);
   }
 
   async setInvalid(member: string): Promise<void> {

@@ -1,34 +1,32 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { SmsSendError, isRedisUnavailable } from '../errors.ts';
+import { type SmsSendError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
+import { BlockingWait, claimAllPending } from '../redis/streams.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
+import {
+  context,
+  type Held,
+  type OutboxJob,
+  parseMedia,
+  retrySince,
+  SENDERS_GROUP,
+  sinceOf,
+  toJob,
+} from './outbox-job.ts';
+import { asSendError, backoff, classifyFailure, type RetryPolicy } from './send-failure.ts';
 import type { OutboundSms, SmsClient } from './sms-client.ts';
 import { type Clock, TokenBuckets } from './token-bucket.ts';
 
-export const SENDERS_GROUP = 'senders';
-
-/** Twilio: "Attempt to send to unsubscribed recipient" (the member texted STOP). */
-export const TWILIO_UNSUBSCRIBED = 21610;
-/** Twilio: "The 'To' number is not a valid phone number." */
-export const TWILIO_INVALID_NUMBER = 21211;
-
-export interface OutboxSenderOptions {
+export interface OutboxSenderOptions extends RetryPolicy {
   nodeId: string;
   /** Texts per second per sending number. @default 1 */
   ratePerSecond: number;
   /** Texts a number may send at once after a quiet spell. @default 1 */
   burst: number;
-  /** Attempts (5xx, network errors, timeouts, unexpected errors) before a text is dead-lettered. @default 6 */
-  maxAttempts: number;
-  /** How long a text may keep being retried (429s included, which count no attempt). @default 86400000 */
-  maxRetryMs: number;
-  /** First retry delay; doubles each attempt, with jitter. @default 2000 */
-  backoffBaseMs: number;
-  /** Longest retry delay. @default 300000 */
-  backoffMaxMs: number;
   /** How long one Twilio request may take; an attempt younger than this may still be in flight. @default 15000 */
   sendTimeoutMs: number;
   /** Jobs read per round. @default 100 */
@@ -45,40 +43,6 @@ export interface OutboxSenderOptions {
   deadLength: number;
   /** Lifetime of a delivery hash this sender creates (keyword replies' send markers). @default 86400000 */
   markerTtlMs: number;
-}
-
-/** One outbox entry (fields written by commit-message-9.lua or by a keyword reply). */
-export interface OutboxJob {
-  /** relay (a member's message), receipt (the sender's confirmation), reply (to a keyword) */
-  kind: string;
-  /** Delivery id `<room>~<E.164>~<envelope id>` of a relay, else "". */
-  d: string;
-  to: string;
-  from: string;
-  body: string;
-  /** JSON array of media URLs, or "". */
-  media: string;
-  room: string;
-  /** Envelope id of the message (relay, receipt) or the inbound MessageSid (reply). */
-  msg: string;
-  /** Attempts that failed (5xx, network, timeouts); 429s are counted in `throttled`. */
-  attempt: string;
-  /** 429s so far (their backoff grows with it), "" for none. */
-  throttled?: string;
-  /** When the job first entered the outbox (ms), for the retry time budget; "" = its entry id. */
-  since?: string;
-  /** Marker of the attempt known not to have reached Twilio (see begin-send-2.lua), or "". */
-  clean?: string;
-  /** The time slot (ms) a parked job was given behind its number's backlog, or "". */
-  slot?: string;
-}
-
-interface Held {
-  partition: number;
-  /** Our lease value when the job was read: every write for it is fenced by this one. */
-  lease: string;
-  entryId: string;
-  job: OutboxJob;
 }
 
 type Outcome =
@@ -100,18 +64,6 @@ const BEGIN_AMBIGUOUS = 4;
 /** How often our own pending entries are read again, whatever happened: nothing stays stranded. */
 const PENDING_RESCAN_MS = 30_000;
 
-/** Advice for Twilio refusals that no retry fixes, logged with the dead letter. */
-const REFUSALS: Record<number, string> = {
-  20003: 'Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN',
-  20404: 'Twilio does not know the resource: check TWILIO_ACCOUNT_SID and the API URL',
-  21212: "the room's number is not a valid sending number: check the room's numbers",
-  21606: "the room's number cannot send SMS from this account: check it in the Twilio console",
-  21659: "the room's number is not a Twilio number of this account: check the room's numbers",
-  21408: 'the account may not text that region: enable it in the Twilio console (Geo permissions)',
-  21612: 'Twilio cannot route texts between these numbers: check the room number',
-  21617: 'the text is longer than 1600 characters (should not happen: report a bug)',
-};
-
 /**
  * Sends the SMS jobs of the partitions this node holds (DESIGN §1, §4), away from the
  * partition consumer: one blocking read over their outboxes, a token bucket per sending
@@ -128,8 +80,6 @@ export class OutboxSender {
    * ones ('>'): after a takeover, a restart or an unexpected error, jobs read earlier are sent.
    */
   private readonly reading = new Map<number, { lease: string; cursor: string }>();
-  /** Partitions being handed over (beforeRelease): lease value we are giving up. */
-  private readonly releasing = new Map<number, string>();
   private inFlight = 0;
   /** Sends in flight, with their partition. */
   private readonly sends = new Map<Promise<void>, number>();
@@ -143,9 +93,8 @@ export class OutboxSender {
   private readonly timers = new Set<NodeJS.Timeout>();
   private lastGauges = 0;
   private lastRescan = 0;
-  /** The reader's connection id, for CLIENT UNBLOCK, and whether it is blocked now. */
-  private readerId: number | undefined;
-  private blocked = false;
+  /** The wait for new jobs, on the reader's connection. */
+  private readonly waiting: BlockingWait;
   private epoch: () => number = () => 0;
   /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
   private readonly paused = new Map<number, number>();
@@ -164,6 +113,7 @@ export class OutboxSender {
     private readonly clock: Clock = Date,
   ) {
     this.buckets = new TokenBuckets(options.ratePerSecond, options.burst, clock);
+    this.waiting = new BlockingWait(reader, redis);
   }
 
   private get queued(): number {
@@ -174,10 +124,6 @@ export class OutboxSender {
 
   start(): void {
     this.epoch = connectionEpoch(this.redis);
-    // A new connection has a new id; it is looked up again before the next wait.
-    this.reader.on('ready', () => {
-      this.readerId = undefined;
-    });
     this.running = true;
     this.lastRescan = this.clock.now();
     this.loopDone = this.loop();
@@ -189,7 +135,7 @@ export class OutboxSender {
    */
   async stop(waitMs = this.options.sendTimeoutMs): Promise<void> {
     this.running = false;
-    this.interrupt();
+    this.waiting.interrupt();
     clearTimeout(this.pumpTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
@@ -216,8 +162,6 @@ export class OutboxSender {
    * (at most sms.sendTimeoutMs and a little), so the next owner sends none of them again.
    */
   async release(partition: number): Promise<void> {
-    const lease = this.reading.get(partition)?.lease ?? this.leases().get(partition);
-    if (lease) this.releasing.set(partition, lease);
     this.forget(partition);
     const inFlight = [...this.sends].filter(([, p]) => p === partition).map(([s]) => s);
     if (inFlight.length === 0) return;
@@ -262,7 +206,6 @@ export class OutboxSender {
   /** Follows the leases: new partitions take over their pending jobs, lost ones are dropped. */
   private async follow(): Promise<void> {
     const held = this.leases();
-    for (const [p, lease] of this.releasing) if (held.get(p) !== lease) this.releasing.delete(p);
     for (const p of [...this.reading.keys()]) {
       if (held.get(p) === this.reading.get(p)?.lease) continue;
       this.forget(p);
@@ -276,43 +219,23 @@ export class OutboxSender {
         if (rescan) state.cursor = '0';
         continue;
       }
-      if ((this.paused.get(p) ?? 0) > now || this.releasing.get(p) === lease) continue;
+      // A partition being released is not in `held` any more (the coordinator forgets it first).
+      if ((this.paused.get(p) ?? 0) > now) continue;
       this.paused.delete(p);
-      const key = this.keys.outbox(p);
-      let cursor = '0-0';
-      do {
-        // A former owner's jobs: one it was sending when it died or paused left a marker
-        // (begin-send-2.lua) and is reconciled, not sent blindly.
-        // prettier-ignore
-        const reply = (await this.redis.xautoclaim(
-          key, SENDERS_GROUP, this.options.nodeId, 0, cursor, 'COUNT', 1000, 'JUSTID',
-        )) as [string, ...unknown[]];
-        cursor = reply[0];
-      } while (cursor !== '0-0');
+      // A former owner's jobs: one it was sending when it died or paused left a marker
+      // (begin-send-2.lua) and is reconciled, not sent blindly.
+      await claimAllPending(this.redis, this.keys.outbox(p), SENDERS_GROUP, this.options.nodeId);
       this.reading.set(p, { lease, cursor: '0' });
     }
   }
 
-  /** Stops reading a partition and forgets its jobs not started; they stay pending. */
-  /** Blocks until an outbox has a job newer than the given id, blockMs passes, or interrupt(). */
+  /** Blocks until an outbox has a job newer than the given id, blockMs passes, or stop(). */
   private async waitForJobs(newest: [stream: string, id: string][]): Promise<void> {
     if (newest.length === 0) return sleep(Math.min(this.options.blockMs, 100));
-    this.readerId ??= Number(await this.reader.client('ID'));
-    this.blocked = true;
-    try {
-      // prettier-ignore
-      await this.reader.call('XREAD', 'BLOCK', this.options.blockMs, 'STREAMS', ...newest.map(([k]) => k), ...newest.map(([, id]) => id));
-    } finally {
-      this.blocked = false;
-    }
+    await this.waiting.wait(newest, this.options.blockMs);
   }
 
-  /** Ends a blocked wait now (stopping, or a partition to read was added). */
-  private interrupt(): void {
-    if (this.blocked && this.readerId !== undefined)
-      this.redis.client('UNBLOCK', this.readerId).catch(() => {});
-  }
-
+  /** Stops reading a partition and forgets its jobs not started; they stay pending. */
   private forget(partition: number): void {
     if (!this.reading.delete(partition)) return;
     this.drop(partition);
@@ -447,12 +370,15 @@ export class OutboxSender {
     const now = this.clock.now();
     const gap = 1000 / this.options.ratePerSecond;
     const lastSlot = this.slots.get(number) ?? 0;
-    if (lastSlot <= now) this.slots.delete(number);
+    // The last parked job is promoted on a loop turn after its slot: until it has had the
+    // chance (a turn waits at most blockMs), a new job still goes behind it.
+    const backlog = lastSlot + 2 * this.options.blockMs > now;
+    if (!backlog) this.slots.delete(number);
     // A parked job whose slot came is taken in turn (unless the backlog grew far beyond the
     // bound); a new one waits behind the number's parked jobs, so its texts keep their order.
     const returning = Boolean(held.job.slot);
     const full = queue.length >= this.options.maxQueuedPerNumber * (returning ? 2 : 1);
-    if (full || (!returning && lastSlot > now)) {
+    if (full || (!returning && backlog)) {
       // This number has a backlog: park the job in the retry set at its number's next free
       // slot, so other numbers' texts are not stuck behind it in memory.
       const slot = Math.ceil(Math.max(now + queue.length * gap, lastSlot) + gap);
@@ -545,18 +471,17 @@ export class OutboxSender {
     try {
       ({ sid } = await this.client.send(sms));
     } catch (err) {
-      const failure =
-        err instanceof SmsSendError
-          ? err
-          : new SmsSendError(`SMS client failed: ${(err as Error).message}`, undefined, undefined, {
-              cause: err,
-              reach: 'ambiguous',
-            });
-      await this.failed(held, failure, marker);
+      await this.failed(held, asSendError(err), marker);
       return;
     }
-    // Unfenced, before the settle: should the lease be gone, the next owner sees the sid.
-    await this.waitOut(() => this.redis.recordSid(key, prefix, sid));
+    // Unfenced, before the settle: should the lease be gone, the next owner sees the sid. A
+    // relay's recipient moves to `sent` (never back from a later state a status callback set),
+    // so its status is right without callbacks too.
+    await this.waitOut(() =>
+      job.kind === 'relay'
+        ? this.redis.recordStatus(key, job.to, 'sent', '', sid)
+        : this.redis.recordSid(key, prefix, sid),
+    );
     if (!(await this.settle(held))) {
       this.log.warn(
         { ...context(held), sid },
@@ -614,73 +539,64 @@ export class OutboxSender {
     this.count('postponed', '', held.job);
   }
 
-  private backoff(n: number): number {
-    const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (n - 1));
-    return Math.round(backoff * (0.5 + Math.random() / 2));
-  }
-
   private async failed(held: Held, err: SmsSendError, marker: string): Promise<void> {
     const { job } = held;
-    const code = String(err.twilioCode ?? err.httpStatus ?? err.reach);
-    const status = err.httpStatus;
-    const throttled = status === 429;
-    const retryable =
-      throttled || status === undefined || status >= 500 || err.reach !== 'answered';
-    const attempt = Number(job.attempt) + (throttled ? 0 : 1);
-    const ctx = { ...context(held), attempt, code, reach: err.reach };
     const since = sinceOf(held);
-    const expired = this.clock.now() - Number(since) > this.options.maxRetryMs;
-
-    if (retryable && attempt < this.options.maxAttempts && !expired) {
-      const throttles = Number(job.throttled || 0) + (throttled ? 1 : 0);
-      const delay = err.retryAfterMs ?? this.backoff(throttled ? throttles : attempt);
-      // Slow the number down: Twilio said it is going too fast (or is struggling).
-      if (throttled || err.retryAfterMs !== undefined) this.buckets.hold(job.from, delay);
-      const retry: OutboxJob = {
-        ...job,
-        attempt: String(attempt),
-        throttled: String(throttles),
-        since,
-        // An answer means Twilio did not take it; after a timeout nobody knows.
-        clean: err.reach === 'ambiguous' ? '' : marker,
-      };
-      if (!(await this.settle(held, { at: this.clock.now() + delay, job: retry }))) return;
-      this.log.info({ ...ctx, delayMs: delay, err: err.message }, 'SMS send failed; will retry');
-      this.count('retried', code, job);
-      return;
-    }
-    if (retryable) {
-      const reason = expired ? 'sms_expired' : 'sms_attempts';
-      const detail = expired
-        ? `still failing after ${Math.round(this.options.maxRetryMs / 60_000)} min (sms.maxRetryHours): ${err.message}`
-        : `${attempt} attempts: ${err.message}`;
-      if (!(await this.deadLetter(held, reason, detail, code))) return;
-      this.log.warn(
-        { ...ctx, err: err.message },
-        `SMS dead-lettered (${reason}, see thr:dead); check Twilio status and the sending number`,
-      );
-      this.count('dead', code, job);
-      return;
-    }
-    if (err.twilioCode === TWILIO_UNSUBSCRIBED || err.twilioCode === TWILIO_INVALID_NUMBER) {
-      if (err.twilioCode === TWILIO_UNSUBSCRIBED)
-        await this.members.setOptedOut(`phone:${job.to}`, job.from, true);
-      else await this.members.setInvalid(`phone:${job.to}`);
-      if (!(await this.settle(held))) return;
-      await this.finalStatus(held, 'failed', code);
-      this.log.warn({ ...ctx, err: err.message }, 'SMS refused by Twilio; not retried');
-      this.count('failed', code, job);
-      return;
-    }
-    // A refusal no retry fixes (credentials, the sending number, the account): someone must act.
-    const advice = REFUSALS[err.twilioCode ?? -1] ?? 'see the error code in the Twilio docs';
-    if (!(await this.deadLetter(held, 'sms_rejected', `Twilio ${code}: ${err.message}`, code)))
-      return;
-    this.log.error(
-      { ...ctx, err: err.message },
-      `SMS refused by Twilio and dead-lettered (thr:dead, reason sms_rejected): ${advice}`,
+    const { code, attempt, action } = classifyFailure(
+      err,
+      job,
+      Number(since),
+      this.clock.now(),
+      this.options,
     );
-    this.count('dead', code, job);
+    const ctx = { ...context(held), attempt, code, reach: err.reach };
+    switch (action.kind) {
+      case 'retry': {
+        const { delayMs, throttles } = action;
+        if (action.slowDown) this.buckets.hold(job.from, delayMs);
+        const retry: OutboxJob = {
+          ...job,
+          attempt: String(attempt),
+          throttled: String(throttles),
+          since,
+          // An answer means Twilio did not take it; after a timeout nobody knows.
+          clean: err.reach === 'ambiguous' ? '' : marker,
+        };
+        if (!(await this.settle(held, { at: this.clock.now() + delayMs, job: retry }))) return;
+        this.log.info({ ...ctx, delayMs, err: err.message }, 'SMS send failed; will retry');
+        this.count('retried', code, job);
+        return;
+      }
+      case 'exhausted': {
+        const { reason } = action;
+        if (!(await this.deadLetter(held, reason, action.detail, code))) return;
+        this.log.warn(
+          { ...ctx, err: err.message },
+          `SMS dead-lettered (${reason}, see thr:dead); check Twilio status and the sending number`,
+        );
+        this.count('dead', code, job);
+        return;
+      }
+      case 'refused': {
+        if (action.mark === 'opted_out')
+          await this.members.setOptedOut(`phone:${job.to}`, job.from, true);
+        else await this.members.setInvalid(`phone:${job.to}`);
+        if (!(await this.settle(held))) return;
+        await this.finalStatus(held, 'failed', code);
+        this.log.warn({ ...ctx, err: err.message }, 'SMS refused by Twilio; not retried');
+        this.count('failed', code, job);
+        return;
+      }
+      case 'rejected': {
+        if (!(await this.deadLetter(held, 'sms_rejected', action.detail, code))) return;
+        this.log.error(
+          { ...ctx, err: err.message },
+          `SMS refused by Twilio and dead-lettered (thr:dead, reason sms_rejected): ${action.advice}`,
+        );
+        this.count('dead', code, job);
+        return;
+      }
+    }
   }
 
   /**
@@ -688,7 +604,7 @@ export class OutboxSender {
    * stays pending and our own pending entries are read again shortly; after sms.maxAttempts
    * such failures (Redis outages not counted) the job is dead-lettered.
    */
-  private unexpected(held: Held, err: unknown): void {
+  private async unexpected(held: Held, err: unknown): Promise<void> {
     const { partition, entryId } = held;
     if (this.reading.get(partition)?.lease !== held.lease) return; // the next owner has it
     const failures = (this.errors.get(entryId) ?? 0) + 1;
@@ -696,19 +612,19 @@ export class OutboxSender {
     if (failures >= this.options.maxAttempts && !isRedisUnavailable(err)) {
       this.errors.delete(entryId);
       const detail = `${failures} unexpected failures: ${(err as Error)?.message ?? String(err)}`;
-      void this.deadLetter(held, 'sms_error', detail, 'error')
-        .then((done) => {
-          if (!done) return;
-          this.log.error(
-            { ...ctx, err },
-            'SMS dead-lettered after repeated unexpected failures (thr:dead, reason sms_error): inspect the job there, fix the cause, and re-add it to the outbox if it should still go',
-          );
-          this.count('dead', 'error', held.job);
-        })
-        .catch((e: unknown) => {
-          this.log.error({ ...ctx, err: e }, 'could not dead-letter an SMS job; it stays pending');
-          this.reread(held, failures);
-        });
+      // Part of the send (awaited by it), so release() and stop() wait for it too.
+      try {
+        if (!(await this.deadLetter(held, 'sms_error', detail, 'error'))) return;
+      } catch (e) {
+        this.log.error({ ...ctx, err: e }, 'could not dead-letter an SMS job; it stays pending');
+        this.reread(held, failures);
+        return;
+      }
+      this.log.error(
+        { ...ctx, err },
+        'SMS dead-lettered after repeated unexpected failures (thr:dead, reason sms_error): inspect the job there, fix the cause, and re-add it to the outbox if it should still go',
+      );
+      this.count('dead', 'error', held.job);
       return;
     }
     if (this.errors.size > 100_000) this.errors.clear();
@@ -722,16 +638,27 @@ export class OutboxSender {
 
   /** Reads our pending entries of the job's partition again after a backoff. */
   private reread(held: Held, failures: number): void {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      const state = this.reading.get(held.partition);
-      if (state?.lease === held.lease) state.cursor = '0';
-    }, this.backoff(failures));
+    if (!this.running) return;
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(timer);
+        const state = this.reading.get(held.partition);
+        if (state?.lease === held.lease) state.cursor = '0';
+      },
+      backoff(failures, this.options),
+    );
     this.timers.add(timer);
   }
 
   /** Writes the job to thr:dead, then settles it (marking a relay failed); false if fenced. */
   private async deadLetter(held: Held, reason: string, detail: string, code: string) {
+    // thr:dead is in no partition's slot, so this check cannot be in settle-job's script; it
+    // keeps a sender that lost the lease from dead-lettering a job the next owner will send.
+    const lease = await this.waitOut(() => this.redis.get(this.keys.lease(held.partition)));
+    if (lease !== held.lease) {
+      this.fenced(held.partition, held.lease);
+      return false;
+    }
     // prettier-ignore
     await this.waitOut(() => this.redis.xadd(
       this.keys.dead, 'MAXLEN', '~', this.options.deadLength, '*',
@@ -795,75 +722,4 @@ export class OutboxSender {
     if (job.kind === 'relay' && final.includes(delivery))
       this.metrics.deliveries.inc({ channel: 'sms', outcome: delivery });
   }
-}
-
-/** What logs may say about a job: never its body (texts are private). */
-function context(held: Held) {
-  const { job } = held;
-  return {
-    partition: held.partition,
-    kind: job.kind,
-    to: job.to,
-    from: job.from,
-    room: job.room,
-    msg: job.msg,
-  };
-}
-
-/** When the job first entered the outbox: its `since`, else its entry id's time. */
-function sinceOf(held: Held): string {
-  return held.job.since || String(Number.parseInt(held.entryId, 10));
-}
-
-/** The `since` of a job in the retry set (its JSON array of fields). */
-function retrySince(member: string): number | undefined {
-  try {
-    const fields = JSON.parse(member) as string[];
-    const i = fields.indexOf('since');
-    const v = i >= 0 && i % 2 === 0 ? Number(fields[i + 1]) : Number.NaN;
-    return Number.isFinite(v) && v > 0 ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function parseMedia(media: string): string[] {
-  const urls = JSON.parse(media) as unknown;
-  if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string'))
-    throw new Error('job field media: not a JSON array of URLs');
-  return urls;
-}
-
-function toJob(fields: string[]): OutboxJob {
-  const job: Record<string, string> = {
-    kind: 'relay',
-    d: '',
-    to: '',
-    from: '',
-    body: '',
-    media: '',
-    room: '',
-    msg: '',
-    attempt: '0',
-    throttled: '',
-    since: '',
-    clean: '',
-    slot: '',
-  };
-  for (let i = 0; i + 1 < fields.length; i += 2) job[fields[i] as string] = fields[i + 1] as string;
-  return job as unknown as OutboxJob;
-}
-
-/** Creates the `senders` group on every partition's outbox (idempotent). */
-export async function prepareOutbox(redis: Redis, keys: Keys): Promise<void> {
-  const pipe = redis.pipeline();
-  for (let p = 0; p < keys.partitions; p++)
-    pipe.xgroup('CREATE', keys.outbox(p), SENDERS_GROUP, '0', 'MKSTREAM');
-  for (const [err] of (await pipe.exec()) ?? []) {
-    if (err && !String(err.message).includes('BUSYGROUP')) throw err;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

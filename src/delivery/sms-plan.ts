@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Envelope } from '../funnel/envelope.ts';
+import { type Envelope, relayBodyLimit, relayPrefix } from '../funnel/envelope.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RoomSettings } from '../rooms/store.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
@@ -7,18 +7,13 @@ import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 /** The longest body a room with phone numbers takes: what Twilio sends as one (segmented) SMS. */
 export const SMS_MAX_BODY_CHARS = 1600;
 
-/** Who a relayed text says it is from: the sender's id, or the room's name for a service. */
-function relayPrefix(sender: Envelope['sender'], roomName: string): string {
-  return `${sender.kind === 'service' ? roomName : sender.id}: `;
-}
-
 /**
  * The longest body, in characters, `sender` may send to an SMS room: its relay, with the
  * `<sender>: ` prefix, must fit one SMS/MMS (DESIGN §2). Ingress refuses longer ones, so no
  * phone ever gets a cut text.
  */
 export function smsBodyLimit(sender: Envelope['sender'], roomName: string): number {
-  return SMS_MAX_BODY_CHARS - [...relayPrefix(sender, roomName)].length;
+  return relayBodyLimit(sender, roomName, SMS_MAX_BODY_CHARS);
 }
 
 /**

@@ -46,6 +46,19 @@ export function memberIdOf(sender: Sender): string {
   return sender.kind === 'service' ? '' : `${sender.kind}:${sender.id}`;
 }
 
+/** Who a relayed text (SMS) says it is from: `<sender id>: `, or `<room name>: ` for a service. */
+export function relayPrefix(sender: Sender, roomName: string): string {
+  return `${sender.kind === 'service' ? roomName : sender.id}: `;
+}
+
+/**
+ * The longest body, in characters, `sender` may send when its relay, prefix included, may
+ * take at most `max` characters.
+ */
+export function relayBodyLimit(sender: Sender, roomName: string, max: number): number {
+  return max - [...relayPrefix(sender, roomName)].length;
+}
+
 /** The sender a member id (`user:alice`, `phone:+1555…`, already validated) publishes as. */
 export function senderOfMember(member: string): Sender {
   const i = member.indexOf(':');

@@ -9,7 +9,7 @@ import {
 } from '../errors.ts';
 import type { Publisher } from '../ingress/publisher.ts';
 import type { Keys } from '../redis/keys.ts';
-import { type Envelope, memberIdOf } from './envelope.ts';
+import { type Envelope, memberIdOf, relayBodyLimit, relayPrefix } from './envelope.ts';
 
 export const RELAY_GROUP = 'relay';
 export const SCHEMA_VERSION = 1;
@@ -44,8 +44,7 @@ export class Funnel implements Publisher {
         this.options.maxSmsBodyChars ?? 0,
         // Phones get "<sender>: <body>": the prefix counts (a service's is the room's name,
         // which the script adds).
-        [...envelope.body].length +
-          (envelope.sender.kind === 'service' ? 2 : [...envelope.sender.id].length + 2),
+        [...envelope.body].length + [...relayPrefix(envelope.sender, '')].length,
         envelope.sender.kind === 'service' ? 1 : 0,
       );
     } catch (err) {
@@ -65,7 +64,7 @@ export class Funnel implements Publisher {
       throw new ValidationError(
         envelope.sender.kind === 'service'
           ? `body: too long for a room with phone numbers: phones get "<room name>: <body>", at most ${max} characters (one SMS/MMS)`
-          : `body: at most ${max - [...envelope.sender.id].length - 2} characters from ${envelope.sender.id} in a room with phone numbers: phones get "${envelope.sender.id}: <body>", at most ${max} characters (one SMS/MMS)`,
+          : `body: at most ${relayBodyLimit(envelope.sender, '', max)} characters from ${envelope.sender.id} in a room with phone numbers: phones get "${relayPrefix(envelope.sender, '')}<body>", at most ${max} characters (one SMS/MMS)`,
         'body',
       );
     }

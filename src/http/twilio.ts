@@ -40,6 +40,9 @@ export interface TwilioRoutesOptions {
   maxBodyBytes: number;
 }
 
+/** A Twilio MessageSid as we accept it (webhooks, status callbacks). */
+const MESSAGE_SID = /^[A-Za-z0-9]{2,64}$/;
+
 /** Twilio's MessageStatus → the recipient states of DESIGN §3 (others are ignored). */
 const STATUS: Record<string, string> = {
   accepted: 'queued',
@@ -123,7 +126,7 @@ export function mountTwilio(
         (_, i) => form[`MediaUrl${i}`] ?? '',
       ).filter((u) => u !== ''),
     };
-    if (!/^[A-Za-z0-9]{2,64}$/.test(sms.messageSid))
+    if (!MESSAGE_SID.test(sms.messageSid))
       throw new ValidationError('MessageSid: missing or malformed', 'MessageSid');
     if (!E164.test(sms.from)) throw new ValidationError('From: not an E.164 number', 'From');
     if (!E164.test(sms.to)) throw new ValidationError('To: not an E.164 number', 'To');
@@ -154,7 +157,7 @@ export function mountTwilio(
       to,
       status,
       form.ErrorCode ?? '',
-      /^[A-Za-z0-9]{2,64}$/.test(form.MessageSid ?? '') ? (form.MessageSid ?? '') : '',
+      MESSAGE_SID.test(form.MessageSid ?? '') ? (form.MessageSid ?? '') : '',
     );
     const result = moved === 1 ? 'moved' : moved === 2 ? 'unchanged' : 'stale';
     metrics.smsStatus.inc({ status, result });

@@ -9,6 +9,9 @@ import type { Room, RoomsStore } from '../rooms/store.ts';
 import type { Ingress } from './ingress.ts';
 import { type Keyword, parseKeyword } from './sms-keywords.ts';
 
+/** A keyword acted on: an opt-in word ("yes") has become START, or a plain message, by then. */
+type ActionKeyword = Exclude<Keyword, { kind: 'optin' }>;
+
 /** One text as Twilio's inbound webhook describes it. */
 export interface InboundSms {
   messageSid: string;
@@ -23,12 +26,15 @@ export interface InboundSms {
 export type InboundOutcome =
   'relayed' | 'keyword' | 'opt_out' | 'duplicate' | 'not_member' | 'unknown_number' | 'too_long';
 
-/** How long a MessageSid is claimed while its text goes into the funnel. */
-const INBOUND_CLAIM_MS = 30_000;
-
 export interface SmsInboundOptions {
   /** How long a MessageSid is remembered (Twilio retries a webhook for a while). */
   dedupeTtlMs: number;
+  /**
+   * How long a MessageSid is claimed while it is handled (its text into the funnel, or its
+   * keyword acted on and answered); a crash meanwhile lets Twilio's retry act after this.
+   * @default 30000
+   */
+  claimMs?: number;
 }
 
 /**
@@ -68,24 +74,28 @@ export class SmsInbound {
       return 'unknown_number';
     }
     const seen = keys.twilioSeen(sms.messageSid);
-    let keyword = parseKeyword(sms.body);
+    const parsed = parseKeyword(sms.body);
     const member = `phone:${sms.from}`;
-    if (keyword?.kind === 'optin') {
-      // "Yes" opts back in only a member opted out of this number; from others it is a message.
-      const settings = await this.members.get(member);
-      keyword = isOptedOut(settings, sms.to) ? { kind: 'start' } : undefined;
-    }
+    // "Yes" opts back in only a member opted out of this number; from others it is a message.
+    const keyword: ActionKeyword | undefined =
+      parsed?.kind === 'optin'
+        ? isOptedOut(await this.members.get(member), sms.to)
+          ? { kind: 'start' }
+          : undefined
+        : parsed;
     const limit = smsBodyLimit({ kind: 'phone', id: sms.from }, room.name);
     // Too long for the relay (with its "<sender>: " prefix) to fit one SMS/MMS. Strangers get
     // no answer, as for any message of theirs.
     const tooLong =
       !keyword && [...sms.body].length > limit && (await this.rooms.isMember(room.id, member));
 
+    // Claimed first, so the same MessageSid twice at once is handled once; the claim is short
+    // until the work is recorded (a crash in between must not make Twilio's retry a
+    // "duplicate"), and taken back when it failed, so Twilio's retry (after our 503) acts.
+    if (!(await this.redis.set(seen, 'claimed', 'PX', this.options.claimMs ?? 30_000, 'NX')))
+      return 'duplicate';
+
     if (keyword || tooLong) {
-      // Keywords act once per MessageSid; the marker is taken back if acting fails, so
-      // Twilio's retry (after our 503) acts then.
-      if (!(await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs, 'NX')))
-        return 'duplicate';
       try {
         const reply = keyword
           ? await this.keyword(keyword, sms, room)
@@ -97,14 +107,11 @@ export class SmsInbound {
         await this.redis.del(seen).catch(() => {});
         throw err;
       }
+      await this.handled(seen);
       if (keyword?.kind === 'stop') return 'opt_out';
       return keyword ? 'keyword' : 'too_long';
     }
 
-    // Claimed before the funnel gets it, so the same MessageSid twice at once is handled once;
-    // the claim is short until the funnel has the text (a crash in between must not make
-    // Twilio's retry a "duplicate"), and taken back when it could not be submitted.
-    if (!(await this.redis.set(seen, 'claimed', 'PX', INBOUND_CLAIM_MS, 'NX'))) return 'duplicate';
     try {
       await this.ingress.submit(
         {
@@ -131,15 +138,20 @@ export class SmsInbound {
       await this.redis.del(seen).catch(() => {});
       throw err;
     }
-    // Set after the funnel has the text: a replay is then skipped here (the commit would
-    // have ignored it anyway, being the same envelope id).
-    await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs);
+    // A replay is now skipped here (the commit would have ignored it anyway, being the same
+    // envelope id).
+    await this.handled(seen);
     return 'relayed';
+  }
+
+  /** The MessageSid's work is recorded: remember it for the dedupe ttl. */
+  private async handled(seen: string): Promise<void> {
+    await this.redis.set(seen, '1', 'PX', this.options.dedupeTtlMs);
   }
 
   /** Acts on a keyword; resolves with the answer, or undefined for none (STOP). */
   private async keyword(
-    keyword: Keyword,
+    keyword: ActionKeyword,
     sms: InboundSms,
     room: Room,
   ): Promise<string | undefined> {
@@ -165,7 +177,6 @@ export class SmsInbound {
         );
         return undefined;
       case 'start':
-      case 'optin':
         await this.members.setOptedOut(member, sms.to, false);
         return `Texts from ${name} are back on. Text HELP for help.`;
       case 'confirm':

@@ -77,7 +77,10 @@ export class ClusterView {
     const pipe = this.redis.pipeline().time();
     for (const id of live) pipe.hgetall(this.keys.node(id)).zscore(this.keys.nodes, id);
     const results = (await pipe.exec()) ?? [];
-    const [sec, usec] = results[0]?.[1] as [string, string];
+    // A failed TIME (Redis unavailable) is the app's to map (503), not a crash here.
+    const [timeErr, time] = results[0] ?? [new Error('no reply to TIME')];
+    if (timeErr) throw timeErr;
+    const [sec, usec] = time as [string, string];
     const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
     const nodes: (NodeInfo & { assigned?: number })[] = [];
     live.forEach((id, i) => {

@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
 import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
+import { BlockingWait, claimAllPending } from '../redis/streams.ts';
 
 /** One funnel entry read by the owner of its partition. `data` is null if it was trimmed away. */
 export interface FunnelEntry {
@@ -53,8 +55,8 @@ export class PartitionConsumer {
   private loopDone: Promise<void> = Promise.resolve();
   private batchDone: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | undefined;
-  private readerId: number | undefined;
-  private reading = false;
+  /** The wait for new entries, on the reader's connection. */
+  private readonly waiting: BlockingWait;
   private epoch: () => number = () => 0;
   /** Called when a fenced read or the commit script reports that a lease is no longer ours. */
   onFenced: (partition: number) => void = () => {};
@@ -66,7 +68,9 @@ export class PartitionConsumer {
     private readonly processor: BatchProcessor,
     private readonly options: PartitionConsumerOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.waiting = new BlockingWait(reader, redis);
+  }
 
   get partitions(): number[] {
     return [...this.owned.keys()];
@@ -74,15 +78,6 @@ export class PartitionConsumer {
 
   async start(): Promise<void> {
     this.epoch = connectionEpoch(this.redis);
-    this.readerId = Number(await this.reader.client('ID'));
-    this.reader.on('ready', () => {
-      this.reader.client('ID').then(
-        (id) => {
-          this.readerId = Number(id);
-        },
-        () => {},
-      );
-    });
     this.running = true;
     this.loopDone = this.loop();
   }
@@ -92,21 +87,12 @@ export class PartitionConsumer {
    * last, become ours and are processed before anything new.
    */
   async add(partition: number, lease: string): Promise<void> {
-    const key = this.keys.funnel(partition);
-    let cursor = '0-0';
-    do {
-      const reply = (await this.redis.xautoclaim(
-        key,
-        RELAY_GROUP,
-        this.options.nodeId,
-        0,
-        cursor,
-        'COUNT',
-        1000,
-        'JUSTID',
-      )) as [string, ...unknown[]];
-      cursor = reply[0];
-    } while (cursor !== '0-0');
+    await claimAllPending(
+      this.redis,
+      this.keys.funnel(partition),
+      RELAY_GROUP,
+      this.options.nodeId,
+    );
     this.owned.set(partition, { lease, cursor: '0', rewinds: 0 });
     this.interrupt();
   }
@@ -161,9 +147,7 @@ export class PartitionConsumer {
   /** Wakes the loop so it reads the new set of partitions now rather than after blockMs. */
   private interrupt(): void {
     this.wake?.();
-    if (this.reading && this.readerId !== undefined) {
-      this.redis.client('UNBLOCK', this.readerId).catch(() => {});
-    }
+    this.waiting.interrupt();
   }
 
   private fenced(partition: number, message: string): void {
@@ -174,18 +158,14 @@ export class PartitionConsumer {
 
   /** Blocks until any of the streams has an entry newer than the given id (or blockMs). */
   private async waitForEntries(newest: [stream: string, id: string][]): Promise<void> {
-    this.reading = true;
     try {
-      // prettier-ignore
-      await this.reader.call('XREAD', 'BLOCK', this.options.blockMs, 'STREAMS', ...newest.map(([s]) => s), ...newest.map(([, id]) => id));
+      await this.waiting.wait(newest, this.options.blockMs);
     } catch (err) {
       // An UNBLOCK (ownership changed) or a lost connection: the next round reads again.
       if (!/UNBLOCKED/.test((err as Error).message)) {
         this.log.debug({ err }, 'waiting for funnel entries failed');
         await sleep(100);
       }
-    } finally {
-      this.reading = false;
     }
   }
 
@@ -296,5 +276,3 @@ function fieldValue(fields: string[], name: string): string | null {
     if (fields[i] === name) return fields[i + 1] ?? null;
   return null;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -8,7 +8,7 @@ import { Ring } from '../../src/mesh/ring.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { admin, PARTITIONS, startMesh } from '../helpers/mesh.ts';
 import { postSigned } from '../twilio/signing.ts';
-import { inboundText, PUBLIC_URL } from '../twilio/sms-node.ts';
+import { inboundText, metric, PUBLIC_URL } from '../twilio/sms-node.ts';
 import { startStandin } from '../twilio/standin.ts';
 
 const keys = new Keys('thr:', PARTITIONS);
@@ -168,5 +168,15 @@ describe('a fourth node joining while texts are in flight', () => {
     expect(relayed.length - new Set(relayed).size).toBe(0);
     expect(relayed).toHaveLength(expected.length);
     expect(texts.filter((t) => t.to === ANA)).toHaveLength(receipts);
+    // The begin-send markers would hide a repeat; a graceful handoff must need none of that
+    // reconciling: no attempt left ambiguous, postponed or found sent, no send outliving its lease.
+    for (const n of mesh.nodes) {
+      const metrics = await (await fetch(`${n.url}/metrics`)).text();
+      expect(metric(metrics, 'threshold_sms_ambiguous_total'), n.id).toBe(0);
+      for (const outcome of ['postponed', 'reconciled', 'fenced_after_send'])
+        expect(metrics, `${n.id} ${outcome}`).not.toMatch(
+          new RegExp(`^threshold_sms_outbound_total\\{outcome="${outcome}"[^}]*\\} [1-9]`, 'm'),
+        );
+    }
   }, 90_000);
 });

@@ -1,13 +1,12 @@
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
-import {
-  OutboxSender,
-  type OutboxSenderOptions,
-  prepareOutbox,
-} from '../../src/delivery/outbox-sender.ts';
+import { prepareOutbox } from '../../src/delivery/outbox-job.ts';
+import { OutboxSender, type OutboxSenderOptions } from '../../src/delivery/outbox-sender.ts';
 import type { OutboundSms, SmsClient } from '../../src/delivery/sms-client.ts';
+import type { Clock } from '../../src/delivery/token-bucket.ts';
 import { SmsSendError } from '../../src/errors.ts';
-import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
@@ -50,14 +49,65 @@ class FakeClient implements SmsClient {
 /** Member settings whose reads fail as scripted (a Redis timeout in the middle of a send). */
 class FlakyMembers extends MemberSettingsStore {
   failures: Error[] = [];
+  /** Runs before a read fails (e.g. the lease moves on meanwhile). */
+  beforeFailure: () => Promise<unknown> = async () => {};
   override async get(member: string) {
     const failure = this.failures.shift();
-    if (failure) throw failure;
+    if (failure) {
+      await this.beforeFailure();
+      throw failure;
+    }
     return super.get(member);
   }
 }
 
-async function setup(name: string, leases: Map<number, string>, maxAttempts = OPTIONS.maxAttempts) {
+/** The sender's log messages, for proof of what it did (a fenced read, a dead letter). */
+function captureLog() {
+  const messages: string[] = [];
+  const log = pino(
+    { level: 'debug' },
+    {
+      write(line: string) {
+        messages.push((JSON.parse(line) as { msg: string }).msg);
+      },
+    },
+  );
+  const logged = (what: RegExp) =>
+    eventually(
+      `a log line ${what}`,
+      async () => messages,
+      (m) => m.some((l) => what.test(l)),
+    );
+  return { log, logged };
+}
+
+/** A promise and its resolve (Promise.withResolvers() is Node 22). */
+function deferred() {
+  let resolve: () => void = () => {};
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** The lease is not ours: what the sender logs when a fenced read (or settle) tells it so. */
+const FENCED_LOG = /the partition lease is not ours/;
+
+async function setup(
+  name: string,
+  leases: Map<number, string>,
+  {
+    maxAttempts = OPTIONS.maxAttempts,
+    commands = redis,
+    options = {},
+    clock = Date as Clock,
+  }: {
+    maxAttempts?: number;
+    commands?: Redis;
+    options?: Partial<OutboxSenderOptions>;
+    clock?: Clock;
+  } = {},
+) {
   const keys = new Keys(uniquePrefix(name), 2);
   onTestFinished(async () => {
     await sender.stop();
@@ -69,33 +119,36 @@ async function setup(name: string, leases: Map<number, string>, maxAttempts = OP
   const client = new FakeClient();
   const metrics = new Metrics();
   const members = new FlakyMembers(redis, keys);
+  const { log, logged } = captureLog();
   const sender = new OutboxSender(
     reader,
-    redis,
+    commands,
     keys,
     client,
     members,
     metrics,
     () => leases,
-    { ...OPTIONS, maxAttempts },
-    createLogger(process.env.DEBUG_LOG ? 'debug' : 'silent'),
+    { ...OPTIONS, maxAttempts, ...options },
+    log,
+    clock,
   );
   // prettier-ignore
   const job = (to: string, body: string) => redis.xadd(
     keys.outbox(0), '*', 'kind', 'relay', 'd', `r~${to}~m1`, 'to', to, 'from', '+15550000000',
     'body', body, 'media', '', 'room', 'r', 'msg', 'm1', 'attempt', 0,
   );
-  return { keys, client, metrics, sender, job, members };
+  return { keys, client, metrics, sender, job, members, logged };
 }
 
 describe('OutboxSender', () => {
   it('sends nothing for a partition whose lease is not ours, and sends once it is', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
-    const { keys, client, sender, job } = await setup('outbox-fenced', leases);
+    const { keys, client, sender, job, logged } = await setup('outbox-fenced', leases);
     await redis.set(keys.lease(0), 'other-node:7');
     await job('+15550000001', 'fenced');
     sender.start();
-    await new Promise((r) => setTimeout(r, 300));
+    // Proof that it read (fenced) before we look for what it did not do.
+    await logged(FENCED_LOG);
     expect(client.sent).toEqual([]);
     // Still in the outbox, unacknowledged, for the lease holder.
     expect(await redis.xlen(keys.outbox(0))).toBe(1);
@@ -122,11 +175,11 @@ describe('OutboxSender', () => {
   it('a sender that has not noticed a handoff takes no job into its pending list (fenced read)', async () => {
     // It still believes it holds partition 0; the lease went to another node meanwhile.
     const leases = new Map([[0, `${NODE}:1`]]);
-    const { keys, client, sender, job } = await setup('outbox-stale', leases);
+    const { keys, client, sender, job, logged } = await setup('outbox-stale', leases);
     await redis.set(keys.lease(0), 'new-owner:2');
-    sender.start();
     await job('+15550000004', 'for the new owner');
-    await new Promise((r) => setTimeout(r, 300));
+    sender.start();
+    await logged(FENCED_LOG);
     expect(client.sent).toEqual([]);
     // Unread: the new owner reads it with '>' instead of finding it in a stranger's pending list.
     const [pending] = (await redis.xpending(keys.outbox(0), 'senders')) as [number];
@@ -179,7 +232,9 @@ describe('OutboxSender', () => {
 
   it('a job that keeps failing unexpectedly is dead-lettered after maxAttempts, with its reason', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
-    const { keys, client, metrics, sender, job } = await setup('outbox-bad-job', leases, 2);
+    const { keys, client, metrics, sender, job } = await setup('outbox-bad-job', leases, {
+      maxAttempts: 2,
+    });
     await redis.set(keys.lease(0), `${NODE}:1`);
     // prettier-ignore
     await redis.xadd(
@@ -211,23 +266,18 @@ describe('OutboxSender', () => {
     const leases = new Map([[0, `${NODE}:1`]]);
     const { keys, client, sender, job } = await setup('outbox-release', leases);
     await redis.set(keys.lease(0), `${NODE}:1`);
-    let finish: () => void = () => {};
-    const gate = new Promise<void>((r) => {
-      finish = r;
-    });
+    const { promise: gate, resolve: finish } = deferred();
+    const { promise: inFlight, resolve: started } = deferred();
     const send = client.send.bind(client);
     client.send = async (sms) => {
+      started();
       await gate;
       return send(sms);
     };
     await job('+15550000006', 'in flight');
     await job('+15550000007', 'queued');
     sender.start();
-    await eventually(
-      'both read',
-      async () => (await redis.xpending(keys.outbox(0), 'senders')) as unknown[],
-      (p) => p[0] === 2,
-    );
+    await inFlight;
     const released = sender.release(0);
     setTimeout(finish, 100);
     await released;
@@ -236,5 +286,109 @@ describe('OutboxSender', () => {
     // The first is settled (gone), the second pending for the next owner.
     const left = await redis.xrange(keys.outbox(0), '-', '+');
     expect(left.map(([, f]) => f[f.indexOf('body') + 1])).toEqual(['queued']);
+  });
+
+  it('a sender whose lease is gone dead-letters nothing: the next owner (here, itself again) sends the job', async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { keys, client, sender, job, members, logged } = await setup(
+      'outbox-dead-fenced',
+      leases,
+      {
+        maxAttempts: 1,
+      },
+    );
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    // The job fails unexpectedly (dead-lettered at once, maxAttempts 1) after the lease moved on.
+    members.failures.push(new Error('a malformed setting'));
+    members.beforeFailure = () => redis.set(keys.lease(0), 'next-owner:2');
+    await job('+15550000008', 'for whoever holds the lease');
+    sender.start();
+    await logged(FENCED_LOG);
+    expect(await redis.xlen(keys.dead)).toBe(0);
+
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    await eventually(
+      'the text',
+      async () => client.sent.length,
+      (n) => n === 1,
+    );
+    expect(await redis.xlen(keys.dead)).toBe(0);
+  });
+
+  it('release(p) waits for a dead letter being written', async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { promise: gate, resolve: open } = deferred();
+    const { promise: deadLettering, resolve: writing } = deferred();
+    // The commands connection, whose XADD to thr:dead waits for the gate.
+    const commands = new Proxy(redis, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'xadd')
+          return async (...args: Parameters<typeof redis.xadd>) => {
+            writing();
+            await gate;
+            return target.xadd(...args);
+          };
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const { keys, sender, members } = await setup('outbox-release-dead', leases, {
+      maxAttempts: 1,
+      commands,
+    });
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    members.failures.push(new Error('a malformed setting'));
+    // prettier-ignore
+    await redis.xadd(
+      keys.outbox(0), '*', 'kind', 'relay', 'd', 'r~+15550000009~m1', 'to', '+15550000009',
+      'from', '+15550000000', 'body', 'doomed', 'media', '', 'room', 'r', 'msg', 'm1', 'attempt', 0,
+    );
+    sender.start();
+    await deadLettering;
+    let done = false;
+    const released = sender.release(0).then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done).toBe(false);
+    open();
+    await released;
+    expect(await redis.xlen(keys.dead)).toBe(1);
+  });
+
+  it("a number's texts keep their order when one arrives just as its last parked text comes due", async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    // Time as the sender sees it moves only when the test says.
+    const clock = { t: Date.now(), now: () => clock.t };
+    const { keys, client, sender, job } = await setup('outbox-parked-order', leases, {
+      clock,
+      // One text a second, one held in memory: a second one is parked for its slot. Long
+      // blocking reads: the sender waits in one while the test moves time on.
+      options: { ratePerSecond: 1, burst: 1, maxQueuedPerNumber: 1, blockMs: 1000 },
+    });
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    await job('+15550000010', 'first');
+    await job('+15550000010', 'second');
+    sender.start();
+    await eventually(
+      'the first sent and the second parked',
+      async () => [client.sent.length, await redis.zcard(keys.outboxRetry(0))],
+      ([sent, parked]) => sent === 1 && parked === 1,
+    );
+    // The second's slot comes, and a third text arrives before the sender promoted the second.
+    clock.t += 2000;
+    await job('+15550000010', 'third');
+    await eventually(
+      'the second sent',
+      async () => client.sent.length,
+      (n) => n >= 2,
+    );
+    clock.t += 1000;
+    await eventually(
+      'the third sent',
+      async () => client.sent.length,
+      (n) => n === 3,
+    );
+    expect(client.sent.map((m) => m.body)).toEqual(['first', 'second', 'third']);
   });
 });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { TwilioSmsClient } from '../../src/delivery/sms-client.ts';
 import { SmsSendError } from '../../src/errors.ts';
-import { connect, deleteKeys } from '../helpers/redis.ts';
+import { connect } from '../helpers/redis.ts';
 import {
   eventually,
   metric,
@@ -261,6 +261,5 @@ describe('SMS delivery', () => {
     const metrics = await node.metrics();
     expect(metric(metrics, 'threshold_sms_inbound_total{outcome="relayed"}')).toBe(2);
     expect(metric(metrics, 'threshold_sms_inbound_total{outcome="duplicate"}')).toBe(1);
-    void deleteKeys;
   });
 });

@@ -243,6 +243,26 @@ describe('SMS rooms over Twilio', () => {
     expect(res.status).toBe(403);
   });
 
+  it('without THRESHOLD_PUBLIC_URL no status callback is asked for, and GET /v1/messages/:id shows the recipients sent', async () => {
+    const s = standin();
+    const node = await startSmsNode(s, 'sms-no-callbacks', {}, '');
+    const [room, ann, bob, cat] = [phone(), phone(), phone(), phone()];
+    await node.smsRoom('stoop', room, [`phone:${ann}`, `phone:${bob}`, `phone:${cat}`]);
+
+    const sid = 'SM00000000000000000000000000000003';
+    expect((await node.text(ann, room, 'no callbacks', { sid })).status).toBe(200);
+    const texts = await s.waitFor('both relays', (t) =>
+      [bob, cat].every((who) => textsTo(t, who).length === 1),
+    );
+    expect(textsTo(texts, bob)[0]?.statusCallback).toBeUndefined();
+    const status = await eventually(
+      'both recipients sent',
+      () => json<Status>(node.admin('GET', `/v1/messages/twilio:${sid}?room=stoop`)),
+      (b) => b.channels?.sms?.sent === 2,
+    );
+    expect(status.channels?.sms).toMatchObject({ recipients: 2, queued: 0, sent: 2 });
+  });
+
   it('a 429 from Twilio is retried until delivered; a 21610 is not retried and that member gets nothing more', async () => {
     const s = standin();
     const node = await startSmsNode(s, 'sms-retry');

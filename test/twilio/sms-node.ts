@@ -60,11 +60,13 @@ export async function startSmsNode(
   standin: Standin,
   name: string,
   sms: Record<string, unknown> = {},
+  /** THRESHOLD_PUBLIC_URL; "" for none (Twilio then signs for the node's own address). */
+  publicUrl = PUBLIC_URL,
 ): Promise<SmsNode> {
   const node = await startTestNode({
     name,
     overrides: {
-      publicUrl: PUBLIC_URL,
+      publicUrl,
       twilio: {
         accountSid: standin.accountSid,
         authToken: standin.authToken,
@@ -90,7 +92,7 @@ export async function startSmsNode(
       const params = inboundText(standin.accountSid, from, to, body, extra);
       return postSigned(
         `${node.url}/twilio/sms`,
-        `${PUBLIC_URL}/twilio/sms`,
+        `${publicUrl || node.url}/twilio/sms`,
         standin.authToken,
         params,
         extra.signature,

@@ -1,4 +1,5 @@
 import { sign } from 'hono/jwt';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Receipts } from '../../src/delivery/receipts.ts';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../src/errors.ts';
@@ -8,6 +9,7 @@ import { Auth } from '../../src/http/auth.ts';
 import { Ingress } from '../../src/ingress/ingress.ts';
 import type { Publisher } from '../../src/ingress/publisher.ts';
 import { createLogger } from '../../src/log.ts';
+import { ClusterView } from '../../src/mesh/cluster-view.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import type { NewRoom, Room, RoomsStore } from '../../src/rooms/store.ts';
@@ -101,7 +103,10 @@ interface Harness {
 }
 
 /** An app over fakes, with room `garden` holding member `user:alice`, and room `empty`. */
-async function harness(options: Partial<AppDeps['options']> = {}): Promise<Harness> {
+async function harness(
+  options: Partial<AppDeps['options']> = {},
+  cluster: AppDeps['cluster'] = noCluster,
+): Promise<Harness> {
   const store = new MemoryRoomsStore();
   await store.create({ id: 'garden' });
   await store.addMember('garden', 'user:alice');
@@ -116,7 +121,7 @@ async function harness(options: Partial<AppDeps['options']> = {}): Promise<Harne
   const health = { isReady: false, isDraining: false };
   const app = createApp({
     auth: new Auth({ adminToken: ADMIN_TOKEN, jwtSecret: JWT_SECRET, devMode: false }),
-    cluster: noCluster,
+    cluster,
     rooms: store,
     ingress,
     history: emptyHistory,
@@ -514,6 +519,28 @@ describe('HTTP operations routes', () => {
     const { app } = await harness();
     const res = await app.request('/v1/nope', { headers: bearerHeader(ADMIN_TOKEN) });
     await expectProblem(res, 404);
+  });
+
+  it('answers 503 for the cluster view while Redis is unavailable', async () => {
+    // Nothing listens on port 1; no retry, no offline queue: every command fails at once.
+    const redis = new Redis({
+      port: 1,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
+    redis.on('error', () => {});
+    const mesh = { view: { live: ['node-test'], owners: [] }, ownedPartitions: [] };
+    const view = new ClusterView(redis, new Keys('thr:', 64), 'node-test', mesh);
+    const { app } = await harness({}, view);
+    try {
+      await expectProblem(
+        await app.request('/v1/cluster', { headers: bearerHeader(ADMIN_TOKEN) }),
+        503,
+      );
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('shows the cluster view to the admin token only (403 for a member)', async () => {
