@@ -46,26 +46,31 @@ export class SmsPlanner {
     const plans = new Map<string, string>();
     const roomIds = [...new Set(envelopes.map((e) => e.room))];
     if (roomIds.length === 0) return plans;
-    const pipe = this.redis.pipeline();
-    for (const r of roomIds)
-      pipe.hmget(this.keys.room(r), 'name', 'numbers', 'settings').smembers(this.keys.members(r));
-    const replies = (await pipe.exec()) ?? [];
+    // Most rooms have no numbers: their members are not read at all.
+    const hashes = this.redis.pipeline();
+    for (const r of roomIds) hashes.hmget(this.keys.room(r), 'name', 'numbers', 'settings');
+    const smsRooms: { id: string; name: string; numbers: string; settings: string | null }[] = [];
+    ((await hashes.exec()) ?? []).forEach(([err, hash], i) => {
+      if (err) throw err;
+      const [name, numbers, settings] = hash as [string | null, string | null, string | null];
+      const id = roomIds[i] as string;
+      if (numbers && numbers !== '[]') smsRooms.push({ id, name: name ?? id, numbers, settings });
+    });
+    if (smsRooms.length === 0) return plans;
+    const memberSets = this.redis.pipeline();
+    for (const r of smsRooms) memberSets.smembers(this.keys.members(r.id));
     const rooms = new Map<
       string,
       { name: string; settings: RoomSettings; phones: string[]; from: string }
     >();
-    roomIds.forEach((r, i) => {
-      const [hashErr, hash] = replies[i * 2] ?? [new Error('no reply')];
-      const [membersErr, members] = replies[i * 2 + 1] ?? [new Error('no reply')];
-      if (hashErr) throw hashErr;
-      if (membersErr) throw membersErr;
-      const [name, numbers, settings] = hash as (string | null)[];
-      if (!numbers || numbers === '[]') return;
-      const [from = ''] = JSON.parse(numbers) as string[];
-      rooms.set(r, {
+    ((await memberSets.exec()) ?? []).forEach(([err, members], i) => {
+      if (err) throw err;
+      const room = smsRooms[i] as (typeof smsRooms)[number];
+      const [from = ''] = JSON.parse(room.numbers) as string[];
+      rooms.set(room.id, {
         from,
-        name: name ?? r,
-        settings: JSON.parse(settings ?? '{}') as RoomSettings,
+        name: room.name,
+        settings: JSON.parse(room.settings ?? '{}') as RoomSettings,
         phones: (members as string[]).filter((m) => m.startsWith('phone:')),
       });
     });
