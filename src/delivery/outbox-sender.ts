@@ -3,9 +3,14 @@ import type { Redis } from 'ioredis';
 import { type SmsSendError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
-import { BlockingWait, claimAllPending } from '../redis/streams.ts';
+import {
+  BlockingWait,
+  claimAllPending,
+  type FencedRead,
+  FencedReader,
+  type StreamEntry,
+} from '../redis/streams.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 import {
   context,
@@ -95,7 +100,7 @@ export class OutboxSender {
   private lastRescan = 0;
   /** The wait for new jobs, on the reader's connection. */
   private readonly waiting: BlockingWait;
-  private epoch: () => number = () => 0;
+  private readonly fencedReader: FencedReader;
   /** Partitions found fenced, left alone until the time given (the coordinator catches up). */
   private readonly paused = new Map<number, number>();
 
@@ -114,6 +119,7 @@ export class OutboxSender {
   ) {
     this.buckets = new TokenBuckets(options.ratePerSecond, options.burst, clock);
     this.waiting = new BlockingWait(reader, redis);
+    this.fencedReader = new FencedReader(redis, SENDERS_GROUP, options.nodeId);
   }
 
   private get queued(): number {
@@ -123,7 +129,6 @@ export class OutboxSender {
   }
 
   start(): void {
-    this.epoch = connectionEpoch(this.redis);
     this.running = true;
     this.lastRescan = this.clock.now();
     this.loopDone = this.loop();
@@ -316,27 +321,25 @@ export class OutboxSender {
     // Fenced reads (lua/read-fenced-2.lua): a sender whose lease is gone, or that has not yet
     // noticed a handoff, takes nothing into its pending list that the new owner would miss.
     const count = Math.min(room, this.options.readBatch);
-    const pipe = this.redis.pipeline();
-    for (const { p, lease, cursor } of partitions) {
-      // prettier-ignore
-      pipe.readFenced(this.keys.lease(p), this.keys.outbox(p), lease, SENDERS_GROUP, this.options.nodeId, count, cursor);
-    }
-    const epoch = this.epoch();
-    const results = (await pipe.exec()) ?? [];
-    if (this.epoch() !== epoch)
-      throw new Error('the connection to Redis dropped during the read; reading again');
-    const got = new Map<string, [string, string[] | null][]>();
+    const replies = await this.fencedReader.read(
+      partitions.map(({ p, lease, cursor }) => ({
+        lease: this.keys.lease(p),
+        stream: this.keys.outbox(p),
+        value: lease,
+        cursor,
+      })),
+      count,
+    );
+    const got = new Map<string, StreamEntry[]>();
     const newest: [string, string][] = [];
     partitions.forEach(({ p, lease }, i) => {
-      const [err, reply] = results[i] ?? [new Error('no reply')];
-      if (err) throw err;
-      if (reply === -1) {
+      const reply = replies[i] as FencedRead;
+      if (reply === 'fenced') {
         this.fenced(p, lease);
         return;
       }
-      const [entries, last] = reply as [[string, string[] | null][], string];
-      got.set(this.keys.outbox(p), entries);
-      if (last) newest.push([this.keys.outbox(p), last]);
+      got.set(this.keys.outbox(p), reply.entries);
+      if (reply.newest) newest.push([this.keys.outbox(p), reply.newest]);
     });
     if (!rereading && got.size > 0 && [...got.values()].every((e) => e.length === 0)) {
       await this.waitForJobs(newest);

@@ -2,9 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
-import { connectionEpoch } from '../redis/epoch.ts';
 import type { Keys } from '../redis/keys.ts';
-import { BlockingWait, claimAllPending } from '../redis/streams.ts';
+import { BlockingWait, claimAllPending, type FencedRead, FencedReader } from '../redis/streams.ts';
 
 /** One funnel entry read by the owner of its partition. `data` is null if it was trimmed away. */
 export interface FunnelEntry {
@@ -57,7 +56,7 @@ export class PartitionConsumer {
   private wake: (() => void) | undefined;
   /** The wait for new entries, on the reader's connection. */
   private readonly waiting: BlockingWait;
-  private epoch: () => number = () => 0;
+  private readonly fencedReader: FencedReader;
   /** Called when a fenced read or the commit script reports that a lease is no longer ours. */
   onFenced: (partition: number) => void = () => {};
 
@@ -70,6 +69,7 @@ export class PartitionConsumer {
     private readonly log: Logger,
   ) {
     this.waiting = new BlockingWait(reader, redis);
+    this.fencedReader = new FencedReader(redis, RELAY_GROUP, options.nodeId);
   }
 
   get partitions(): number[] {
@@ -77,7 +77,6 @@ export class PartitionConsumer {
   }
 
   async start(): Promise<void> {
-    this.epoch = connectionEpoch(this.redis);
     this.running = true;
     this.loopDone = this.loop();
   }
@@ -187,27 +186,23 @@ export class PartitionConsumer {
       const read = new Set<number>();
       const newest: [stream: string, id: string][] = [];
       try {
-        // Sent on the commands connection, so a lease release we send later runs after it.
-        const pipe = this.redis.pipeline();
-        for (const [p, o, cursor] of partitions) {
-          // prettier-ignore
-          pipe.readFenced(this.keys.lease(p), this.keys.funnel(p), o.lease, RELAY_GROUP, this.options.nodeId, this.options.batch, cursor);
-        }
-        const epoch = this.epoch();
-        const results = (await pipe.exec()) ?? [];
-        if (this.epoch() !== epoch)
-          throw new Error('the connection to Redis dropped during the read; reading again');
+        const requests = partitions.map(([p, o, cursor]) => ({
+          lease: this.keys.lease(p),
+          stream: this.keys.funnel(p),
+          value: o.lease,
+          cursor,
+        }));
+        const replies = await this.fencedReader.read(requests, this.options.batch);
         failures = 0;
         partitions.forEach(([p, o, cursor, rewinds], i) => {
-          const [err, reply] = results[i] ?? [new Error('no reply')];
-          if (err) throw err;
+          const reply = replies[i] as FencedRead;
           // Released while we were reading: leave the entries pending for the next owner.
           if (this.owned.get(p) !== o) return;
-          if (reply === -1) {
+          if (reply === 'fenced') {
             this.fenced(p, 'lease lost (fenced read); stopped reading the partition');
             return;
           }
-          const [items, last] = reply as [[string, string[] | null][], string];
+          const { entries: items, newest: last } = reply;
           if (items.length > 0) read.add(p);
           // Our pending list is exhausted once a read from '0' returns nothing.
           else if (cursor === '0' && o.rewinds === rewinds) o.cursor = '>';

@@ -1,5 +1,64 @@
 import type { Redis } from 'ioredis';
 
+/** A stream entry as XREADGROUP returns it (`null` fields: a pending entry trimmed away). */
+export type StreamEntry = [id: string, fields: string[] | null];
+
+/** One fenced read's answer: the lease is not ours, or the entries and the stream's newest id. */
+export type FencedRead = 'fenced' | { entries: StreamEntry[]; newest: string };
+
+/** What to read: a partition's stream, fenced by its lease. */
+export interface FencedReadRequest {
+  lease: string;
+  stream: string;
+  /** Our lease value. */
+  value: string;
+  /** '>' (new entries), or an id: our pending entries after it ('0' for all). */
+  cursor: string;
+}
+
+/**
+ * Fenced reads of a consumer group (lua/read-fenced-2.lua): entries move into our pending
+ * list only while the partition's lease holds our value, so a paused or partitioned former
+ * owner takes nothing the new owner would miss. One script per stream, in one pipeline.
+ */
+export class FencedReader {
+  private epoch = 0;
+
+  constructor(
+    /** The commands connection: a lease release sent later on it runs after the read. */
+    private readonly redis: Redis,
+    private readonly group: string,
+    private readonly consumer: string,
+  ) {
+    // ioredis sends unanswered commands again after it reconnects: a reply that arrives
+    // across a reconnect may answer the second run of a read whose first run took entries
+    // too, which only a re-read from '0' finds. Such a read is thrown away.
+    redis.on('close', () => {
+      this.epoch++;
+    });
+  }
+
+  /** Throws if a reply fails or the connection dropped meanwhile: read our pending entries again. */
+  async read(reads: readonly FencedReadRequest[], count: number): Promise<FencedRead[]> {
+    const pipe = this.redis.pipeline();
+    for (const r of reads) {
+      // prettier-ignore
+      pipe.readFenced(r.lease, r.stream, r.value, this.group, this.consumer, count, r.cursor);
+    }
+    const epoch = this.epoch;
+    const results = (await pipe.exec()) ?? [];
+    if (this.epoch !== epoch)
+      throw new Error('the connection to Redis dropped during the read; reading again');
+    return reads.map((_, i) => {
+      const [err, reply] = results[i] ?? [new Error('no reply')];
+      if (err) throw err;
+      if (reply === -1) return 'fenced';
+      const [entries, newest] = reply as [StreamEntry[], string];
+      return { entries, newest };
+    });
+  }
+}
+
 /**
  * Makes every pending entry of `group` on `stream` ours, whoever read it last and however
  * recently ([XAUTOCLAIM](https://redis.io/docs/latest/commands/xautoclaim/), min-idle 0): a
