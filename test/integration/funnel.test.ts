@@ -1,4 +1,5 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { eventually } from '../helpers/eventually.ts';
 import { prepareFunnel, RELAY_GROUP } from '../../src/funnel/funnel.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
@@ -20,14 +21,6 @@ async function deployment(name: string) {
   const keys = new Keys(prefix, P);
   await prepareFunnel(redis, keys);
   return { prefix, keys };
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('funnel', () => {
@@ -55,7 +48,12 @@ describe('funnel', () => {
       name: 'pending',
       overrides: { keyPrefix: prefix, partitions: P },
     });
-    await until(async () => Number(await redis.get(keys.seq('orchard'))) === 5);
+    await eventually(
+      'five commits',
+      async () => Number(await redis.get(keys.seq('orchard'))),
+      (n) => n === 5,
+      5000,
+    );
     const res = await node.admin('GET', '/v1/rooms/orchard/messages?since=0');
     const { messages } = (await res.json()) as { messages: { seq: number; body: string }[] };
     expect(messages.map((m) => [m.seq, m.body])).toEqual([
@@ -88,7 +86,12 @@ describe('funnel', () => {
       .xadd(funnel, '*', 'e', JSON.stringify(envelope('cellar', 'stranded')))
       .xreadgroup('GROUP', RELAY_GROUP, 'stale-owner', 'COUNT', 1, 'STREAMS', funnel, '>')
       .exec();
-    await until(async () => Number(await redis.get(keys.seq('cellar'))) === 1, 5000);
+    await eventually(
+      'the commit',
+      async () => Number(await redis.get(keys.seq('cellar'))),
+      (n) => n === 1,
+      5000,
+    );
     const [pending] = (await redis.xpending(funnel, RELAY_GROUP)) as [number];
     expect(pending).toBe(0);
   });
@@ -165,7 +168,12 @@ describe('funnel', () => {
     }
     const funnel = keys.funnel(keys.partitionOf('attic'));
     // The last delivered entry stays (trimming is strictly below it); the 19 before it go.
-    await until(async () => (await redis.xlen(funnel)) <= 1);
+    await eventually(
+      'the trim',
+      () => redis.xlen(funnel),
+      (n) => n <= 1,
+      5000,
+    );
   });
 
   it('the trim script never removes an entry that is read but not acknowledged, or not read yet', async () => {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { eventually } from '../helpers/eventually.ts';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
 import { prepareOutbox } from '../../src/delivery/outbox-job.ts';
 import { OutboxSender, type OutboxSenderOptions } from '../../src/delivery/outbox-sender.ts';
@@ -11,7 +12,6 @@ import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { connect, deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
-import { eventually } from '../twilio/sms-node.ts';
 
 const redis = defineScripts(useRedis());
 const NODE = 'sender-node';

@@ -1,5 +1,6 @@
 import { sign } from 'hono/jwt';
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 import { connect, type Frame, UpgradeRefusedError } from '../helpers/ws-client.ts';
 
@@ -48,22 +49,6 @@ const range = (from: number, to: number) =>
 async function roomSeq(node: TestNode, room: string): Promise<number> {
   const res = await node.admin('GET', `/v1/rooms/${room}`);
   return (await json(res)).seq as number;
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T>,
-  done: (v: T) => boolean,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}: ${String(value).slice(0, 200)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('relay node end to end', () => {
@@ -310,12 +295,12 @@ describe('relay node end to end', () => {
       expect(batch.every((r) => r.status === 202)).toBe(true);
       total += 100;
     }
-    await waitFor(
+    await eventually(
       'every message to commit',
       () => roomSeq(node, ROOM),
       (s) => s === total,
     );
-    await waitFor('the slow-consumer close', slowClosed, (closed) => closed);
+    await eventually('the slow-consumer close', slowClosed, (closed) => closed);
 
     socket.resume();
     expect(await slow.closed).toMatchObject({ code: 4008 });

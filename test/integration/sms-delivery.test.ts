@@ -3,17 +3,11 @@
  * receives, GET /v1/messages/:id, metrics and dead letters.
  */
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.ts';
 import { TwilioSmsClient } from '../../src/delivery/sms-client.ts';
 import { SmsSendError } from '../../src/errors.ts';
 import { connect } from '../helpers/redis.ts';
-import {
-  eventually,
-  metric,
-  phone,
-  startSmsNode,
-  textsTo,
-  useStandin,
-} from '../twilio/sms-node.ts';
+import { metric, phone, startSmsNode, textsTo, useStandin } from '../twilio/sms-node.ts';
 import { TOO_MANY_REQUESTS } from '../twilio/standin.ts';
 
 const standin = useStandin();

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { eventually } from '../helpers/eventually.ts';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
 import type { Ingress } from '../../src/ingress/ingress.ts';
 import { SmsInbound } from '../../src/ingress/sms-inbound.ts';
@@ -9,7 +10,6 @@ import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { RedisRoomsStore } from '../../src/rooms/store.ts';
 import { deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
-import { eventually } from '../twilio/sms-node.ts';
 
 const redis = defineScripts(useRedis());
 

@@ -1,13 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.ts';
 import { connect } from '../helpers/ws-client.ts';
-import {
-  eventually,
-  metric,
-  phone,
-  startSmsNode,
-  textsTo,
-  useStandin,
-} from '../twilio/sms-node.ts';
+import { metric, phone, startSmsNode, textsTo, useStandin } from '../twilio/sms-node.ts';
 import { TOO_MANY_REQUESTS, UNSUBSCRIBED } from '../twilio/standin.ts';
 
 const standin = useStandin();
