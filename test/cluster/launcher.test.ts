@@ -2,27 +2,14 @@
  * `npx threshold cluster --nodes 3`, as the README's "A mesh on one machine" section shows
  * it: the command and the curl commands verbatim, on free ports.
  */
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { freePort } from '../../src/redis/embedded.ts';
 import { alive, runThreshold } from '../helpers/process.ts';
-
-const run = promisify(execFile);
-const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-const ROOT = new URL('../../', import.meta.url).pathname;
-
-function section(heading: string): string[] {
-  const start = README.indexOf(heading);
-  const end = README.indexOf('\n## ', start + heading.length);
-  const text = README.slice(start, end === -1 ? undefined : end);
-  return [...text.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].flatMap((m) => (m[1] ?? '').split('\n'));
-}
+import { readmeLines, shell, tempDir } from '../helpers/readme.ts';
 
 /** Three consecutive free ports (the launcher numbers its nodes from --port). */
 async function freeRange(count: number): Promise<number> {
@@ -36,7 +23,6 @@ async function freeRange(count: number): Promise<number> {
 }
 
 async function portFree(port: number): Promise<boolean> {
-  const { createServer } = await import('node:net');
   return new Promise((resolve) => {
     const server = createServer();
     server.once('error', () => resolve(false));
@@ -46,14 +32,13 @@ async function portFree(port: number): Promise<boolean> {
 
 describe('README: a mesh on one machine', () => {
   it('`npx threshold cluster --nodes 3` starts Redis and three nodes that form one mesh; Ctrl-C stops them all', async () => {
-    const lines = section('## A mesh on one machine');
+    const lines = readmeLines('## A mesh on one machine');
     expect(lines).toContain('npx threshold cluster --nodes 3');
     const curls = lines.filter((l) => l.startsWith('curl '));
     expect(curls).toHaveLength(2);
 
     const base = await freeRange(3);
-    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-cluster-'));
-    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
+    const dataDir = await tempDir('cluster');
     // The README's command is `npx threshold cluster --nodes 3`; the port and data directory
     // come from the environment so the test does not take 8080 or write into the checkout.
     const launcher = runThreshold(
@@ -83,17 +68,16 @@ describe('README: a mesh on one machine', () => {
 
     const local = (s: string) =>
       s.replace(/localhost:(808\d)/g, (_, p: string) => `127.0.0.1:${base + Number(p) - 8080}`);
-    const shell = async (c: string) => (await run('bash', ['-c', local(c)], { cwd: ROOT })).stdout;
     const [clusterCurl, connectCurl] = curls as [string, string];
     // Agreement takes a heartbeat or two after the last node is ready.
-    let view = JSON.parse(await shell(clusterCurl));
+    let view = JSON.parse(await shell(local(clusterCurl)));
     for (let i = 0; i < 30 && new Set(view.partitions).size < 3; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      view = JSON.parse(await shell(clusterCurl));
+      view = JSON.parse(await shell(local(clusterCurl)));
     }
     expect(view.nodes.map((n: { id: string }) => n.id)).toEqual(['node-1', 'node-2', 'node-3']);
     expect(new Set(view.partitions)).toEqual(new Set(['node-1', 'node-2', 'node-3']));
-    const connect = JSON.parse(await shell(connectCurl));
+    const connect = JSON.parse(await shell(local(connectCurl)));
     const urls = [0, 1, 2].map((i) => `ws://127.0.0.1:${base + i}/v1/ws`);
     expect(urls).toContain(connect.url);
 

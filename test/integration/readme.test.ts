@@ -1,30 +1,19 @@
-import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fileDefaults, settings } from '../../src/config.ts';
 import { freePort } from '../../src/redis/embedded.ts';
 import { runThreshold } from '../helpers/process.ts';
+import { README, readmeBlocks, readmeLines, shell, tempDir } from '../helpers/readme.ts';
 import { connect } from '../helpers/ws-client.ts';
 
-const run = promisify(execFile);
-const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-const ROOT = new URL('../../', import.meta.url).pathname;
-
-/** The fenced code blocks of the README section that starts with `heading`. */
-function blocks(heading: string): string[] {
-  const start = README.indexOf(heading);
-  const end = README.indexOf('\n## ', start + heading.length);
-  const section = README.slice(start, end === -1 ? undefined : end);
-  return [...section.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
-}
-
-async function shell(command: string): Promise<string> {
-  const { stdout } = await run('bash', ['-c', command], { cwd: ROOT, timeout: 15_000 });
-  return stdout;
+/** `npx threshold node` as the README starts it, on `port`, with a data directory of its own. */
+async function startNode(name: string, port: number, env: NodeJS.ProcessEnv = {}) {
+  const node = runThreshold(['node'], {
+    ...env,
+    THRESHOLD_PORT: String(port),
+    THRESHOLD_DATA_DIR: await tempDir(name),
+  });
+  await node.waitFor(/relay node started/);
+  return node;
 }
 
 describe('README', () => {
@@ -50,7 +39,7 @@ describe('README', () => {
   });
 
   it('the two-minute tour works as written, against a node started as the README says', async () => {
-    const tour = blocks('## A two-minute tour').join('\n').split('\n');
+    const tour = readmeLines('## A two-minute tour');
     const port = await freePort();
     const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
     const curls = tour.filter((l) => l.startsWith('curl ')).map(local);
@@ -61,13 +50,7 @@ describe('README', () => {
     expect(wscat).toBeDefined();
     expect(sent).toHaveLength(2);
 
-    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-readme-'));
-    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
-    const node = runThreshold(['node'], {
-      THRESHOLD_PORT: String(port),
-      THRESHOLD_DATA_DIR: dataDir,
-    });
-    await node.waitFor(/relay node started/);
+    const node = await startNode('readme', port);
 
     const [createRoom, addMember, publish, history, metrics] = curls as [
       string,
@@ -115,7 +98,7 @@ describe('README', () => {
   });
 
   it('the secrets example: a node started that way accepts the admin token and the example JWT', async () => {
-    const [start, sign] = blocks('### With secrets');
+    const [start, sign] = readmeBlocks('### With secrets');
     const command = start?.trim() ?? '';
     expect(command).toMatch(/ npx threshold node$/);
     const env = Object.fromEntries(
@@ -124,14 +107,7 @@ describe('README', () => {
     expect(Object.keys(env)).toEqual(['THRESHOLD_ADMIN_TOKEN', 'THRESHOLD_JWT_SECRET']);
 
     const port = await freePort();
-    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-readme-secrets-'));
-    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
-    const node = runThreshold(['node'], {
-      ...env,
-      THRESHOLD_PORT: String(port),
-      THRESHOLD_DATA_DIR: dataDir,
-    });
-    await node.waitFor(/relay node started/);
+    const node = await startNode('readme-secrets', port, env);
     const base = `http://127.0.0.1:${port}`;
     const admin = {
       authorization: `Bearer ${env.THRESHOLD_ADMIN_TOKEN}`,
@@ -154,7 +130,7 @@ describe('README', () => {
   });
 
   it('SMS development mode: texting a room and reading the outbox work as written, with no Twilio account', async () => {
-    const lines = blocks('### Try it without a Twilio account').join('\n').split('\n');
+    const lines = readmeLines('### Try it without a Twilio account');
     const port = await freePort();
     const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
     const curls = lines.filter((l) => l.startsWith('curl ')).map(local);
@@ -167,13 +143,7 @@ describe('README', () => {
     );
     expect(promised).toEqual(['+15550001111: Water the beans?', 'Sent to Allotment (1)']);
 
-    const dataDir = await mkdtemp(join(tmpdir(), 'threshold-readme-sms-'));
-    onTestFinished(() => rm(dataDir, { recursive: true, force: true }));
-    const node = runThreshold(['node'], {
-      THRESHOLD_PORT: String(port),
-      THRESHOLD_DATA_DIR: dataDir,
-    });
-    await node.waitFor(/relay node started/);
+    const node = await startNode('readme-sms', port);
     expect(node.output()).toMatch(/SMS development mode/);
 
     const [createRoom, addAnn, addBob, text, outbox, help] = curls as [
