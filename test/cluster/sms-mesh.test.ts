@@ -8,7 +8,7 @@ import { Ring } from '../../src/mesh/ring.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { admin, PARTITIONS, startMesh } from '../helpers/mesh.ts';
 import { postSigned } from '../twilio/signing.ts';
-import { inboundText, metric, PUBLIC_URL } from '../twilio/sms-node.ts';
+import { inboundText, metric, PUBLIC_URL, standinEnv } from '../twilio/sms-node.ts';
 import { startStandin } from '../twilio/standin.ts';
 
 const keys = new Keys('thr:', PARTITIONS);
@@ -19,16 +19,8 @@ describe('an SMS room on a three-node mesh', () => {
   it('relays texts sent to any node, and the next owner sends what a killed owner left in its outbox', async () => {
     const standin = await startStandin();
     onTestFinished(() => standin.close());
-    const mesh = await startMesh(3, {
-      TWILIO_ACCOUNT_SID: standin.accountSid,
-      TWILIO_AUTH_TOKEN: standin.authToken,
-      THRESHOLD_TWILIO_API_URL: standin.url,
-      THRESHOLD_PUBLIC_URL: PUBLIC_URL,
-      // One text in flight at a time, so at most one is ambiguous when the owner dies.
-      THRESHOLD_SMS_RATE_PER_SECOND: '100',
-      THRESHOLD_SMS_BURST: '10',
-      THRESHOLD_SMS_MAX_IN_FLIGHT: '1',
-    });
+    // One text in flight at a time, so at most one is ambiguous when the owner dies.
+    const mesh = await startMesh(3, standinEnv(standin, 1));
     const { owners } = await mesh.agreement();
     const owner = mesh.nodes.find((n) => n.id === owners[keys.partitionOf('garden')]);
     const others = mesh.nodes.filter((n) => n !== owner);
@@ -104,15 +96,7 @@ describe('a fourth node joining while texts are in flight', () => {
   it('hands the SMS partitions over without sending any text twice', async () => {
     const standin = await startStandin();
     onTestFinished(() => standin.close());
-    const env = {
-      TWILIO_ACCOUNT_SID: standin.accountSid,
-      TWILIO_AUTH_TOKEN: standin.authToken,
-      THRESHOLD_TWILIO_API_URL: standin.url,
-      THRESHOLD_PUBLIC_URL: PUBLIC_URL,
-      THRESHOLD_SMS_RATE_PER_SECOND: '100',
-      THRESHOLD_SMS_BURST: '10',
-      THRESHOLD_SMS_MAX_IN_FLIGHT: '4',
-    };
+    const env = standinEnv(standin, 4);
     const mesh = await startMesh(3, env);
     // Rooms whose partitions the fourth node (node-4: ids are given in start order) will own.
     const moving = new Set(

@@ -12,11 +12,6 @@ import { TOO_MANY_REQUESTS } from '../twilio/standin.ts';
 
 const standin = useStandin();
 
-interface Status {
-  channels?: { sms?: Record<string, number> };
-}
-const json = async <T>(res: Response | Promise<Response>) => (await (await res).json()) as T;
-
 describe('SMS delivery', () => {
   it('a Twilio slower than sms.sendTimeoutMs that still accepts: the retry is counted as ambiguous, and the recipient gets the text at most twice', async () => {
     const s = standin();
@@ -71,7 +66,7 @@ describe('SMS delivery', () => {
       (m) => metric(m, 'threshold_sms_outbound_total{outcome="reconciled",code=""}') === 1,
     );
     expect(textsTo(s.messages(), bob)).toHaveLength(1);
-    const status = await json<Status>(node.admin('GET', `/v1/messages/twilio:${sid}?room=slow2`));
+    const status = await node.status(sid, 'slow2');
     expect(status.channels?.sms).toMatchObject({ recipients: 1, delivered: 1, queued: 0 });
     expect(metric(await node.metrics(), 'threshold_sms_ambiguous_total')).toBe(0);
   });
@@ -92,7 +87,7 @@ describe('SMS delivery', () => {
     await node.text(ann, room, 'hello', { sid });
     const status = await eventually(
       'bob and cat marked failed',
-      () => json<Status>(node.admin('GET', `/v1/messages/twilio:${sid}?room=refused`)),
+      () => node.status(sid, 'refused'),
       (b) => b.channels?.sms?.failed === 2,
     );
     expect(status.channels?.sms).toMatchObject({ recipients: 3, failed: 2 });

@@ -9,10 +9,6 @@ const standin = useStandin();
 interface History {
   messages: { body: string; sender: unknown; media?: string[] }[];
 }
-interface Status {
-  id: string;
-  channels?: { sms?: Record<string, number> };
-}
 const json = async <T>(res: Response | Promise<Response>) => (await (await res).json()) as T;
 
 describe('SMS rooms over Twilio', () => {
@@ -198,7 +194,7 @@ describe('SMS rooms over Twilio', () => {
 
     const sid = 'SM00000000000000000000000000000002';
     await node.text(ann, room, 'status please', { sid });
-    const status = () => json<Status>(node.admin('GET', `/v1/messages/twilio:${sid}?room=porch`));
+    const status = () => node.status(sid, 'porch');
     const delivered = await eventually(
       'both recipients delivered',
       status,
@@ -251,7 +247,7 @@ describe('SMS rooms over Twilio', () => {
     expect(textsTo(texts, bob)[0]?.statusCallback).toBeUndefined();
     const status = await eventually(
       'both recipients sent',
-      () => json<Status>(node.admin('GET', `/v1/messages/twilio:${sid}?room=stoop`)),
+      () => node.status(sid, 'stoop'),
       (b) => b.channels?.sms?.sent === 2,
     );
     expect(status.channels?.sms).toMatchObject({ recipients: 2, queued: 0, sent: 2 });
@@ -308,7 +304,7 @@ describe('SMS rooms over Twilio', () => {
     await node.text(ann, room, 'doomed', { sid });
     const status = await eventually(
       'bob marked failed',
-      () => json<Status>(node.admin('GET', `/v1/messages/twilio:${sid}?room=barn`)),
+      () => node.status(sid, 'barn'),
       (b) => b.channels?.sms?.failed === 1,
     );
     expect(status.channels?.sms).toMatchObject({ recipients: 1, failed: 1, queued: 0 });

@@ -7,6 +7,22 @@ import { type Standin, type StandinMessage, startStandin } from './standin.ts';
 /** The URL Twilio is told to call: a proxy in front of the node, which strips `/thr`. */
 export const PUBLIC_URL = 'https://relay.example.test/thr';
 
+/**
+ * The environment that points a relay node process at the stand-in, Twilio calling it through
+ * a proxy at {@link PUBLIC_URL}, with rates fast enough for tests.
+ */
+export function standinEnv(standin: Standin, maxInFlight: number): NodeJS.ProcessEnv {
+  return {
+    TWILIO_ACCOUNT_SID: standin.accountSid,
+    TWILIO_AUTH_TOKEN: standin.authToken,
+    THRESHOLD_TWILIO_API_URL: standin.url,
+    THRESHOLD_PUBLIC_URL: PUBLIC_URL,
+    THRESHOLD_SMS_RATE_PER_SECOND: '100',
+    THRESHOLD_SMS_BURST: '10',
+    THRESHOLD_SMS_MAX_IN_FLIGHT: String(maxInFlight),
+  };
+}
+
 /** A stand-in for the enclosing file, reset before each test. */
 export function useStandin(): () => Standin {
   let standin: Standin | undefined;
@@ -50,6 +66,14 @@ export interface SmsNode extends TestNode {
   ): Promise<void>;
   /** The metrics text. */
   metrics(): Promise<string>;
+  /** `GET /v1/messages/twilio:<sid>?room=<room>`: the delivery status of an inbound text. */
+  status(sid: string, room: string): Promise<MessageStatus>;
+}
+
+/** What `GET /v1/messages/:id` answers (the fields SMS tests read). */
+export interface MessageStatus {
+  id: string;
+  channels?: { sms?: Record<string, number> };
 }
 
 /**
@@ -114,6 +138,10 @@ export async function startSmsNode(
     },
     async metrics() {
       return (await fetch(`${node.url}/metrics`)).text();
+    },
+    async status(sid, room) {
+      const res = await node.admin('GET', `/v1/messages/twilio:${sid}?room=${room}`);
+      return (await res.json()) as MessageStatus;
     },
   };
 }
