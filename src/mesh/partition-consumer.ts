@@ -160,11 +160,9 @@ export class PartitionConsumer {
     try {
       await this.waiting.wait(newest, this.options.blockMs);
     } catch (err) {
-      // An UNBLOCK (ownership changed) or a lost connection: the next round reads again.
-      if (!/UNBLOCKED/.test((err as Error).message)) {
-        this.log.debug({ err }, 'waiting for funnel entries failed');
-        await sleep(100);
-      }
+      // A lost connection (an UNBLOCK ends the wait without an error): the next round reads again.
+      this.log.debug({ err }, 'waiting for funnel entries failed');
+      await sleep(100);
     }
   }
 
