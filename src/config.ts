@@ -76,7 +76,7 @@ const ConfigSchema = z.object({
     /** Frames a connection may send per second (0: no limit); more are dropped. */
     framesPerSecond: z.coerce.number().min(0).max(1_000_000),
     frameBurst: z.coerce.number().int().min(1).max(1_000_000),
-    /** Frames dropped in a row before the connection is closed (1008). */
+    /** Frames dropped (forgiven at framesPerSecond) before the connection is closed (1008). */
     maxDroppedFrames: z.coerce.number().int().min(1).max(1_000_000),
     /** Open connections per peer address / per member on one node (0: no limit). */
     maxConnectionsPerIp: z.coerce.number().int().min(0),

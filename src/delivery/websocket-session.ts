@@ -53,7 +53,10 @@ export interface SessionOptions {
   framesPerSecond: number;
   /** Frames a client may send at once after a quiet spell. */
   frameBurst: number;
-  /** Frames dropped in a row (none let through between) before the connection is closed with 1008. */
+  /**
+   * Frames a client may have dropped before it is closed with 1008; they are forgiven at
+   * `framesPerSecond`, so only a client sustained at over twice the rate reaches it.
+   */
   maxDroppedFrames: number;
 }
 
@@ -99,8 +102,10 @@ export class WebSocketSession implements LiveSubscriber {
   private readonly subs = new Map<string, RoomSub>();
   private closed = false;
   private readonly frames: TokenBuckets;
-  /** Frames dropped since the last one let through. */
-  private dropped = 0;
+  /** Drops the client may still run up before it is closed (see admit). */
+  private readonly patience: TokenBuckets;
+  /** Dropping frames since the last one let through (the client has been told). */
+  private dropping = false;
 
   constructor(
     private readonly socket: SocketLike,
@@ -109,6 +114,7 @@ export class WebSocketSession implements LiveSubscriber {
     private readonly options: SessionOptions,
   ) {
     this.frames = new TokenBuckets(options.framesPerSecond, options.frameBurst);
+    this.patience = new TokenBuckets(options.framesPerSecond, options.maxDroppedFrames);
   }
 
   async onText(text: string): Promise<void> {
@@ -153,18 +159,29 @@ export class WebSocketSession implements LiveSubscriber {
   /**
    * The per-connection frame rate: a frame over it is dropped unread. The first drop of a run
    * tells the client (one `rate_limited` error, not one per frame, so a flood does not turn
-   * into a flood of answers); `maxDroppedFrames` drops in a row close the connection (1008).
+   * into a flood of answers). Each drop also spends the client's patience, `maxDroppedFrames`
+   * drops that come back at the frame rate: a client that keeps sending at more than twice
+   * the rate runs out and is closed (1008); one that only bursts over it now and then is not.
    */
   private admit(): boolean {
-    if (this.closed || this.options.framesPerSecond <= 0) return !this.closed;
+    if (this.closed) return false;
+    if (this.options.framesPerSecond <= 0) return true;
     const waitMs = this.frames.take('frames');
     if (waitMs === 0) {
-      this.dropped = 0;
+      this.dropping = false;
       return true;
     }
-    this.dropped++;
     this.deps.metrics.rateLimited.inc({ limit: 'ws_frame' });
-    if (this.dropped === 1) {
+    if (this.patience.take('drops') > 0) {
+      this.deps.metrics.wsClosed.inc({ reason: 'rate_limited' });
+      this.deps.log.info(
+        { conn: this.id, member: this.principal.member },
+        'closed a WebSocket client that kept sending over its frame rate',
+      );
+      this.socket.close(CLOSE.POLICY_VIOLATION, 'too many frames over the rate limit');
+      this.onClose();
+    } else if (!this.dropping) {
+      this.dropping = true;
       this.error(
         'rate_limited',
         `over ${this.options.framesPerSecond} frames per second: frames are dropped until the rate falls`,
@@ -172,14 +189,6 @@ export class WebSocketSession implements LiveSubscriber {
         undefined,
         { retryAfterMs: waitMs },
       );
-    } else if (this.dropped > this.options.maxDroppedFrames) {
-      this.deps.metrics.wsClosed.inc({ reason: 'rate_limited' });
-      this.deps.log.info(
-        { conn: this.id, member: this.principal.member, dropped: this.dropped },
-        'closed a WebSocket client that kept sending over its frame rate',
-      );
-      this.socket.close(CLOSE.POLICY_VIOLATION, 'too many frames over the rate limit');
-      this.onClose();
     }
     return false;
   }
