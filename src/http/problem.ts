@@ -58,7 +58,10 @@ function problemJson(problem: Omit<Problem, 'type' | 'title'>): string {
  * (malformed request line or headers, duplicate Content-Length, headers over Node's 16 KiB)
  * gets a problem+json answer like any other error, then the connection is closed.
  */
-export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+export function answerClientError(
+  err: Error & { code?: string; rawPacket?: Buffer },
+  socket: Duplex,
+): void {
   // Node's own handler answers only while no response has started on the connection.
   const started = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
     ?.headersSent;
@@ -78,9 +81,12 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
           ? 'the request took too long to arrive'
           : `malformed HTTP request (${err.code ?? 'parse error'})`,
   });
+  // An answer to HEAD has no body (the request line is at the start of the packet Node was
+  // parsing, as far as it got).
+  const head = err.rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD ';
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${head ? '' : body}`,
   );
 }
 
