@@ -205,21 +205,17 @@ it('caps WebSocket connections per member and per address: 429 problem+json with
   expect(overIp.status).toBe(429);
   expect(JSON.parse(overIp.body).detail).toContain('ws.maxConnectionsPerIp');
 
-  // A closed connection gives its slot back.
+  // A closed connection gives its slot back (once the node has seen the socket close).
+  const slotFor = (t: string | undefined) =>
+    eventually(
+      'a slot to free up',
+      () => connect(node.wsUrl, t).catch(() => undefined),
+      (c) => c !== undefined,
+    );
   await bobs[0]?.close();
-  const carolIn = await eventually(
-    'a slot to free up',
-    () => connect(node.wsUrl, carol).catch(() => undefined),
-    (c) => c !== undefined,
-  );
-  expect(carolIn?.isOpen).toBe(true);
+  expect((await slotFor(carol))?.isOpen).toBe(true);
   await alices[0]?.close();
-  const aliceAgain = await eventually(
-    'alice to get a slot back',
-    () => connect(node.wsUrl, alice).catch(() => undefined),
-    (c) => c !== undefined,
-  );
-  expect(aliceAgain?.isOpen).toBe(true);
+  expect((await slotFor(alice))?.isOpen).toBe(true);
   const refused = {
     member: await series(node.url, 'threshold_websocket_refused_total{reason="member_limit"}'),
     ip: await series(node.url, 'threshold_websocket_refused_total{reason="ip_limit"}'),
