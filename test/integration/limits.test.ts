@@ -121,16 +121,17 @@ describe('limits', () => {
     const node = await startTestNode({ name: 'malformed' });
     const { port } = new URL(node.url);
     const token = await node.token('user:ann');
-    const handshake = await new Promise<{ status: number; type: string; body: string }>(
-      (resolve, reject) => {
+    const upgrade = (method: string, key: string) =>
+      new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
         const req = request({
+          method,
           port,
           host: '127.0.0.1',
           path: `/v1/ws?token=${token}`,
           headers: {
             connection: 'Upgrade',
             upgrade: 'websocket',
-            'sec-websocket-key': 'not-a-key',
+            'sec-websocket-key': key,
             'sec-websocket-version': '13',
           },
         });
@@ -143,11 +144,17 @@ describe('limits', () => {
         });
         req.on('error', reject);
         req.end();
-      },
-    );
-    expect(handshake.status).toBe(400);
-    expect(handshake.type).toBe('application/problem+json');
-    expect(JSON.parse(handshake.body)).toMatchObject({ field: 'Sec-WebSocket-Key' });
+      });
+    for (const [method, key, field] of [
+      ['GET', 'not-a-key', 'Sec-WebSocket-Key'],
+      // Hono routes HEAD to GET handlers: without the check ws would answer an HTML 405.
+      ['HEAD', 'dGhlIHNhbXBsZSBub25jZQ==', undefined],
+    ] as const) {
+      const answer = await upgrade(method, key);
+      expect(answer.status).toBe(400);
+      expect(answer.type).toBe('application/problem+json');
+      if (field) expect(JSON.parse(answer.body)).toMatchObject({ field });
+    }
 
     const raw = await new Promise<string>((resolve, reject) => {
       const socket = tcp({ host: '127.0.0.1', port: Number(port) }, () =>
