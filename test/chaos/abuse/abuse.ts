@@ -64,8 +64,14 @@ export function seed(): number {
 
 /** The node's resident memory (`process_resident_memory_bytes`), in MiB. */
 export async function rssMiB(url: string): Promise<number> {
+  return (await memoryMiB(url)).rss;
+}
+
+/** The node's resident memory and the V8 heap in use (garbage not yet collected included), in MiB. */
+export async function memoryMiB(url: string): Promise<{ rss: number; heap: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  return Math.round(metric(text, 'process_resident_memory_bytes') / 1048576);
+  const mib = (name: string) => Math.round(metric(text, name) / 1048576);
+  return { rss: mib('process_resident_memory_bytes'), heap: mib('nodejs_heap_size_used_bytes') };
 }
 
 /** A counter or gauge of the node's /metrics (0 when absent). */
