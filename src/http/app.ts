@@ -268,8 +268,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
 /**
  * Headers of an error answer: `Retry-After` (whole seconds) on 429 and 503; `Connection:
- * close` on 413, so the rest of an oversized body is never read (Node would drain it to
- * keep the connection, however long the client keeps sending).
+ * close` on 413, so the rest of an oversized body is not read at all (Node would otherwise
+ * go on draining it, to keep the connection, until its own patience runs out).
  */
 function problemHeaders(err: unknown, status: number): Record<string, string> | undefined {
   if (err instanceof RateLimitedError)
