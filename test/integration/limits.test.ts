@@ -7,6 +7,7 @@ import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { startTestNode } from '../helpers/node.ts';
 import { connect, UpgradeRefusedError } from '../helpers/ws-client.ts';
 
@@ -84,6 +85,31 @@ describe('limits', () => {
     expect(errors[0]).toMatchObject({ code: 'rate_limited' });
   });
 
+  it('does not close a client that only bursts over its frame rate now and then', async () => {
+    const node = await startTestNode({
+      name: 'frame bursts',
+      overrides: { ws: { framesPerSecond: 50, frameBurst: 10, maxDroppedFrames: 20 } },
+    });
+    const client = await connect(node.wsUrl, await node.token('user:bursty'));
+    for (let burst = 0; burst < 3; burst++) {
+      if (burst > 0) await new Promise((r) => setTimeout(r, 1000));
+      // 10 frames go through, 15 are dropped: over the rate, but within its patience.
+      for (let i = 0; i < 25; i++) client.send({ type: 'ping' });
+      await client.next((f) => f.type === 'error');
+    }
+    // Once the rate allows again, frames go through as before.
+    await new Promise((r) => setTimeout(r, 300));
+    client.send({ type: 'ping' });
+    const pongs = await eventually(
+      'the last pong',
+      async () => client.frames.filter((f) => f.type === 'pong').length,
+      (n) => n >= 31,
+    );
+    expect(pongs).toBe(31);
+    expect(client.isOpen).toBe(true);
+    expect(client.frames.filter((f) => f.type === 'error')).toHaveLength(3);
+  });
+
   it('refuses an upgrade over the per-member cap (429 problem+json, Retry-After) or from a foreign Origin (403)', async () => {
     const node = await startTestNode({
       name: 'ws caps',
@@ -99,11 +125,11 @@ describe('limits', () => {
     expect(JSON.parse(refused.body)).toMatchObject({ code: 'too_many_connections' });
     await first.close();
     // The slot comes back once the socket is closed.
-    let again = await connect(node.wsUrl, token).catch(() => undefined);
-    for (let i = 0; !again && i < 20; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      again = await connect(node.wsUrl, token).catch(() => undefined);
-    }
+    const again = await eventually(
+      'the slot back',
+      () => connect(node.wsUrl, token).catch(() => undefined),
+      (c) => c !== undefined,
+    );
     expect(again?.isOpen).toBe(true);
     await again?.close();
 
