@@ -67,6 +67,25 @@ const ConfigSchema = z.object({
     maxBufferedBytes: z.coerce.number().int().min(1024),
     heartbeatMs: ms(100),
     replayPageSize: z.coerce.number().int().min(1).max(10_000),
+    /** Comma-separated origins (`https://app.example.com`) browsers may connect from; empty: any. */
+    allowedOrigins: z
+      .string()
+      .refine((v) => list(v).every((o) => /^[a-z][a-z0-9+.-]*:\/\/[^/\s]+$/i.test(o)), {
+        message: 'expected comma-separated origins such as https://app.example.com (no path)',
+      }),
+    /** Frames a connection may send per second (0: no limit); more are dropped. */
+    framesPerSecond: z.coerce.number().min(0).max(1_000_000),
+    frameBurst: z.coerce.number().int().min(1).max(1_000_000),
+    /** Frames dropped (forgiven at framesPerSecond) before the connection is closed (1008). */
+    maxDroppedFrames: z.coerce.number().int().min(1).max(1_000_000),
+    /** Open connections per peer address / per member on one node (0: no limit). */
+    maxConnectionsPerIp: z.coerce.number().int().min(0),
+    maxConnectionsPerMember: z.coerce.number().int().min(0),
+  }),
+  /** Per-client publish rate over every node (HTTP and WebSocket; the admin token is exempt). */
+  rateLimit: z.object({
+    publishPerSecond: z.coerce.number().min(0).max(1_000_000),
+    publishBurst: z.coerce.number().int().min(1).max(1_000_000),
   }),
   /** Without both credentials, SMS runs in development mode: texts are logged, not sent. */
   twilio: z.object({
@@ -232,6 +251,14 @@ function merge(
         : value;
   }
   return out;
+}
+
+/** The items of a comma-separated setting (`ws.allowedOrigins`), trimmed, without empty ones. */
+export function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 }
 
 /** True when the node listens only on this machine, the one place open development mode may run. */

@@ -69,6 +69,36 @@ export class PayloadTooLargeError extends ThresholdError {
   }
 }
 
+/**
+ * Over a limit (publish rate, connections): 429 with `Retry-After`. `retryAfterMs` says when
+ * the client may try again; `code` says which limit (`rate_limited`, `too_many_connections`).
+ */
+export class RateLimitedError extends ThresholdError {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+    code = 'rate_limited',
+  ) {
+    super(code, 429, message);
+    this.name = 'RateLimitedError';
+  }
+}
+
+/** What a client refused a connection is told to wait: slots free up as others close, at no set time. */
+const CONNECTION_RETRY_AFTER_MS = 5_000;
+
+/** A WebSocket upgrade over a per-node connection cap (per peer address or per member). */
+export class ConnectionLimitError extends RateLimitedError {
+  constructor(
+    message: string,
+    /** Which cap, as counted in `threshold_websocket_refused_total{reason}`. */
+    readonly limit: 'ip_limit' | 'member_limit',
+  ) {
+    super(message, CONNECTION_RETRY_AFTER_MS, 'too_many_connections');
+    this.name = 'ConnectionLimitError';
+  }
+}
+
 /** Redis or the mesh cannot take the request right now; the client should retry. */
 export class UnavailableError extends ThresholdError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import { ulid } from 'ulid';
-import { type Config, isLoopback } from './config.ts';
+import { type Config, isLoopback, list } from './config.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { prepareOutbox } from './delivery/outbox-job.ts';
@@ -17,9 +17,11 @@ import { Funnel, prepareFunnel } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
+import { answerClientError } from './http/problem.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebSocket } from './http/websocket.ts';
 import { Ingress } from './ingress/ingress.ts';
+import { PublishRateLimiter } from './ingress/rate-limit.ts';
 import { SmsInbound } from './ingress/sms-inbound.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ClusterView } from './mesh/cluster-view.ts';
@@ -129,10 +131,19 @@ export async function startNode(
       maxLength: config.mesh.maxFunnelLength,
       maxSmsBodyChars: SMS_MAX_BODY_CHARS,
     });
-    const ingress = new Ingress(funnel, receipts, metrics, {
-      nodeId,
-      receiptTimeoutMs: config.http.waitTimeoutMs,
-    });
+    const ingress = new Ingress(
+      funnel,
+      receipts,
+      metrics,
+      { nodeId, receiptTimeoutMs: config.http.waitTimeoutMs },
+      new PublishRateLimiter(
+        redis,
+        keys,
+        metrics,
+        { perSecond: config.rateLimit.publishPerSecond, burst: config.rateLimit.publishBurst },
+        log,
+      ),
+    );
     const committer = new Committer(
       redis,
       keys,
@@ -228,6 +239,12 @@ export async function startNode(
       maxBufferedBytes: config.ws.maxBufferedBytes,
       replayPageSize: config.ws.replayPageSize,
       maxBodyChars: config.http.maxBodyChars,
+      framesPerSecond: config.ws.framesPerSecond,
+      frameBurst: config.ws.frameBurst,
+      maxDroppedFrames: config.ws.maxDroppedFrames,
+      allowedOrigins: list(config.ws.allowedOrigins),
+      maxConnectionsPerIp: config.ws.maxConnectionsPerIp,
+      maxConnectionsPerMember: config.ws.maxConnectionsPerMember,
     });
 
     const server = await listen(app.fetch, config.host, config.port);
@@ -400,5 +417,6 @@ function listen(
   return new Promise((resolve, reject) => {
     const server = serve({ fetch, hostname, port }, () => resolve(server));
     server.once('error', reject);
+    server.on('clientError', answerClientError);
   });
 }

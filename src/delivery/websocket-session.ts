@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ThresholdError, isRedisUnavailable } from '../errors.ts';
+import { RateLimitedError, ThresholdError, isRedisUnavailable } from '../errors.ts';
 import { RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
@@ -8,6 +8,7 @@ import type { History } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
 import type { RoomsStore } from '../rooms/store.ts';
 import type { LiveHub, LiveSubscriber } from './live-hub.ts';
+import { TokenBuckets } from './token-bucket.ts';
 
 /** Close codes a client can act on. */
 export const CLOSE = {
@@ -17,6 +18,8 @@ export const CLOSE = {
   HEARTBEAT_TIMEOUT: 4009,
   /** The node is shutting down; reconnect (any node). */
   GOING_AWAY: 1001,
+  /** Policy violation: the client kept sending far over its frame rate. */
+  POLICY_VIOLATION: 1008,
 } as const;
 
 /** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
@@ -46,6 +49,15 @@ export interface SessionOptions {
   maxBufferedBytes: number;
   replayPageSize: number;
   maxBodyChars: number;
+  /** Frames a client may send per second, sustained (0: no limit); more are dropped. */
+  framesPerSecond: number;
+  /** Frames a client may send at once after a quiet spell. */
+  frameBurst: number;
+  /**
+   * Frames a client may have dropped before it is closed with 1008; they are forgiven at
+   * `framesPerSecond`, so only a client sustained at over twice the rate reaches it.
+   */
+  maxDroppedFrames: number;
 }
 
 const ClientFrame = z.discriminatedUnion('type', [
@@ -89,15 +101,24 @@ export class WebSocketSession implements LiveSubscriber {
   readonly id = `c${(++nextConn).toString(36)}-${process.pid.toString(36)}`;
   private readonly subs = new Map<string, RoomSub>();
   private closed = false;
+  private readonly frames: TokenBuckets;
+  /** Drops the client may still run up before it is closed (see admit). */
+  private readonly patience: TokenBuckets;
+  /** Dropping frames since the last one let through (the client has been told). */
+  private dropping = false;
 
   constructor(
     private readonly socket: SocketLike,
     private readonly principal: Principal,
     private readonly deps: SessionDeps,
     private readonly options: SessionOptions,
-  ) {}
+  ) {
+    this.frames = new TokenBuckets(options.framesPerSecond, options.frameBurst);
+    this.patience = new TokenBuckets(options.framesPerSecond, options.maxDroppedFrames);
+  }
 
   async onText(text: string): Promise<void> {
+    if (!this.admit()) return;
     let frame: ClientFrame;
     try {
       frame = ClientFrame.parse(JSON.parse(text));
@@ -123,7 +144,9 @@ export class WebSocketSession implements LiveSubscriber {
     } catch (err) {
       const id = frame.type === 'publish' ? frame.id : undefined;
       const room = 'room' in frame ? frame.room : undefined;
-      if (err instanceof ThresholdError) this.error(err.code, err.message, id, room);
+      if (err instanceof RateLimitedError)
+        this.error(err.code, err.message, id, room, { retryAfterMs: err.retryAfterMs });
+      else if (err instanceof ThresholdError) this.error(err.code, err.message, id, room);
       else if (isRedisUnavailable(err)) {
         this.error('unavailable', 'Redis is unavailable right now; retry shortly', id, room);
       } else {
@@ -131,6 +154,43 @@ export class WebSocketSession implements LiveSubscriber {
         this.error('internal', 'the request failed on the server; retry', id);
       }
     }
+  }
+
+  /**
+   * The per-connection frame rate: a frame over it is dropped unread. The first drop of a run
+   * tells the client (one `rate_limited` error, not one per frame, so a flood does not turn
+   * into a flood of answers). Each drop also spends the client's patience, `maxDroppedFrames`
+   * drops that come back at the frame rate: a client that keeps sending at more than twice
+   * the rate runs out and is closed (1008); one that only bursts over it now and then is not.
+   */
+  private admit(): boolean {
+    if (this.closed) return false;
+    if (this.options.framesPerSecond <= 0) return true;
+    const waitMs = this.frames.take('frames');
+    if (waitMs === 0) {
+      this.dropping = false;
+      return true;
+    }
+    this.deps.metrics.rateLimited.inc({ limit: 'ws_frame' });
+    if (this.patience.take('drops') > 0) {
+      this.deps.metrics.wsClosed.inc({ reason: 'rate_limited' });
+      this.deps.log.info(
+        { conn: this.id, member: this.principal.member },
+        'closed a WebSocket client that kept sending over its frame rate',
+      );
+      this.socket.close(CLOSE.POLICY_VIOLATION, 'too many frames over the rate limit');
+      this.onClose();
+    } else if (!this.dropping) {
+      this.dropping = true;
+      this.error(
+        'rate_limited',
+        `over ${this.options.framesPerSecond} frames per second: frames are dropped until the rate falls`,
+        undefined,
+        undefined,
+        { retryAfterMs: waitMs },
+      );
+    }
+    return false;
   }
 
   private async subscribe(room: string, since: number | undefined): Promise<void> {
@@ -190,6 +250,7 @@ export class WebSocketSession implements LiveSubscriber {
         media: frame.media,
         clientKey: frame.id,
         conn: this.id,
+        rateLimited: member,
       },
       true,
     );
@@ -335,10 +396,17 @@ export class WebSocketSession implements LiveSubscriber {
     this.onClose();
   }
 
-  private error(code: string, message: string, id?: string, room?: string): void {
+  private error(
+    code: string,
+    message: string,
+    id?: string,
+    room?: string,
+    extra?: { retryAfterMs: number },
+  ): void {
     const frame: Record<string, unknown> = { type: 'error', code, message };
     if (id !== undefined) frame.id = id;
     if (room !== undefined) frame.room = room;
+    if (extra) Object.assign(frame, extra);
     this.send(JSON.stringify(frame));
   }
 

@@ -5,6 +5,7 @@ import {
   ForbiddenError,
   NotFoundError,
   PayloadTooLargeError,
+  RateLimitedError,
   UnavailableError,
   ValidationError,
 } from '../errors.ts';
@@ -81,7 +82,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (problem.status >= 500 && problem.status !== 503 && problem.status !== 504) {
       log.error({ err, method: c.req.method, path: c.req.path }, 'request failed');
     }
-    return problemResponse(c, problem, problem.status === 503 ? { 'retry-after': '1' } : undefined);
+    return problemResponse(c, problem, problemHeaders(err, problem.status));
   });
   app.notFound((c) =>
     problemResponse(c, {
@@ -195,6 +196,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         body: body.body,
         media: body.media,
         clientKey: key,
+        rateLimited: principal.kind === 'admin' ? undefined : principal.member,
       },
       wait,
     );
@@ -262,6 +264,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   }
 
   return app;
+}
+
+/**
+ * Headers of an error answer: `Retry-After` (whole seconds) on 429 and 503; `Connection:
+ * close` on 413, so the rest of an oversized body is not read at all (Node would otherwise
+ * go on draining it, to keep the connection, until its own patience runs out).
+ */
+function problemHeaders(err: unknown, status: number): Record<string, string> | undefined {
+  if (err instanceof RateLimitedError)
+    return { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))) };
+  if (err instanceof PayloadTooLargeError) return { connection: 'close' };
+  return status === 503 ? { 'retry-after': '1' } : undefined;
 }
 
 /** Per-channel delivery counts of a message (SMS: each recipient counted in its current state). */

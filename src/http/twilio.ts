@@ -89,9 +89,14 @@ export function mountTwilio(
 
   /** The form Twilio posted, once its X-Twilio-Signature checks out against the public URL. */
   async function signedForm(c: Context): Promise<Record<string, string>> {
-    const form: Record<string, string> = {};
-    for (const [k, v] of Object.entries(await c.req.parseBody()))
-      if (typeof v === 'string') form[k] = v;
+    // Twilio posts forms; any other body counts as no parameters (and so fails the signature).
+    // Parsed here rather than by parseBody, which answers a malformed multipart body with 500.
+    const text = await c.req.text();
+    const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(
+      c.req.header('content-type') ?? '',
+    )
+      ? Object.fromEntries(new URLSearchParams(text))
+      : {};
     const url = options.publicUrl().replace(/\/+$/, '') + c.req.path + new URL(c.req.url).search;
     const signature = c.req.header('x-twilio-signature');
     if (

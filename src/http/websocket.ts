@@ -1,6 +1,9 @@
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ServerType } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
 import { createNodeWebSocket } from '@hono/node-ws';
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import type { WebSocket } from 'ws';
 import {
   CLOSE,
@@ -8,13 +11,21 @@ import {
   type SessionOptions,
   WebSocketSession,
 } from '../delivery/websocket-session.ts';
+import { ConnectionLimitError, ForbiddenError, ValidationError } from '../errors.ts';
 import type { AppEnv } from './app.ts';
+import { ConnectionLimits } from './connection-limits.ts';
 
 export interface WebSocketOptions extends SessionOptions {
   /** Frames larger than this close the connection with 1009. */
   maxFrameBytes: number;
   /** Interval of server pings; a peer that has not answered the previous one is dropped. */
   heartbeatMs: number;
+  /** Origins a browser may connect from (exact `scheme://host[:port]`); empty: any. */
+  allowedOrigins: string[];
+  /** Open connections per peer address on this node (0: no limit). */
+  maxConnectionsPerIp: number;
+  /** Open connections per member on this node (0: no limit). */
+  maxConnectionsPerMember: number;
 }
 
 export interface WebSocketEndpoint {
@@ -28,22 +39,63 @@ export interface WebSocketEndpoint {
 }
 
 /**
- * `GET /v1/ws`: the credentials were checked by the `/v1/*` middleware before the upgrade
- * (a refused upgrade gets the problem's HTTP status), so every session here is authenticated.
+ * `GET /v1/ws`: the credentials were checked by the `/v1/*` middleware before the upgrade,
+ * then the Origin and the connection caps, so every session here is authenticated and
+ * counted. A refused upgrade gets the whole problem+json answer (status, `Retry-After`, body).
  */
 export function mountWebSocket(
   app: Hono<AppEnv>,
   deps: SessionDeps,
   options: WebSocketOptions,
 ): WebSocketEndpoint {
-  const { injectWebSocket, upgradeWebSocket, wss } = createNodeWebSocket({ app });
+  const { upgradeWebSocket, wss } = createNodeWebSocket({ app });
   // @hono/node-ws creates the server without options; ws reads maxPayload at each upgrade.
   (wss.options as { maxPayload?: number }).maxPayload = options.maxFrameBytes;
 
   const sockets = new Map<WebSocket, { session: WebSocketSession; alive: boolean }>();
+  const limits = new ConnectionLimits({
+    perIp: options.maxConnectionsPerIp,
+    perMember: options.maxConnectionsPerMember,
+  });
+  /** Upgrades that passed every check, each with its connection slot (given back on close). */
+  const upgrading = new WeakMap<IncomingMessage, () => void>();
+  const allowed = new Set(options.allowedOrigins);
 
   app.get(
     '/v1/ws',
+    async (c, next) => {
+      // Only the server's 'upgrade' event (below) may reach the upgrade helper: a request
+      // that says `Upgrade: websocket` without `Connection: Upgrade` arrives as plain HTTP,
+      // where the helper would answer 200 and wait for a handshake that never comes.
+      if (!(c.env as UpgradeEnv).upgrade) {
+        if (c.req.header('upgrade') === undefined) return next();
+        throw new ValidationError(
+          'a WebSocket upgrade takes Connection: Upgrade and Upgrade: websocket',
+          'Connection',
+        );
+      }
+      checkHandshake(c);
+      // Browsers always send Origin on a WebSocket upgrade; other clients may leave it out, and
+      // are then let in on their token alone (a page cannot make a browser drop the header).
+      const origin = c.req.header('origin');
+      if (allowed.size > 0 && origin !== undefined && !allowed.has(origin)) {
+        deps.metrics.wsRefused.inc({ reason: 'origin' });
+        throw new ForbiddenError(
+          `Origin ${origin.slice(0, 200)} may not open WebSocket connections (ws.allowedOrigins)`,
+        );
+      }
+      const principal = c.get('principal');
+      const member = principal.kind === 'admin' ? undefined : principal.member;
+      let release: () => void;
+      try {
+        release = limits.acquire(getConnInfo(c).remote.address ?? '', member);
+      } catch (err) {
+        if (err instanceof ConnectionLimitError) deps.metrics.wsRefused.inc({ reason: err.limit });
+        throw err;
+      }
+      upgrading.set(incoming(c), release);
+      await next();
+    },
     upgradeWebSocket((c) => {
       const principal = c.get('principal');
       const identity =
@@ -91,8 +143,43 @@ export function mountWebSocket(
   }, options.heartbeatMs);
   heartbeat.unref();
 
+  /**
+   * In place of @hono/node-ws's injectWebSocket, which answers a refused upgrade with its
+   * status alone: the client gets the problem+json body and headers (Retry-After) too.
+   */
+  function inject(server: ServerType): void {
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      void upgrade(request, socket, head).catch((err: unknown) => {
+        deps.log.error({ err }, 'WebSocket upgrade failed');
+        socket.destroy();
+      });
+    });
+  }
+
+  async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(request.headers)) {
+      const first = Array.isArray(value) ? value[0] : value;
+      if (first !== undefined) headers.append(name, first);
+    }
+    const response = await app.request(
+      new URL(request.url ?? '/', 'http://localhost'),
+      { method: request.method, headers },
+      { incoming: request, outgoing: undefined, upgrade: true } satisfies UpgradeEnv,
+    );
+    const release = upgrading.get(request);
+    if (!release || response.status !== 200) {
+      release?.();
+      await refuse(socket, response);
+      return;
+    }
+    socket.once('close', release);
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+  }
+
   return {
-    inject: (server) => injectWebSocket(server),
+    inject,
     get connections() {
       return sockets.size;
     },
@@ -109,4 +196,59 @@ export function mountWebSocket(
       clearInterval(heartbeat);
     },
   };
+}
+
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const PROTOCOLS = new RegExp(`^${TOKEN}(?:[ \\t]*,[ \\t]*${TOKEN})*$`);
+
+/**
+ * The handshake headers ws checks, checked first so a malformed one gets a problem+json 400
+ * naming it (ws would answer with an HTML page).
+ */
+function checkHandshake(c: Context): void {
+  // Hono routes HEAD to GET handlers; ws would answer it with an HTML 405.
+  if (c.req.method !== 'GET')
+    throw new ValidationError(`a WebSocket upgrade is a GET, not a ${c.req.method}`, 'method');
+  if (!/^[+/0-9A-Za-z]{22}==$/.test(c.req.header('sec-websocket-key') ?? ''))
+    throw new ValidationError(
+      'Sec-WebSocket-Key: missing or not 16 bytes in base64 (RFC 6455 §4.1)',
+      'Sec-WebSocket-Key',
+    );
+  if (!['8', '13'].includes(c.req.header('sec-websocket-version') ?? ''))
+    throw new ValidationError('Sec-WebSocket-Version: expected 13', 'Sec-WebSocket-Version');
+  const protocols = c.req.header('sec-websocket-protocol');
+  if (protocols !== undefined) {
+    const list = protocols.split(',').map((p) => p.trim());
+    if (!PROTOCOLS.test(protocols) || new Set(list).size !== list.length)
+      throw new ValidationError(
+        'Sec-WebSocket-Protocol: expected distinct comma-separated tokens',
+        'Sec-WebSocket-Protocol',
+      );
+  }
+}
+
+/** What {@link inject} passes to the app for an upgrade (the HTTP server passes no `upgrade`). */
+interface UpgradeEnv {
+  incoming: IncomingMessage;
+  outgoing: undefined;
+  upgrade?: true;
+}
+
+/** The Node request under a Hono context (what @hono/node-server passes as `c.env.incoming`). */
+function incoming(c: Context): IncomingMessage {
+  return (c.env as UpgradeEnv).incoming;
+}
+
+/** Writes a refused upgrade's whole HTTP answer on the raw socket and closes it. */
+async function refuse(socket: Duplex, response: Response): Promise<void> {
+  const body = Buffer.from(await response.arrayBuffer());
+  const lines = [
+    `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`,
+    'connection: close',
+    `content-length: ${body.length}`,
+  ];
+  response.headers.forEach((value, name) => {
+    if (name !== 'connection' && name !== 'content-length') lines.push(`${name}: ${value}`);
+  });
+  socket.end(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), body]));
 }

@@ -4,6 +4,7 @@ import { ThresholdError, TimeoutError } from '../errors.ts';
 import { ENVELOPE_VERSION, type Envelope, type Sender } from '../funnel/envelope.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Publisher } from './publisher.ts';
+import type { PublishRateLimiter } from './rate-limit.ts';
 
 export interface IngressOptions {
   nodeId: string;
@@ -26,6 +27,11 @@ export interface Submission {
   id?: string | undefined;
   /** SMS: the room number the text came in on. */
   via?: string | undefined;
+  /**
+   * The client whose publish rate this counts against (a member id); undefined for
+   * unlimited senders (the admin token's services, Twilio's webhooks).
+   */
+  rateLimited?: string | undefined;
 }
 
 export interface Accepted {
@@ -41,9 +47,18 @@ export class Ingress {
     private readonly receipts: Receipts,
     private readonly metrics: Metrics,
     private readonly options: IngressOptions,
+    private readonly limiter?: PublishRateLimiter,
   ) {}
 
   async submit(s: Submission, wait: boolean): Promise<Accepted> {
+    if (s.rateLimited !== undefined && this.limiter) {
+      try {
+        await this.limiter.take(s.rateLimited);
+      } catch (err) {
+        this.metrics.ingressRejected.inc({ source: s.source, reason: 'rate_limited' });
+        throw err;
+      }
+    }
     // Scoped by room: a client's key (or WS frame id) names one message to one room, so the
     // same key sent to two rooms is two messages, never a false duplicate.
     const id =

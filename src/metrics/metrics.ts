@@ -108,8 +108,25 @@ export class Metrics {
   });
   readonly wsClosed = new Counter({
     name: 'threshold_websocket_closed_total',
-    help: 'WebSocket connections closed by the server, by reason (slow_consumer, heartbeat, shutdown)',
+    help: 'WebSocket connections closed by the server, by reason (slow_consumer, heartbeat, shutdown, rate_limited)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly wsRefused = new Counter({
+    name: 'threshold_websocket_refused_total',
+    help: 'WebSocket upgrades refused before the handshake, by reason (origin: not in ws.allowedOrigins; ip_limit, member_limit: over ws.maxConnectionsPerIp / ws.maxConnectionsPerMember)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'threshold_rate_limited_total',
+    help: 'Requests refused by a rate limit, by limit (publish: rateLimit.publishPerSecond per member over every node; ws_frame: ws.framesPerSecond per connection, frames dropped)',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimiterErrors = new Counter({
+    name: 'threshold_rate_limiter_errors_total',
+    help: 'Publishes let through unchecked because the shared rate limiter (Redis) could not be asked: the limit fails open',
     registers: [this.registry],
   });
   readonly deadLetters = new Counter({

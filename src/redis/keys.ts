@@ -56,6 +56,11 @@ export class Keys {
     return `${this.prefix}twilio:seen:${messageSid}`;
   }
 
+  /** A client's publish rate limit (GCRA state), shared by every node. */
+  rateLimit(member: string) {
+    return `${this.prefix}rl:${member}`;
+  }
+
   // Pub/sub channels.
   live(room: string) {
     return `${this.prefix}live:${room}`;

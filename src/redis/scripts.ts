@@ -70,6 +70,8 @@ declare module 'ioredis' {
       now: number,
       limit: number,
     ): Result<number, Context>;
+    /** lua/limit-rate-1.lua */
+    limitRate(key: string, intervalMs: number, burst: number): Result<[0 | 1, number], Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,

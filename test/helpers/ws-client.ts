@@ -1,5 +1,6 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { onTestFinished } from 'vitest';
-import { WebSocket } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 
 /** A server frame as parsed JSON (a non-JSON frame is kept as `{ type: '<text>', raw }`). */
 export type Frame = { type: string; [field: string]: unknown };
@@ -9,6 +10,7 @@ export class UpgradeRefusedError extends Error {
   constructor(
     readonly status: number,
     readonly body: string,
+    readonly headers: IncomingHttpHeaders = {},
   ) {
     super(`WebSocket upgrade refused with HTTP ${status}: ${body}`);
     this.name = 'UpgradeRefusedError';
@@ -131,12 +133,17 @@ export class TestClient {
 
 /**
  * Opens a WebSocket to `url` with `?token=`; rejects with an {@link UpgradeRefusedError}
- * carrying the HTTP status when the server refuses the upgrade. Inside a test, the socket
- * is terminated when the test finishes.
+ * carrying the HTTP status when the server refuses the upgrade. `options` go to ws (an
+ * `origin`, say). Inside a test, the socket is terminated when the test finishes.
  */
-export function connect(url: string, token?: string, timeoutMs = 5_000): Promise<TestClient> {
+export function connect(
+  url: string,
+  token?: string,
+  timeoutMs = 5_000,
+  options?: ClientOptions,
+): Promise<TestClient> {
   const target = token === undefined ? url : `${url}?token=${encodeURIComponent(token)}`;
-  const ws = new WebSocket(target);
+  const ws = new WebSocket(target, options);
   try {
     onTestFinished(() => ws.terminate());
   } catch {
@@ -160,7 +167,7 @@ export function connect(url: string, token?: string, timeoutMs = 5_000): Promise
         body += chunk;
       });
       res.on('end', () => {
-        reject(new UpgradeRefusedError(res.statusCode ?? 0, body));
+        reject(new UpgradeRefusedError(res.statusCode ?? 0, body, res.headers));
         // Still CONNECTING: terminate() aborts the request and emits 'close'.
         ws.terminate();
       });

@@ -1,0 +1,200 @@
+import { request } from 'node:http';
+import { connect as tcp } from 'node:net';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { PublishRateLimiter } from '../../src/ingress/rate-limit.ts';
+import { createLogger } from '../../src/log.ts';
+import { Metrics } from '../../src/metrics/metrics.ts';
+import { Keys } from '../../src/redis/keys.ts';
+import { defineScripts } from '../../src/redis/scripts.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { startTestNode } from '../helpers/node.ts';
+import { connect, UpgradeRefusedError } from '../helpers/ws-client.ts';
+
+/** The limits of README "Abuse and limits", one by one (the chaos suite pushes them harder). */
+describe('limits', () => {
+  it('holds a member to its publish rate (429 problem+json with Retry-After); the admin token is exempt', async () => {
+    const node = await startTestNode({
+      name: 'publish rate',
+      overrides: { rateLimit: { publishPerSecond: 1, publishBurst: 2 } },
+    });
+    await node.createRoom('calm', ['user:ann']);
+    const ann = await node.token('user:ann');
+    const publish = (token: string) =>
+      fetch(`${node.url}/v1/rooms/calm/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ body: 'hi' }),
+      });
+    expect((await publish(ann)).status).toBe(202);
+    expect((await publish(ann)).status).toBe(202);
+    const over = await publish(ann);
+    expect(over.status).toBe(429);
+    expect(over.headers.get('content-type')).toBe('application/problem+json');
+    expect(over.headers.get('retry-after')).toBe('1');
+    expect(await over.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+    for (let i = 0; i < 5; i++) expect((await publish('admin-token')).status).toBe(202);
+
+    // Over WebSocket: an error frame for that publish, with retryAfterMs.
+    const ws = await connect(node.wsUrl, ann);
+    ws.send({ type: 'publish', room: 'calm', body: 'hi', id: 'p1' });
+    const frame = await ws.next();
+    expect(frame).toMatchObject({ type: 'error', code: 'rate_limited', id: 'p1', room: 'calm' });
+    expect(frame.retryAfterMs).toBeGreaterThan(0);
+    expect(frame.retryAfterMs).toBeLessThanOrEqual(1000);
+  });
+
+  it('lets publishes through, counted, when Redis cannot be asked (fails open)', async () => {
+    const redis = defineScripts(
+      new Redis('redis://127.0.0.1:1', {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+      }),
+    );
+    const metrics = new Metrics();
+    const limiter = new PublishRateLimiter(
+      redis,
+      new Keys('thr:', 8),
+      metrics,
+      { perSecond: 1, burst: 1 },
+      createLogger('silent'),
+    );
+    await limiter.take('user:ann');
+    await limiter.take('user:ann');
+    expect(
+      await metrics.registry.getSingleMetricAsString('threshold_rate_limiter_errors_total'),
+    ).toMatch(/threshold_rate_limiter_errors_total 2$/);
+    redis.disconnect();
+  });
+
+  it('drops frames over a connection’s rate with one rate_limited error, and closes a flood with 1008', async () => {
+    const node = await startTestNode({
+      name: 'frame rate',
+      overrides: { ws: { framesPerSecond: 5, frameBurst: 5, maxDroppedFrames: 20 } },
+    });
+    const client = await connect(node.wsUrl, await node.token('user:fast'));
+    for (let i = 0; i < 100; i++) client.send({ type: 'ping' });
+    const closed = await client.closed;
+    expect(closed.code).toBe(1008);
+    const pongs = client.frames.filter((f) => f.type === 'pong');
+    const errors = client.frames.filter((f) => f.type === 'error');
+    expect(pongs.length).toBeGreaterThanOrEqual(5);
+    expect(pongs.length).toBeLessThan(10);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: 'rate_limited' });
+  });
+
+  it('does not close a client that only bursts over its frame rate now and then', async () => {
+    const node = await startTestNode({
+      name: 'frame bursts',
+      overrides: { ws: { framesPerSecond: 50, frameBurst: 10, maxDroppedFrames: 20 } },
+    });
+    const client = await connect(node.wsUrl, await node.token('user:bursty'));
+    for (let burst = 0; burst < 3; burst++) {
+      if (burst > 0) await new Promise((r) => setTimeout(r, 1000));
+      // 10 frames go through, 15 are dropped: over the rate, but within its patience.
+      for (let i = 0; i < 25; i++) client.send({ type: 'ping' });
+      await client.next((f) => f.type === 'error');
+    }
+    // Once the rate allows again, frames go through as before.
+    await new Promise((r) => setTimeout(r, 300));
+    client.send({ type: 'ping' });
+    const pongs = await eventually(
+      'the last pong',
+      async () => client.frames.filter((f) => f.type === 'pong').length,
+      (n) => n >= 31,
+    );
+    expect(pongs).toBe(31);
+    expect(client.isOpen).toBe(true);
+    expect(client.frames.filter((f) => f.type === 'error')).toHaveLength(3);
+  });
+
+  it('refuses an upgrade over the per-member cap (429 problem+json, Retry-After) or from a foreign Origin (403)', async () => {
+    const node = await startTestNode({
+      name: 'ws caps',
+      overrides: { ws: { maxConnectionsPerMember: 1, allowedOrigins: 'https://app.example.com' } },
+    });
+    const token = await node.token('user:ann');
+    const first = await connect(node.wsUrl, token);
+    const second = await connect(node.wsUrl, token).catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(UpgradeRefusedError);
+    const refused = second as UpgradeRefusedError;
+    expect(refused.status).toBe(429);
+    expect(refused.headers['retry-after']).toBe('5');
+    expect(JSON.parse(refused.body)).toMatchObject({ code: 'too_many_connections' });
+    await first.close();
+    // The slot comes back once the socket is closed.
+    const again = await eventually(
+      'the slot back',
+      () => connect(node.wsUrl, token).catch(() => undefined),
+      (c) => c !== undefined,
+    );
+    expect(again?.isOpen).toBe(true);
+    await again?.close();
+
+    const foreign = await connect(node.wsUrl, await node.token('user:bob'), 5_000, {
+      origin: 'https://evil.example',
+    }).catch((e: unknown) => e);
+    expect(foreign).toBeInstanceOf(UpgradeRefusedError);
+    expect((foreign as UpgradeRefusedError).status).toBe(403);
+    expect((foreign as UpgradeRefusedError).headers['content-type']).toBe(
+      'application/problem+json',
+    );
+  });
+
+  it('answers malformed requests with problem+json: a bad handshake header, a duplicate Content-Length', async () => {
+    const node = await startTestNode({ name: 'malformed' });
+    const { port } = new URL(node.url);
+    const token = await node.token('user:ann');
+    const upgrade = (method: string, key: string) =>
+      new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
+        const req = request({
+          method,
+          port,
+          host: '127.0.0.1',
+          path: `/v1/ws?token=${token}`,
+          headers: {
+            connection: 'Upgrade',
+            upgrade: 'websocket',
+            'sec-websocket-key': key,
+            'sec-websocket-version': '13',
+          },
+        });
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] ?? '', body }),
+          );
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (const [method, key, field] of [
+      ['GET', 'not-a-key', 'Sec-WebSocket-Key'],
+      // Hono routes HEAD to GET handlers: without the check ws would answer an HTML 405.
+      ['HEAD', 'dGhlIHNhbXBsZSBub25jZQ==', undefined],
+    ] as const) {
+      const answer = await upgrade(method, key);
+      expect(answer.status).toBe(400);
+      expect(answer.type).toBe('application/problem+json');
+      if (field) expect(JSON.parse(answer.body)).toMatchObject({ field });
+    }
+
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = tcp({ host: '127.0.0.1', port: Number(port) }, () =>
+        socket.write(
+          'POST /v1/rooms HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}',
+        ),
+      );
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d.toString()));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(raw).toContain('content-type: application/problem+json');
+    expect(raw).toContain('"code":"bad_http_request"');
+  });
+});
