@@ -1,6 +1,6 @@
 import { onTestFailed } from 'vitest';
 import type { ClusterState } from '../../src/mesh/cluster-view.ts';
-import { freePort } from '../../src/redis/embedded.ts';
+import { type EmbeddedRedisOptions, freePort } from '../../src/redis/embedded.ts';
 import { ADMIN_TOKEN, JWT_SECRET } from './node.ts';
 import { type NodeProcess, runThreshold } from './process.ts';
 import { type PrivateRedis, startPrivateRedis } from './redis.ts';
@@ -129,9 +129,16 @@ function disagreement(expected: string[], views: ClusterState[]): string {
   return '';
 }
 
-/** Starts a private Redis and `count` relay node processes on it; call inside a test. */
-export async function startMesh(count = 3, env: NodeJS.ProcessEnv = {}): Promise<TestMesh> {
-  const mesh = new TestMesh(await startPrivateRedis({ appendOnly: false }));
+/**
+ * Starts a private Redis and `count` relay node processes on it; call inside a test. The
+ * Redis keeps no append-only file unless `redis` asks for one (tests that restart it).
+ */
+export async function startMesh(
+  count = 3,
+  env: NodeJS.ProcessEnv = {},
+  redis: Partial<EmbeddedRedisOptions> = { appendOnly: false },
+): Promise<TestMesh> {
+  const mesh = new TestMesh(await startPrivateRedis(redis));
   // A failed test shows the end of every node's log: what a node said before it died or hung.
   onTestFailed(() => {
     for (const node of mesh.started) {
