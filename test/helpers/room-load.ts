@@ -270,13 +270,14 @@ export interface ScenarioResult {
 /**
  * Runs a steady load over the rooms, with a watcher on every running node, and does
  * `fault` after `beforeMs`; the load goes on `afterMs` after the fault, then stops. Resolves
- * once every accepted message is committed and every watcher has caught up (or timed out).
+ * once every accepted message is committed and every watcher has caught up (or timed out:
+ * `historyTimeoutMs` bounds the wait for commits where some loss is expected).
  */
 export async function underLoad(
   mesh: TestMesh,
   rooms: string[],
   fault: () => Promise<void>,
-  { beforeMs = 2_000, afterMs = 3_000 } = {},
+  { beforeMs = 2_000, afterMs = 3_000, historyTimeoutMs = 20_000 } = {},
 ): Promise<ScenarioResult> {
   const watchers = mesh.nodes.map((n) => new Watcher(mesh, rooms, n));
   await Promise.all(watchers.map((w) => w.start()));
@@ -289,7 +290,7 @@ export async function underLoad(
   } finally {
     await load.stop();
   }
-  const report = await checkHistories(mesh.pick(0), load.accepted);
+  const report = await checkHistories(mesh.pick(0), load.accepted, historyTimeoutMs);
   const deadline = Date.now() + 10_000;
   const caughtUp = () =>
     watchers.every((w) => rooms.every((r) => w.lastSeq(r) >= (report.last.get(r) ?? 0)));
