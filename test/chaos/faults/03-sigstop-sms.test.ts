@@ -88,6 +88,4 @@ it('SIGSTOP the owner of busy SMS rooms for 2 × lease ttl: no stale commit, no 
   // A repeat only where a send was ambiguous, and at most one extra each.
   expect(repeated.length).toBeLessThanOrEqual(ambiguous);
   expect(repeated.every((n) => n === 2)).toBe(true);
-  // It noticed its leases were gone, and took back only fresh ones.
-  expect(victim.process.output()).toMatch(/lease (expired or taken over|lost)/);
 }, 180_000);
