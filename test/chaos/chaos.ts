@@ -1,3 +1,6 @@
+import type { MeshNode } from '../helpers/mesh.ts';
+import { metric } from '../twilio/sms-node.ts';
+
 /**
  * What every chaos scenario shares: its length (the issue's full form, or `CHAOS_SHORT=1`
  * for CI) and one line of figures per run, `[chaos] <scenario>: key=value …`, which CI and
@@ -16,4 +19,11 @@ export function length<T>(full: T, short: T): T {
 export function figures(scenario: string, values: Record<string, number | string>): void {
   const pairs = Object.entries(values).map(([k, v]) => `${k}=${v}`);
   console.log(`[chaos] ${scenario}${SHORT ? ' (short)' : ''}: ${pairs.join(' ')}`);
+}
+
+/** A counter summed over the nodes' /metrics (0 where absent). */
+export async function sumMetric(nodes: readonly MeshNode[], series: string): Promise<number> {
+  let total = 0;
+  for (const n of nodes) total += metric(await (await fetch(`${n.url}/metrics`)).text(), series);
+  return total;
 }

@@ -162,7 +162,8 @@ export function admin(node: MeshNode, method: string, path: string, body?: unkno
   });
 }
 
-async function waitReady(node: MeshNode, timeoutMs = 20_000): Promise<void> {
+/** Waits for the node's /readyz 200; throws if it exits or the time runs out. */
+export async function waitReady(node: MeshNode, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const exit = node.process.child.exitCode;

@@ -8,9 +8,9 @@ import { expect, it, onTestFinished } from 'vitest';
 import { Keys } from '../../../src/redis/keys.ts';
 import { admin, PARTITIONS, sleep, startMesh } from '../../helpers/mesh.ts';
 import { underLoad } from '../../helpers/room-load.ts';
-import { metric, standinEnv } from '../../twilio/sms-node.ts';
+import { standinEnv } from '../../twilio/sms-node.ts';
 import { startStandin } from '../../twilio/standin.ts';
-import { figures, length } from '../chaos.ts';
+import { figures, length, sumMetric } from '../chaos.ts';
 import { checkHistory, historyFigures } from '../history.ts';
 
 const keys = new Keys('thr:', PARTITIONS);
@@ -66,13 +66,7 @@ it('SIGSTOP the owner of busy SMS rooms for 2 × lease ttl: no stale commit, no 
   for (const t of texts)
     perText.set(`${t.to}|${t.body}`, (perText.get(`${t.to}|${t.body}`) ?? 0) + 1);
   const repeated = [...perText.values()].filter((n) => n > 1);
-  let ambiguous = 0;
-  for (const n of mesh.nodes) {
-    ambiguous += metric(
-      await (await fetch(`${n.url}/metrics`)).text(),
-      'threshold_sms_ambiguous_total',
-    );
-  }
+  const ambiguous = await sumMetric(mesh.nodes, 'threshold_sms_ambiguous_total');
   figures('sigstop-sms', {
     paused: `${2 * LEASE_TTL_MS}ms`,
     ...historyFigures(check),

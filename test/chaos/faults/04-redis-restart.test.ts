@@ -6,7 +6,7 @@
  * nothing. These runs are the README's durability table.
  */
 import { describe, expect, it } from 'vitest';
-import { sleep, startMesh, type TestMesh } from '../../helpers/mesh.ts';
+import { sleep, startMesh, type TestMesh, waitReady } from '../../helpers/mesh.ts';
 import { startPrivateRedis } from '../../helpers/redis.ts';
 import { createRooms, type ScenarioResult, underLoad } from '../../helpers/room-load.ts';
 import { figures, length } from '../chaos.ts';
@@ -47,7 +47,7 @@ async function restartUnderLoad(
       const { dir, port } = mesh.redis;
       await startPrivateRedis({ dir, port, appendOnly: true, appendFsync });
       restartedAt = Date.now();
-      await Promise.all(mesh.nodes.map((n) => readyAgain(n.url)));
+      await Promise.all(mesh.nodes.map((n) => waitReady(n, 30_000)));
       recoveredMs = Date.now() - crashAt;
     },
     { beforeMs: 3_000, afterMs: AFTER_MS, historyTimeoutMs: 8_000 },
@@ -63,22 +63,6 @@ async function restartUnderLoad(
     'nodes-ready-after': `${recoveredMs}ms`,
   });
   return { check, result, crashAt, recoveredMs, ackedAfter, mesh };
-}
-
-/** Nodes recover by themselves: polls /readyz (no restart, no help) for up to 30 s. */
-async function readyAgain(url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (
-      await fetch(`${url}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return;
-    await sleep(100);
-  }
-  throw new Error(`${url} not ready 30 s after Redis came back`);
 }
 
 /** The nodes were never restarted and committed what came after. */

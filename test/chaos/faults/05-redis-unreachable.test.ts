@@ -7,7 +7,7 @@
  */
 import { expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../../helpers/node.ts';
-import { type MeshNode, sleep, startMesh } from '../../helpers/mesh.ts';
+import { type MeshNode, sleep, startMesh, waitReady } from '../../helpers/mesh.ts';
 import { createRooms, underLoad } from '../../helpers/room-load.ts';
 import { connect, type Frame } from '../../helpers/ws-client.ts';
 import { figures, length } from '../chaos.ts';
@@ -101,7 +101,7 @@ it('Redis unreachable for 10 s: ingress answers 503 promptly (HTTP and WebSocket
       }
       resumedAt = Date.now();
       await Promise.all(pending);
-      await Promise.all(mesh.nodes.map((n) => readyAgain(n.url)));
+      await Promise.all(mesh.nodes.map((n) => waitReady(n, 30_000)));
       recoveredMs = Date.now() - resumedAt;
       await ws.close();
     },
@@ -142,18 +142,3 @@ it('Redis unreachable for 10 s: ingress answers 503 promptly (HTTP and WebSocket
   expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
   expect(check).toMatchObject({ unhealedGaps: 0, deliveredTwice: 0, deliveredOutOfOrder: 0 });
 }, 180_000);
-
-async function readyAgain(url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (
-      await fetch(`${url}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return;
-    await sleep(100);
-  }
-  throw new Error(`${url} not ready 30 s after Redis came back`);
-}

@@ -11,8 +11,7 @@ import { eventually } from '../../helpers/eventually.ts';
 import { admin, PARTITIONS, startMesh } from '../../helpers/mesh.ts';
 import { connect } from '../../helpers/redis.ts';
 import { underLoad } from '../../helpers/room-load.ts';
-import { metric } from '../../twilio/sms-node.ts';
-import { figures } from '../chaos.ts';
+import { figures, sumMetric } from '../chaos.ts';
 import { checkHistory, historyFigures } from '../history.ts';
 
 const keys = new Keys('thr:', PARTITIONS);
@@ -63,11 +62,10 @@ it('poison messages land in thr:dead after a bounded number of attempts and neve
   const check = checkHistory(result);
   const dead = (await redis.xrange(keys.dead, '-', '+')).map(([, f]) => fields(f));
   const pending = (await redis.xpending(keys.funnel(partition), 'relay')) as [number];
-  let deadMetric = 0;
-  for (const n of mesh.nodes) {
-    const text = await (await fetch(`${n.url}/metrics`)).text();
-    deadMetric += metric(text, 'threshold_dead_letters_total{reason="commit_failed"}');
-  }
+  const deadMetric = await sumMetric(
+    mesh.nodes,
+    'threshold_dead_letters_total{reason="commit_failed"}',
+  );
   const logged = mesh.nodes.some((n) =>
     n.process.output().includes('dead-lettered a funnel entry (see the thr:dead stream)'),
   );

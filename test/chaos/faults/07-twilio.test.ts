@@ -7,11 +7,11 @@
  */
 import { expect, it, onTestFinished } from 'vitest';
 import { eventually } from '../../helpers/eventually.ts';
-import { admin, type MeshNode, sleep, startMesh } from '../../helpers/mesh.ts';
+import { admin, sleep, startMesh } from '../../helpers/mesh.ts';
 import { postSigned } from '../../twilio/signing.ts';
-import { inboundText, metric, PUBLIC_URL, standinEnv } from '../../twilio/sms-node.ts';
+import { inboundText, PUBLIC_URL, standinEnv } from '../../twilio/sms-node.ts';
 import { SERVER_ERROR, startStandin, TOO_MANY_REQUESTS } from '../../twilio/standin.ts';
-import { figures, length } from '../chaos.ts';
+import { figures, length, sumMetric } from '../chaos.ts';
 
 const ROOMS = 4;
 const PER_PHASE = length(6, 3);
@@ -64,7 +64,7 @@ it('Twilio failing (429 storm, 5xx, timeouts): no text lost, none to an opted-ou
   }
   await eventually(
     'the opt-outs recorded',
-    async () => metric(await metricsOf(inbound), 'threshold_sms_inbound_total{outcome="opt_out"}'),
+    () => sumMetric([inbound], 'threshold_sms_inbound_total{outcome="opt_out"}'),
     (n) => n === ROOMS,
   );
 
@@ -114,9 +114,7 @@ it('Twilio failing (429 storm, 5xx, timeouts): no text lost, none to an opted-ou
       repeats += Math.max(0, n - 1);
       worst = Math.max(worst, n);
     }
-  let ambiguous = 0;
-  for (const n of mesh.nodes)
-    ambiguous += metric(await metricsOf(n), 'threshold_sms_ambiguous_total');
+  const ambiguous = await sumMetric(mesh.nodes, 'threshold_sms_ambiguous_total');
   const toStopped = stopped.reduce((sum, p) => sum + standin.attempts(p), 0);
   const requests = [...reached.values()].flat().reduce((sum, p) => sum + standin.attempts(p), 0);
   figures('twilio', {
@@ -136,7 +134,3 @@ it('Twilio failing (429 storm, 5xx, timeouts): no text lost, none to an opted-ou
   expect(repeats).toBeLessThanOrEqual(ambiguous);
   expect(worst).toBeLessThanOrEqual(2);
 }, 240_000);
-
-async function metricsOf(node: MeshNode): Promise<string> {
-  return (await fetch(`${node.url}/metrics`)).text();
-}
