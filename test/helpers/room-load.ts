@@ -282,21 +282,25 @@ export async function underLoad(
   const watchers = mesh.nodes.map((n) => new Watcher(mesh, rooms, n));
   await Promise.all(watchers.map((w) => w.start()));
   const load = new RoomLoad(mesh, rooms);
-  load.start();
+  // Watchers reconnect until stopped: a failed fault must not leave them running.
   try {
-    await sleep(beforeMs);
-    await fault();
-    await sleep(afterMs);
+    load.start();
+    try {
+      await sleep(beforeMs);
+      await fault();
+      await sleep(afterMs);
+    } finally {
+      await load.stop();
+    }
+    const report = await checkHistories(mesh.pick(0), load.accepted, historyTimeoutMs);
+    const deadline = Date.now() + 10_000;
+    const caughtUp = () =>
+      watchers.every((w) => rooms.every((r) => w.lastSeq(r) >= (report.last.get(r) ?? 0)));
+    while (!caughtUp() && Date.now() < deadline) await sleep(100);
+    return { load, watchers, report };
   } finally {
-    await load.stop();
+    for (const w of watchers) w.stop();
   }
-  const report = await checkHistories(mesh.pick(0), load.accepted, historyTimeoutMs);
-  const deadline = Date.now() + 10_000;
-  const caughtUp = () =>
-    watchers.every((w) => rooms.every((r) => w.lastSeq(r) >= (report.last.get(r) ?? 0)));
-  while (!caughtUp() && Date.now() < deadline) await sleep(100);
-  for (const w of watchers) w.stop();
-  return { load, watchers, report };
 }
 
 /** Sum of the watchers' defects over every room: what subscribers missed or saw twice. */
