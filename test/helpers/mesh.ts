@@ -71,6 +71,16 @@ export class TestMesh {
     }
   }
 
+  /** Freezes the node (SIGSTOP) for `ms`, then wakes it (SIGCONT): it stays in `nodes`. */
+  async pause(node: MeshNode, ms: number): Promise<void> {
+    process.kill(node.pid, 'SIGSTOP');
+    try {
+      await sleep(ms);
+    } finally {
+      process.kill(node.pid, 'SIGCONT');
+    }
+  }
+
   async cluster(node: MeshNode): Promise<ClusterState> {
     const res = await admin(node, 'GET', '/v1/cluster');
     if (res.status !== 200) throw new Error(`GET /v1/cluster on ${node.id}: ${res.status}`);

@@ -6,7 +6,7 @@
  */
 import { expect, it, onTestFinished } from 'vitest';
 import { Keys } from '../../../src/redis/keys.ts';
-import { admin, PARTITIONS, sleep, startMesh } from '../../helpers/mesh.ts';
+import { admin, PARTITIONS, startMesh } from '../../helpers/mesh.ts';
 import { underLoad } from '../../helpers/room-load.ts';
 import { standinEnv } from '../../twilio/sms-node.ts';
 import { startStandin } from '../../twilio/standin.ts';
@@ -46,9 +46,7 @@ it('SIGSTOP the owner of busy SMS rooms for 2 × lease ttl: no stale commit, no 
     mesh,
     rooms,
     async () => {
-      process.kill(victim.pid, 'SIGSTOP');
-      await sleep(2 * LEASE_TTL_MS);
-      process.kill(victim.pid, 'SIGCONT');
+      await mesh.pause(victim, 2 * LEASE_TTL_MS);
       await mesh.agreement(20_000);
     },
     { beforeMs: 2_000, afterMs: 3_000 },
