@@ -79,6 +79,7 @@ const PENDING_RESCAN_MS = 30_000;
 export class OutboxSender {
   private readonly buckets: TokenBuckets;
   private readonly queues = new Map<string, Held[]>();
+  /** Jobs queued or in flight, by {@link jobKey}. */
   private readonly inMemory = new Set<string>();
   /**
    * Partitions we read. The cursor walks our own pending entries (ids after it) before new
@@ -88,7 +89,7 @@ export class OutboxSender {
   private inFlight = 0;
   /** Sends in flight, with their partition. */
   private readonly sends = new Map<Promise<void>, number>();
-  /** Unexpected failures per outbox entry (in memory: a restart forgives them). */
+  /** Unexpected failures per outbox entry, by {@link jobKey} (in memory: a restart forgives them). */
   private readonly errors = new Map<string, number>();
   /** Sending number → the last time slot given to a parked job. */
   private readonly slots = new Map<string, number>();
@@ -252,7 +253,7 @@ export class OutboxSender {
   private drop(partition: number): void {
     for (const [number, queue] of this.queues) {
       const kept = queue.filter((h) => h.partition !== partition);
-      for (const h of queue) if (h.partition === partition) this.inMemory.delete(h.entryId);
+      for (const h of queue) if (h.partition === partition) this.inMemory.delete(jobKey(h));
       if (kept.length > 0) this.queues.set(number, kept);
       else this.queues.delete(number);
     }
@@ -354,7 +355,7 @@ export class OutboxSender {
       if (cursor !== '>' && state.cursor === cursor)
         state.cursor = entries.length === 0 ? '>' : (entries[entries.length - 1]?.[0] ?? '>');
       for (const [entryId, fields] of entries) {
-        if (this.inMemory.has(entryId)) continue;
+        if (this.inMemory.has(jobKey({ partition: p, entryId }))) continue;
         if (fields === null) {
           // Deleted while pending (settled by an earlier owner): nothing to send.
           await this.redis.xack(this.keys.outbox(p), SENDERS_GROUP, entryId);
@@ -392,7 +393,7 @@ export class OutboxSender {
     }
     queue.push(held);
     this.queues.set(number, queue);
-    this.inMemory.add(held.entryId);
+    this.inMemory.add(jobKey(held));
   }
 
   /** Starts every send the buckets and the in-flight bound allow; wakes itself for the rest. */
@@ -413,13 +414,13 @@ export class OutboxSender {
         const send = this.send(held)
           .then(
             () => {
-              this.errors.delete(held.entryId);
+              this.errors.delete(jobKey(held));
             },
             (err: unknown) => this.unexpected(held, err),
           )
           .finally(() => {
             this.inFlight--;
-            this.inMemory.delete(held.entryId);
+            this.inMemory.delete(jobKey(held));
             this.sends.delete(send);
             this.pump();
           });
@@ -610,10 +611,10 @@ export class OutboxSender {
   private async unexpected(held: Held, err: unknown): Promise<void> {
     const { partition, entryId } = held;
     if (this.reading.get(partition)?.lease !== held.lease) return; // the next owner has it
-    const failures = (this.errors.get(entryId) ?? 0) + 1;
+    const failures = (this.errors.get(jobKey(held)) ?? 0) + 1;
     const ctx = { ...context(held), entry: entryId, failures };
     if (failures >= this.options.maxAttempts && !isRedisUnavailable(err)) {
-      this.errors.delete(entryId);
+      this.errors.delete(jobKey(held));
       const detail = `${failures} unexpected failures: ${(err as Error)?.message ?? String(err)}`;
       // Part of the send (awaited by it), so release() and stop() wait for it too.
       try {
@@ -631,7 +632,7 @@ export class OutboxSender {
       return;
     }
     if (this.errors.size > 100_000) this.errors.clear();
-    this.errors.set(entryId, failures);
+    this.errors.set(jobKey(held), failures);
     this.log.warn(
       { ...ctx, err },
       'SMS job failed unexpectedly; it stays pending and is tried again shortly (if this repeats, check Redis and the job in the outbox)',
@@ -700,7 +701,7 @@ export class OutboxSender {
       retry ? retry.at : '', retry ? JSON.stringify(Object.entries(retry.job).flat()) : '',
     ));
     if (result === 1) {
-      this.errors.delete(held.entryId);
+      this.errors.delete(jobKey(held));
       return true;
     }
     this.fenced(held.partition, held.lease);
@@ -725,4 +726,13 @@ export class OutboxSender {
     if (job.kind === 'relay' && final.includes(delivery))
       this.metrics.deliveries.inc({ channel: 'sms', outcome: delivery });
   }
+}
+
+/**
+ * A job's identity on this node. Entry ids are unique per stream only: outboxes written in the
+ * same millisecond (one commit batch over several partitions) share ids, so the partition is
+ * part of the key.
+ */
+function jobKey(held: Pick<Held, 'partition' | 'entryId'>): string {
+  return `${held.partition}/${held.entryId}`;
 }

@@ -3,7 +3,14 @@ import type { Redis } from 'ioredis';
 import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
 import type { Keys } from '../redis/keys.ts';
-import { BlockingWait, claimAllPending, type FencedRead, FencedReader } from '../redis/streams.ts';
+import {
+  BlockingWait,
+  claimAllPending,
+  type FencedRead,
+  FencedReader,
+  type FencedReadRequest,
+  type StreamEntry,
+} from '../redis/streams.ts';
 
 /** One funnel entry read by the owner of its partition. `data` is null if it was trimmed away. */
 export interface FunnelEntry {
@@ -192,18 +199,17 @@ export class PartitionConsumer {
         }));
         const replies = await this.fencedReader.read(requests, this.options.batch);
         failures = 0;
-        partitions.forEach(([p, o, cursor, rewinds], i) => {
-          const reply = replies[i] as FencedRead;
+        // Partitions whose whole pending list came back with room to spare: new entries too.
+        const topUps: (FencedReadRequest & { p: number; o: Owned })[] = [];
+        const take = (p: number, o: Owned, reply: FencedRead): StreamEntry[] | undefined => {
           // Released while we were reading: leave the entries pending for the next owner.
-          if (this.owned.get(p) !== o) return;
+          if (this.owned.get(p) !== o) return undefined;
           if (reply === 'fenced') {
             this.fenced(p, 'lease lost (fenced read); stopped reading the partition');
-            return;
+            return undefined;
           }
           const { entries: items, newest: last } = reply;
           if (items.length > 0) read.add(p);
-          // Our pending list is exhausted once a read from '0' returns nothing.
-          else if (cursor === '0' && o.rewinds === rewinds) o.cursor = '>';
           if (last) newest.push([this.keys.funnel(p), last]);
           for (const [id, fields] of items) {
             entries.push({
@@ -213,7 +219,30 @@ export class PartitionConsumer {
               data: fields ? fieldValue(fields, 'e') : null,
             });
           }
+          return items;
+        };
+        partitions.forEach(([p, o, cursor, rewinds], i) => {
+          const items = take(p, o, replies[i] as FencedRead);
+          if (!items || cursor !== '0') return;
+          // Our pending list is exhausted once a read from '0' returns nothing.
+          if (items.length === 0 && o.rewinds === rewinds) o.cursor = '>';
+          else if (items.length > 0 && items.length < this.options.batch)
+            topUps.push({
+              ...requests[i]!,
+              cursor: '>',
+              count: this.options.batch - items.length,
+              p,
+              o,
+            });
         });
+        // Entries being retried (a poison message, a room waiting for its previous entry) must
+        // not hold up the partition's other rooms: new entries join the batch after every
+        // pending one, so a room's new entry still finds its pending predecessor (commit
+        // script, ARGV[12]) and waits for it, while other rooms' entries commit.
+        if (topUps.length > 0) {
+          const more = await this.fencedReader.read(topUps, this.options.batch);
+          topUps.forEach(({ p, o }, i) => take(p, o, more[i] as FencedRead));
+        }
       } catch (err) {
         // The read may have happened with its reply lost: those entries are pending now.
         this.rewind();

@@ -14,6 +14,8 @@ export interface FencedReadRequest {
   value: string;
   /** '>' (new entries), or an id: our pending entries after it ('0' for all). */
   cursor: string;
+  /** Entries to read at most, if fewer than the read's count. */
+  count?: number;
 }
 
 /**
@@ -43,7 +45,7 @@ export class FencedReader {
     const pipe = this.redis.pipeline();
     for (const r of reads) {
       // prettier-ignore
-      pipe.readFenced(r.lease, r.stream, r.value, this.group, this.consumer, count, r.cursor);
+      pipe.readFenced(r.lease, r.stream, r.value, this.group, this.consumer, Math.min(count, r.count ?? count), r.cursor);
     }
     const epoch = this.epoch;
     const results = (await pipe.exec()) ?? [];

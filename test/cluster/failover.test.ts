@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Keys } from '../../src/redis/keys.ts';
-import { PARTITIONS, sleep, startMesh, type TestMesh } from '../helpers/mesh.ts';
+import { PARTITIONS, startMesh, type TestMesh } from '../helpers/mesh.ts';
 import { createRooms, underLoad, watcherDefects } from '../helpers/room-load.ts';
 
 const keys = new Keys('thr:', PARTITIONS);
@@ -75,9 +75,7 @@ describe('a node paused past its lease (SIGSTOP, then SIGCONT)', () => {
       mesh,
       rooms,
       async () => {
-        process.kill(victim.pid, 'SIGSTOP');
-        await sleep(2 * LEASE_TTL_MS);
-        process.kill(victim.pid, 'SIGCONT');
+        await mesh.pause(victim, 2 * LEASE_TTL_MS);
         // It heartbeats again, so the ring gives it its partitions back.
         await mesh.agreement(15_000);
       },

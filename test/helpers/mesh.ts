@@ -1,6 +1,6 @@
 import { onTestFailed } from 'vitest';
 import type { ClusterState } from '../../src/mesh/cluster-view.ts';
-import { freePort } from '../../src/redis/embedded.ts';
+import { type EmbeddedRedisOptions, freePort } from '../../src/redis/embedded.ts';
 import { ADMIN_TOKEN, JWT_SECRET } from './node.ts';
 import { type NodeProcess, runThreshold } from './process.ts';
 import { type PrivateRedis, startPrivateRedis } from './redis.ts';
@@ -71,6 +71,16 @@ export class TestMesh {
     }
   }
 
+  /** Freezes the node (SIGSTOP) for `ms`, then wakes it (SIGCONT): it stays in `nodes`. */
+  async pause(node: MeshNode, ms: number): Promise<void> {
+    process.kill(node.pid, 'SIGSTOP');
+    try {
+      await sleep(ms);
+    } finally {
+      process.kill(node.pid, 'SIGCONT');
+    }
+  }
+
   async cluster(node: MeshNode): Promise<ClusterState> {
     const res = await admin(node, 'GET', '/v1/cluster');
     if (res.status !== 200) throw new Error(`GET /v1/cluster on ${node.id}: ${res.status}`);
@@ -129,9 +139,16 @@ function disagreement(expected: string[], views: ClusterState[]): string {
   return '';
 }
 
-/** Starts a private Redis and `count` relay node processes on it; call inside a test. */
-export async function startMesh(count = 3, env: NodeJS.ProcessEnv = {}): Promise<TestMesh> {
-  const mesh = new TestMesh(await startPrivateRedis({ appendOnly: false }));
+/**
+ * Starts a private Redis and `count` relay node processes on it; call inside a test. The
+ * Redis keeps no append-only file unless `redis` asks for one (tests that restart it).
+ */
+export async function startMesh(
+  count = 3,
+  env: NodeJS.ProcessEnv = {},
+  redis: Partial<EmbeddedRedisOptions> = { appendOnly: false },
+): Promise<TestMesh> {
+  const mesh = new TestMesh(await startPrivateRedis(redis));
   // A failed test shows the end of every node's log: what a node said before it died or hung.
   onTestFailed(() => {
     for (const node of mesh.started) {
@@ -155,7 +172,8 @@ export function admin(node: MeshNode, method: string, path: string, body?: unkno
   });
 }
 
-async function waitReady(node: MeshNode, timeoutMs = 20_000): Promise<void> {
+/** Waits for the node's /readyz 200; throws if it exits or the time runs out. */
+export async function waitReady(node: MeshNode, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const exit = node.process.child.exitCode;

@@ -10,6 +10,8 @@ import { ADMIN_TOKEN } from './node.ts';
 export class RoomLoad {
   /** room → envelope ids of the accepted messages, in the order they were accepted. */
   readonly accepted = new Map<string, string[]>();
+  /** Envelope id → when its 202 arrived (ms since epoch): the moment the client was told. */
+  readonly ackedAt = new Map<string, number>();
   /** Requests that failed (a node died, or answered 503) and were retried elsewhere. */
   retries = 0;
   private running = false;
@@ -48,6 +50,7 @@ export class RoomLoad {
         const status = await publish(node, room, `${room}-${n}`, `message ${n}`).catch(() => 0);
         if (typeof status === 'string') {
           ids.push(status);
+          this.ackedAt.set(status, Date.now());
           break;
         }
         if (status !== 0 && status !== 503)
@@ -89,6 +92,8 @@ export interface HistoryReport {
   gaps: number;
   /** room → last seq */
   last: Map<string, number>;
+  /** Envelope id → the seq it was committed at (the first, if committed twice). */
+  seqOf: Map<string, number>;
 }
 
 /**
@@ -116,6 +121,7 @@ async function readHistories(node: MeshNode, accepted: Map<string, string[]>) {
     reordered: 0,
     gaps: 0,
     last: new Map(),
+    seqOf: new Map(),
   };
   for (const [room, ids] of accepted) {
     const messages = await history(node, room);
@@ -127,6 +133,7 @@ async function readHistories(node: MeshNode, accepted: Map<string, string[]>) {
       if (seqOf.has(m.id)) report.duplicated++;
       else seqOf.set(m.id, m.seq);
     }
+    for (const [id, seq] of seqOf) report.seqOf.set(id, seq);
     report.committed += messages.length;
     report.last.set(room, messages.at(-1)?.seq ?? 0);
     let previous = 0;
@@ -263,32 +270,37 @@ export interface ScenarioResult {
 /**
  * Runs a steady load over the rooms, with a watcher on every running node, and does
  * `fault` after `beforeMs`; the load goes on `afterMs` after the fault, then stops. Resolves
- * once every accepted message is committed and every watcher has caught up (or timed out).
+ * once every accepted message is committed and every watcher has caught up (or timed out:
+ * `historyTimeoutMs` bounds the wait for commits where some loss is expected).
  */
 export async function underLoad(
   mesh: TestMesh,
   rooms: string[],
   fault: () => Promise<void>,
-  { beforeMs = 2_000, afterMs = 3_000 } = {},
+  { beforeMs = 2_000, afterMs = 3_000, historyTimeoutMs = 20_000 } = {},
 ): Promise<ScenarioResult> {
   const watchers = mesh.nodes.map((n) => new Watcher(mesh, rooms, n));
   await Promise.all(watchers.map((w) => w.start()));
   const load = new RoomLoad(mesh, rooms);
-  load.start();
+  // Watchers reconnect until stopped: a failed fault must not leave them running.
   try {
-    await sleep(beforeMs);
-    await fault();
-    await sleep(afterMs);
+    load.start();
+    try {
+      await sleep(beforeMs);
+      await fault();
+      await sleep(afterMs);
+    } finally {
+      await load.stop();
+    }
+    const report = await checkHistories(mesh.pick(0), load.accepted, historyTimeoutMs);
+    const deadline = Date.now() + 10_000;
+    const caughtUp = () =>
+      watchers.every((w) => rooms.every((r) => w.lastSeq(r) >= (report.last.get(r) ?? 0)));
+    while (!caughtUp() && Date.now() < deadline) await sleep(100);
+    return { load, watchers, report };
   } finally {
-    await load.stop();
+    for (const w of watchers) w.stop();
   }
-  const report = await checkHistories(mesh.pick(0), load.accepted);
-  const deadline = Date.now() + 10_000;
-  const caughtUp = () =>
-    watchers.every((w) => rooms.every((r) => w.lastSeq(r) >= (report.last.get(r) ?? 0)));
-  while (!caughtUp() && Date.now() < deadline) await sleep(100);
-  for (const w of watchers) w.stop();
-  return { load, watchers, report };
 }
 
 /** Sum of the watchers' defects over every room: what subscribers missed or saw twice. */

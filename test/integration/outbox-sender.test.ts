@@ -186,6 +186,32 @@ describe('OutboxSender', () => {
     expect(pending).toBe(0);
   });
 
+  it('jobs of two partitions with the same entry id (one commit batch, one millisecond) are both sent at once', async () => {
+    const leases = new Map([
+      [0, `${NODE}:1`],
+      [1, `${NODE}:1`],
+    ]);
+    const { keys, client, sender } = await setup('outbox-same-id', leases);
+    for (const p of [0, 1]) {
+      await redis.set(keys.lease(p), `${NODE}:1`);
+      // prettier-ignore
+      await redis.xadd(
+        keys.outbox(p), '1-1', 'kind', 'relay', 'd', `r${p}~+1555000000${p}~m${p}`,
+        'to', `+1555000000${p}`, 'from', `+1555000010${p}`, 'body', `from partition ${p}`,
+        'media', '', 'room', `r${p}`, 'msg', `m${p}`, 'attempt', 0,
+      );
+    }
+    sender.start();
+    // Not one now and the other at the next rescan of pending jobs (30 s).
+    await eventually(
+      'both texts',
+      async () => client.sent.map((t) => t.body).sort(),
+      (b) => b.length === 2,
+      5_000,
+    );
+    expect(client.sent.map((t) => t.body).sort()).toEqual(['from partition 0', 'from partition 1']);
+  });
+
   it('a 5xx schedules the retry in the retry set before acknowledging, and the retry is sent', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
     const { keys, client, metrics, sender, job } = await setup('outbox-retry', leases);
