@@ -9,6 +9,7 @@ import {
   WebSocketSession,
 } from '../delivery/websocket-session.ts';
 import type { AppEnv } from './app.ts';
+import { corkedSocket } from './corked-socket.ts';
 
 export interface WebSocketOptions extends SessionOptions {
   /** Frames larger than this close the connection with 1009. */
@@ -54,7 +55,7 @@ export function mountWebSocket(
       return {
         onOpen(_event, ws) {
           const raw = ws.raw as WebSocket;
-          session = new WebSocketSession(raw, identity, deps, options);
+          session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
           sockets.set(raw, { session, alive: true });
           raw.on('pong', () => {
             const entry = sockets.get(raw);
