@@ -34,10 +34,15 @@ const { values: args } = parseArgs({
     runs: { type: 'string' },
     readme: { type: 'boolean', default: false },
     only: { type: 'string' },
+    profile: { type: 'string' },
+    systems: { type: 'string' },
   },
 });
+if (args.profile) process.env.THRESHOLD_BENCH_PROFILE_DIR = args.profile;
 
 const quick = args.quick ?? false;
+const systems = args.systems?.split(',') as SystemName[] | undefined;
+const pick = (all: SystemName[]) => (systems ? all.filter((s) => systems.includes(s)) : all);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const only = args.only?.split(',');
 const wanted = (workload: string) => !only || only.includes(workload);
@@ -112,7 +117,7 @@ async function bench(): Promise<Results> {
         ])
       : {},
     manyRooms: wanted('many-rooms')
-      ? await rooms('Many rooms', manyRooms, ['threshold', 'raw', 'socketio-streams'])
+      ? await rooms('Many rooms', manyRooms, pick(['threshold', 'raw', 'socketio-streams']))
       : {},
     ingress: wanted('ingress')
       ? await repeat(

@@ -31,16 +31,25 @@ export class ThresholdCluster {
     for (let i = 1; i <= count; i++) {
       const port = await freePort();
       const id = `node-${i}`;
-      const process = spawnPinned(id, global.process.execPath, [BIN, 'node'], 'server', {
-        THRESHOLD_REDIS_URL: redis.url,
-        THRESHOLD_PORT: String(port),
-        THRESHOLD_NODE_ID: id,
-        THRESHOLD_PARTITIONS: String(PARTITIONS),
-        THRESHOLD_ADMIN_TOKEN: ADMIN_TOKEN,
-        THRESHOLD_JWT_SECRET: JWT_SECRET,
-        THRESHOLD_LOG_LEVEL: 'warn',
-        ...env,
-      });
+      // `npm run bench -- --profile <dir>`: a V8 CPU profile of each node, written as it stops.
+      const dir = global.process.env.THRESHOLD_BENCH_PROFILE_DIR;
+      const profile = dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+      const process = spawnPinned(
+        id,
+        global.process.execPath,
+        [...profile, BIN, 'node'],
+        'server',
+        {
+          THRESHOLD_REDIS_URL: redis.url,
+          THRESHOLD_PORT: String(port),
+          THRESHOLD_NODE_ID: id,
+          THRESHOLD_PARTITIONS: String(PARTITIONS),
+          THRESHOLD_ADMIN_TOKEN: ADMIN_TOKEN,
+          THRESHOLD_JWT_SECRET: JWT_SECRET,
+          THRESHOLD_LOG_LEVEL: 'warn',
+          ...env,
+        },
+      );
       const url = `http://127.0.0.1:${port}`;
       nodes.push({ id, url, wsUrl: `ws://127.0.0.1:${port}/v1/ws?token=${ADMIN_TOKEN}`, process });
     }
