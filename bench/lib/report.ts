@@ -181,16 +181,16 @@ function roomRows(
   const systems = ROOM_SYSTEMS;
   const cells = (f: (s: RoomsSummary | undefined) => string) =>
     systems.map((sys) => f(summaries[sys])).join(' | ');
-  const rates = [
-    ...new Set(
-      systems.flatMap(
-        (sys) => summaries[sys]?.byRate.filter((r) => r.sustained).map((r) => r.rate) ?? [],
-      ),
-    ),
-  ]
-    .sort((a, b) => a - b)
-    // The lowest and the highest rate any system sustained: where they can be compared.
-    .filter((rate, i, all) => i === 0 || i === all.length - 1);
+  // Latency rows: every rate Threshold and at least one other system sustained (where they can
+  // be compared), and the highest rate any system sustained.
+  const sustained = (sys: SystemName) =>
+    new Set(summaries[sys]?.byRate.filter((r) => r.sustained).map((r) => r.rate) ?? []);
+  const all = systems.map(sustained);
+  const compared = [...(all[0] ?? [])].filter((rate) => all.slice(1).some((s) => s.has(rate)));
+  const highest = Math.max(0, ...all.flatMap((s) => [...s]));
+  const rates = [...new Set([...compared, ...(highest > 0 ? [highest] : [])])].sort(
+    (a, b) => a - b,
+  );
   const rows = [
     `| ${name} | deliveries/s at saturation (offered msg/s) | ${cells((s) =>
       s ? `${fmt(s.saturation)} (${fmt(s.saturationRate)})` : '–',
