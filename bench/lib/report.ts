@@ -62,9 +62,14 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
   for (const r of runs)
     for (const [name, mib] of Object.entries(r.peakRssMiB))
       peak[name] = Math.max(peak[name] ?? 0, mib);
+  // The median run's saturation (the lower of the two middle ones for an even count), so the
+  // figure and its rate come from a step that was measured.
+  const mid = [...runs].sort((a, b) => a.saturation - b.saturation)[
+    Math.floor((runs.length - 1) / 2)
+  ];
   return {
-    saturation: median(runs.map((r) => r.saturation)),
-    saturationRate: median(runs.map((r) => r.saturationRate)),
+    saturation: mid?.saturation ?? 0,
+    saturationRate: mid?.saturationRate ?? 0,
     maxCommitted: committed.length > 0 ? median(committed) : undefined,
     byRate: rates.map((rate) => {
       const steps = runs.flatMap((r) => r.steps.filter((s) => s.rate === rate));
