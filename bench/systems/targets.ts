@@ -30,8 +30,12 @@ export interface Target {
   subscribe(rooms: string[], perRoom: number): Promise<void>;
   window(w: { from: number; to: number }): Promise<void>;
   report(): Promise<Receipts[]>;
-  /** Messages committed so far (systems that commit). */
-  committed?(): Promise<number>;
+  /**
+   * Messages committed so far (systems that commit), asked of the publisher (Threshold acks
+   * each publish after its commit) or the raw pipeline's consumers: never of the servers
+   * under test, whose /metrics scrape would stall them inside the measured window.
+   */
+  committed?(publisher: BenchChild): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -72,7 +76,7 @@ async function startThreshold(): Promise<Target> {
     },
     window: subs.window,
     report: subs.report,
-    committed: () => cluster.committed(),
+    committed: (publisher) => publisher.call<number>('acked'),
     async stop() {
       await subs.client.stop();
       await cluster.stop();

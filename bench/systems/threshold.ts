@@ -127,20 +127,6 @@ export class ThresholdCluster {
     );
   }
 
-  /** Messages committed so far on every node (threshold_messages_relayed_total). */
-  async committed(): Promise<number> {
-    const counts = await Promise.all(
-      this.nodes.map(async (n) => {
-        const text = await (await fetch(`${n.url}/metrics`)).text();
-        let sum = 0;
-        for (const m of text.matchAll(/^threshold_messages_relayed_total\{[^}]*\} (\S+)$/gm))
-          sum += Number(m[1]);
-        return sum;
-      }),
-    );
-    return counts.reduce((a, b) => a + b, 0);
-  }
-
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.process.stop()));
     await this.redis.stop();

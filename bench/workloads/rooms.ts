@@ -82,7 +82,7 @@ export async function runRooms(
         durationMs: w.warmupMs + w.measureMs,
       } satisfies RunParams);
       await sleepUntil(from);
-      const committedFrom = await target.committed?.();
+      const committedFrom = await target.committed?.(publisher);
       const usage = measure([
         ...target.processes,
         ...target.clients,
@@ -92,7 +92,7 @@ export async function runRooms(
       await sleepUntil(to);
       const processes = usage.finish();
       const machineBusyCores = load();
-      const committedTo = await target.committed?.();
+      const committedTo = await target.committed?.(publisher);
       const sent = await running;
       await sleepUntil(to + w.drainMs);
       const receipts = await target.report();
