@@ -3,8 +3,8 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
-import { ulid } from 'ulid';
 import { type Config, isLoopback, list } from './config.ts';
+import { newUlid } from './ids.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { prepareOutbox } from './delivery/outbox-job.ts';
@@ -60,7 +60,7 @@ export async function startNode(
     config.nodeId ||
     `${hostname()
       .replace(/[^A-Za-z0-9._-]/g, '-')
-      .slice(0, 40)}-${config.port || ulid().slice(-8).toLowerCase()}`;
+      .slice(0, 40)}-${config.port || newUlid().slice(-8).toLowerCase()}`;
   log = log.child({ node: nodeId });
   const devMode = !config.adminToken && !config.jwtSecret;
   if (devMode && !isLoopback(config.host)) {

@@ -5,14 +5,21 @@ import type { Keys } from '../redis/keys.ts';
 
 /** A local receiver of a room's committed messages (a WebSocket session). */
 export interface LiveSubscriber {
-  /** `frame` is the message exactly as clients get it, serialised once for all of them. */
-  deliver(room: string, seq: number, frame: string): void;
+  /**
+   * `frame` is the message exactly as clients get it (UTF-8 JSON text), the bytes Redis
+   * delivered: serialised once by the committer, never decoded or re-encoded per subscriber.
+   */
+  deliver(room: string, seq: number, frame: Buffer): void;
   /** Pub/sub was interrupted: whatever was published meanwhile must be read from history. */
   resync(room: string): void;
 }
 
 const SEQ = /"seq":(\d+)/;
 const TS = /"ts":(\d+)\}$/;
+/** Bytes of a frame that hold its seq: `{"type":"message","room":<≤ 66>,"seq":<≤ 16>`. */
+const HEAD_BYTES = 128;
+/** Bytes at the end of a frame that hold its ts: `"ts":<13 digits>}`. */
+const TAIL_BYTES = 32;
 
 /**
  * Fans committed messages out to this node's sessions: one Redis subscription per room
@@ -36,7 +43,10 @@ export class LiveHub {
     this.prefix = keys.live('');
     // The node connects before building the hub, so the first 'ready' may be behind us.
     this.hadConnection = sub.status === 'ready';
-    sub.on('message', (channel: string, payload: string) => this.onMessage(channel, payload));
+    // Buffers, not strings: a frame goes to every local session as the bytes Redis sent.
+    sub.on('messageBuffer', (channel: Buffer, payload: Buffer) =>
+      this.onMessage(channel.toString(), payload),
+    );
     sub.on('ready', () => {
       // ioredis re-subscribes by itself; what was published while we were away is not replayed.
       if (this.hadConnection) this.resyncAll();
@@ -82,16 +92,16 @@ export class LiveHub {
     return this.rooms.size;
   }
 
-  private onMessage(channel: string, payload: string): void {
+  private onMessage(channel: string, payload: Buffer): void {
     if (channel.startsWith(this.prefix)) {
       const room = channel.slice(this.prefix.length);
       const set = this.rooms.get(room);
       if (!set) return;
-      const seq = Number(SEQ.exec(payload)?.[1]);
+      const seq = Number(SEQ.exec(payload.toString('latin1', 0, HEAD_BYTES))?.[1]);
       for (const s of set) s.deliver(room, seq, payload);
       // Once per message and node, not per subscriber: fan-out stays cheap.
       this.metrics.deliveries.inc({ channel: 'ws', outcome: 'sent' }, set.size);
-      const ts = Number(TS.exec(payload)?.[1]);
+      const ts = Number(TS.exec(payload.toString('latin1', payload.length - TAIL_BYTES))?.[1]);
       if (ts)
         this.metrics.ingressToDelivery.observe(
           { channel: 'ws' },
@@ -99,7 +109,7 @@ export class LiveHub {
         );
       return;
     }
-    this.channels.get(channel)?.(payload);
+    this.channels.get(channel)?.(payload.toString());
   }
 
   private resyncAll(): void {

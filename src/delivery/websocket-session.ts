@@ -25,6 +25,8 @@ export const CLOSE = {
 /** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
 export interface SocketLike {
   send(data: string): void;
+  /** Live frames are Buffers holding UTF-8 JSON, sent as text frames (`binary: false`). */
+  send(data: Buffer, options: { binary: boolean }): void;
   close(code: number, reason: string): void;
   readonly bufferedAmount: number;
 }
@@ -88,7 +90,7 @@ interface RoomSub {
   last: number;
   /** Catching up from history: live messages wait in `pending` meanwhile. */
   syncing: boolean;
-  pending: { seq: number; frame: string }[];
+  pending: { seq: number; frame: string | Buffer }[];
 }
 
 let nextConn = 0;
@@ -276,7 +278,7 @@ export class WebSocketSession implements LiveSubscriber {
   }
 
   /** A live message from the hub. */
-  deliver(room: string, seq: number, frame: string): void {
+  deliver(room: string, seq: number, frame: Buffer): void {
     const sub = this.subs.get(room);
     if (!sub) return;
     if (sub.syncing) {
@@ -372,18 +374,19 @@ export class WebSocketSession implements LiveSubscriber {
     return !this.closed;
   }
 
-  private wouldOverflow(frame: string): boolean {
+  private wouldOverflow(frame: string | Buffer): boolean {
     const buffered = this.socket.bufferedAmount;
     return buffered > 0 && buffered + Buffer.byteLength(frame) > this.options.maxBufferedBytes;
   }
 
-  private send(frame: string): void {
+  private send(frame: string | Buffer): void {
     if (this.closed) return;
     if (this.wouldOverflow(frame)) {
       this.slowConsumer();
       return;
     }
-    this.socket.send(frame);
+    if (typeof frame === 'string') this.socket.send(frame);
+    else this.socket.send(frame, { binary: false });
   }
 
   private slowConsumer(): void {

@@ -14,6 +14,7 @@ import {
 import { ConnectionLimitError, ForbiddenError, ValidationError } from '../errors.ts';
 import type { AppEnv } from './app.ts';
 import { ConnectionLimits } from './connection-limits.ts';
+import { corkedSocket } from './corked-socket.ts';
 
 export interface WebSocketOptions extends SessionOptions {
   /** Frames larger than this close the connection with 1009. */
@@ -106,7 +107,7 @@ export function mountWebSocket(
       return {
         onOpen(_event, ws) {
           const raw = ws.raw as WebSocket;
-          session = new WebSocketSession(raw, identity, deps, options);
+          session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
           sockets.set(raw, { session, alive: true });
           raw.on('pong', () => {
             const entry = sockets.get(raw);

@@ -1,4 +1,4 @@
-import { ulid } from 'ulid';
+import { newUlid } from '../ids.ts';
 import type { Receipts, Waiter } from '../delivery/receipts.ts';
 import { ThresholdError, TimeoutError } from '../errors.ts';
 import { ENVELOPE_VERSION, type Envelope, type Sender } from '../funnel/envelope.ts';
@@ -62,7 +62,7 @@ export class Ingress {
     // Scoped by room: a client's key (or WS frame id) names one message to one room, so the
     // same key sent to two rooms is two messages, never a false duplicate.
     const id =
-      s.id ?? `${s.source}:${s.room}:${s.sender.kind}:${s.sender.id}:${s.clientKey ?? ulid()}`;
+      s.id ?? `${s.source}:${s.room}:${s.sender.kind}:${s.sender.id}:${s.clientKey ?? newUlid()}`;
     const envelope: Envelope = {
       v: ENVELOPE_VERSION,
       id,

@@ -24,7 +24,7 @@ function recorder(): LiveSubscriber & { got: [string, number, string][]; resyncs
   return {
     got,
     resyncs,
-    deliver: (room, seq, frame) => got.push([room, seq, frame]),
+    deliver: (room, seq, frame) => got.push([room, seq, frame.toString()]),
     resync: (room) => resyncs.push(room),
   };
 }
@@ -61,8 +61,8 @@ describe('LiveHub', () => {
     const p = Promise.all([hub.subscribe('r', a), hub.subscribe('r', b)]);
     sub.pending[0]?.();
     await p;
-    sub.emit('message', keys.live('r'), frame(7));
-    sub.emit('message', keys.live('other'), frame(8));
+    sub.emit('messageBuffer', Buffer.from(keys.live('r')), Buffer.from(frame(7)));
+    sub.emit('messageBuffer', Buffer.from(keys.live('other')), Buffer.from(frame(8)));
     expect(a.got).toEqual([['r', 7, frame(7)]]);
     expect(b.got).toEqual(a.got);
   });

@@ -1,0 +1,135 @@
+/**
+ * Load generator: publishes open-loop at a fixed rate into random rooms, each message stamped
+ * with its intended send time (lib/stamp.ts). Threshold: `publish` frames over WebSocket
+ * (one connection per node, acks read and counted); Socket.IO: a `publish` event (one
+ * connection per server); raw pipeline: XADD to the room's partition stream.
+ */
+import { setImmediate as yieldNow } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { io, type Socket } from 'socket.io-client';
+import { WebSocket } from 'ws';
+import { partitionOf } from '../../src/redis/keys.ts';
+import { serve } from '../lib/processes.ts';
+import { body, now } from '../lib/stamp.ts';
+
+export type PublisherSystem = 'threshold' | 'socketio' | 'raw';
+
+export interface ConnectParams {
+  system: PublisherSystem;
+  /** ws:// URLs with token (Threshold), http:// (Socket.IO), one redis:// URL (raw). */
+  urls: string[];
+  partitions: number;
+}
+
+export interface RunParams {
+  rooms: string[];
+  /** Messages per second. */
+  rate: number;
+  /** Epoch ms of the first intended send. */
+  start: number;
+  durationMs: number;
+}
+
+export interface RunResult {
+  sent: number;
+  /** Threshold: publishes acknowledged (committed) by the end of the run. */
+  acked: number;
+  /** How far the publisher fell behind its schedule at worst, ms. */
+  maxLagMs: number;
+}
+
+type Send = (room: string, text: string) => void;
+
+let send: Send = () => {
+  throw new Error('connect first');
+};
+let acked = 0;
+const closers: (() => void)[] = [];
+
+async function connectThreshold(urls: string[]): Promise<Send> {
+  const sockets = await Promise.all(
+    urls.map(
+      (url) =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(url, { perMessageDeflate: false });
+          ws.once('open', () => resolve(ws));
+          ws.once('error', reject);
+          ws.on('message', (data) => {
+            if (data.toString().startsWith('{"type":"ack"')) acked++;
+          });
+          closers.push(() => ws.terminate());
+        }),
+    ),
+  );
+  let i = 0;
+  return (room, text) =>
+    sockets[i++ % sockets.length]?.send(`{"type":"publish","room":"${room}","body":"${text}"}`);
+}
+
+async function connectSocketIo(urls: string[]): Promise<Send> {
+  const sockets = await Promise.all(
+    urls.map(
+      (url) =>
+        new Promise<Socket>((resolve, reject) => {
+          const s = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+          s.once('connect', () => resolve(s));
+          s.once('connect_error', reject);
+          closers.push(() => s.disconnect());
+        }),
+    ),
+  );
+  let i = 0;
+  return (room, text) => sockets[i++ % sockets.length]?.emit('publish', { room, body: text });
+}
+
+function connectRaw(url: string, partitions: number): Send {
+  const redis = new Redis(url, { enableAutoPipelining: true });
+  closers.push(() => redis.disconnect());
+  const streams = new Map<string, string>();
+  return (room, text) => {
+    let stream = streams.get(room);
+    if (!stream) {
+      stream = `raw:{p${partitionOf(room, partitions)}}:funnel`;
+      streams.set(room, stream);
+    }
+    void redis.xadd(stream, 'MAXLEN', '~', 1_000_000, '*', 'room', room, 'body', text);
+  };
+}
+
+serve({
+  async connect(p: ConnectParams) {
+    if (p.system === 'threshold') send = await connectThreshold(p.urls);
+    else if (p.system === 'socketio') send = await connectSocketIo(p.urls);
+    else send = connectRaw(p.urls[0] as string, p.partitions);
+  },
+
+  async run(p: RunParams): Promise<RunResult> {
+    const interval = 1000 / p.rate;
+    const total = Math.floor((p.durationMs / 1000) * p.rate);
+    acked = 0;
+    let sent = 0;
+    let maxLagMs = 0;
+    while (now() < p.start) await new Promise((r) => setTimeout(r, Math.min(5, p.start - now())));
+    while (sent < total) {
+      const t = now();
+      const due = Math.min(total, Math.floor((t - p.start) / interval) + 1);
+      if (due > sent) maxLagMs = Math.max(maxLagMs, t - (p.start + sent * interval));
+      for (; sent < due; sent++) {
+        const room = p.rooms[Math.floor(Math.random() * p.rooms.length)] as string;
+        send(room, body(p.start + sent * interval));
+      }
+      // Sleep until the next send is due (timers fire on whole milliseconds: sends go out in
+      // per-millisecond batches); only yield when behind, to let the sockets write and read.
+      const ahead = p.start + sent * interval - now();
+      if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      else await yieldNow();
+    }
+    return { sent, acked, maxLagMs: Math.round(maxLagMs) };
+  },
+
+  acked: () => acked,
+
+  close() {
+    for (const c of closers.splice(0)) c();
+  },
+});

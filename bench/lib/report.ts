@@ -1,0 +1,260 @@
+/**
+ * Pure pieces of the report: medians over runs, the goals of the issue, the Markdown table
+ * (printed and written into the README between its bench markers).
+ */
+import type { Machine } from './machine.ts';
+import type { ConnectionsRun } from '../workloads/connections.ts';
+import type { IngressRun } from '../workloads/ingress.ts';
+import type { RoomsRun } from '../workloads/rooms.ts';
+import type { SmsRun } from '../workloads/sms.ts';
+import { SYSTEM_LABELS, type SystemName } from '../systems/targets.ts';
+
+export interface RateSummary {
+  rate: number;
+  /** Sustained in a majority of the runs that reached this rate. */
+  sustained: boolean;
+  delivered: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  committed: number | undefined;
+  /** Median CPU (share of a core) of each process over the measured window. */
+  cpu: Record<string, number>;
+}
+
+export interface RoomsSummary {
+  saturation: number;
+  saturationRate: number;
+  maxCommitted: number | undefined;
+  byRate: RateSummary[];
+  peakRssMiB: Record<string, number>;
+  runs: RoomsRun[];
+}
+
+export interface Results {
+  date: string;
+  mode: 'quick' | 'full';
+  runs: number;
+  seconds: number;
+  machine: Machine;
+  redis: string;
+  config: Record<string, unknown>;
+  fanout: Partial<Record<SystemName, RoomsSummary>>;
+  manyRooms: Partial<Record<SystemName, RoomsSummary>>;
+  ingress: IngressRun | undefined;
+  connections: Partial<Record<'threshold' | 'socketio-streams', ConnectionsRun>>;
+  sms: SmsRun | undefined;
+  goals: Goal[];
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** The median, run by run and rate by rate, of several runs of one system. */
+export function summarise(runs: RoomsRun[]): RoomsSummary {
+  const rates = [...new Set(runs.flatMap((r) => r.steps.map((s) => s.rate)))].sort((a, b) => a - b);
+  const committed = runs.flatMap((r) => (r.maxCommitted === undefined ? [] : [r.maxCommitted]));
+  const peak: Record<string, number> = {};
+  for (const r of runs)
+    for (const [name, mib] of Object.entries(r.peakRssMiB))
+      peak[name] = Math.max(peak[name] ?? 0, mib);
+  // The median run's saturation (the lower of the two middle ones for an even count), so the
+  // figure and its rate come from a step that was measured.
+  const mid = [...runs].sort((a, b) => a.saturation - b.saturation)[
+    Math.floor((runs.length - 1) / 2)
+  ];
+  return {
+    saturation: mid?.saturation ?? 0,
+    saturationRate: mid?.saturationRate ?? 0,
+    maxCommitted: committed.length > 0 ? median(committed) : undefined,
+    byRate: rates.map((rate) => {
+      const steps = runs.flatMap((r) => r.steps.filter((s) => s.rate === rate));
+      const cpu: Record<string, number> = {};
+      for (const name of new Set(steps.flatMap((s) => s.processes.map((p) => p.name))))
+        cpu[name] = median(
+          steps.flatMap((s) => s.processes.filter((p) => p.name === name).map((p) => p.cpu)),
+        );
+      const stepCommitted = steps.flatMap((s) => (s.committed === undefined ? [] : [s.committed]));
+      return {
+        rate,
+        sustained: steps.filter((s) => s.sustained).length * 2 > steps.length,
+        delivered: median(steps.map((s) => s.delivered)),
+        p50: median(steps.map((s) => s.latency.p50)),
+        p99: median(steps.map((s) => s.latency.p99)),
+        p999: median(steps.map((s) => s.latency.p999)),
+        committed: stepCommitted.length > 0 ? median(stepCommitted) : undefined,
+        cpu,
+      };
+    }),
+    peakRssMiB: peak,
+    runs,
+  };
+}
+
+export interface Goal {
+  goal: string;
+  met: boolean | undefined;
+  detail: string;
+}
+
+const fmt = (x: number | undefined, digits = 0) =>
+  x === undefined || Number.isNaN(x)
+    ? '–'
+    : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** Where each goal of the issue stands, from the figures of one run. */
+export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>): Goal[] {
+  const out: Goal[] = [];
+  const thr = r.fanout.threshold;
+  const sio = r.fanout['socketio-streams'];
+  if (thr && sio) {
+    const ratio = sio.saturation > 0 ? thr.saturation / sio.saturation : Number.POSITIVE_INFINITY;
+    out.push({
+      goal: 'Room fan-out: Threshold ≥ 2× the deliveries/s of Socket.IO + redis-streams-adapter at saturation',
+      met: thr.saturation > 0 && ratio >= 2,
+      detail: `${fmt(thr.saturation)} vs ${fmt(sio.saturation)} deliveries/s: ${fmt(ratio, 2)}×`,
+    });
+    const both = thr.byRate.filter(
+      (t) => t.sustained && sio.byRate.some((s) => s.rate === t.rate && s.sustained),
+    );
+    const lower = both.filter((t) => t.p99 < (sio.byRate.find((s) => s.rate === t.rate)?.p99 ?? 0));
+    out.push({
+      goal: 'Room fan-out: lower p99 than Socket.IO + redis-streams-adapter at every fixed rate both sustain',
+      met: both.length === 0 ? undefined : lower.length === both.length,
+      detail:
+        both.length === 0
+          ? 'no rate sustained by both'
+          : both
+              .map((t) => {
+                const s = sio.byRate.find((x) => x.rate === t.rate);
+                return `${fmt(t.rate)} msg/s: p99 ${fmt(t.p99, 1)} vs ${fmt(s?.p99, 1)} ms`;
+              })
+              .join('; '),
+    });
+  }
+  const mThr = r.manyRooms.threshold?.maxCommitted;
+  const mRaw = r.manyRooms.raw?.maxCommitted;
+  if (mThr !== undefined && mRaw !== undefined) {
+    const share = mRaw > 0 ? mThr / mRaw : 0;
+    out.push({
+      goal: "Many rooms: Threshold's committed msg/s ≥ 50% of the raw pipeline's",
+      met: share >= 0.5,
+      detail: `${fmt(mThr)} vs ${fmt(mRaw)} committed/s: ${fmt(share * 100)}%`,
+    });
+  }
+  const conn = r.connections.threshold;
+  if (conn) {
+    out.push({
+      goal: '10,000 idle connections on one node cost < 20 KiB RSS each',
+      met: conn.kibPerConnection < 20,
+      detail: `${fmt(conn.kibPerConnection, 1)} KiB per connection (${fmt(conn.rssBeforeMiB, 1)} → ${fmt(conn.rssAfterMiB, 1)} MiB for ${fmt(conn.connections)})`,
+    });
+  }
+  return out;
+}
+
+const ROOM_SYSTEMS: SystemName[] = ['threshold', 'raw', 'socketio-streams', 'socketio-redis'];
+
+function latencyAt(s: RoomsSummary | undefined, rate: number): string {
+  const r = s?.byRate.find((x) => x.rate === rate);
+  if (!r) return '–';
+  const cell = `${fmt(r.p50, 1)} / ${fmt(r.p99, 1)} / ${fmt(r.p999, 1)}`;
+  return r.sustained ? cell : `${cell} (not sustained)`;
+}
+
+/** Server-side CPU (cores) at the saturation rate and the largest peak RSS of one process. */
+function resources(s: RoomsSummary | undefined): string {
+  const r = s?.byRate.find((x) => x.rate === s.saturationRate);
+  if (!s || !r) return '–';
+  const servers = Object.entries(r.cpu).filter(([n]) => !/subscribers|publisher/.test(n));
+  const cpu = servers.reduce((a, [, c]) => a + c, 0);
+  const rss = Object.entries(s.peakRssMiB)
+    .filter(([n]) => n !== 'redis-server')
+    .map(([, m]) => m);
+  return `${fmt(cpu, 2)} cores / ${fmt(Math.max(...rss), 0)} MiB`;
+}
+
+function roomRows(
+  name: string,
+  summaries: Partial<Record<SystemName, RoomsSummary>>,
+  commits: boolean,
+) {
+  const systems = ROOM_SYSTEMS;
+  const cells = (f: (s: RoomsSummary | undefined) => string) =>
+    systems.map((sys) => f(summaries[sys])).join(' | ');
+  // Latency rows: every rate Threshold and at least one other system sustained (where they can
+  // be compared), and the highest rate any system sustained.
+  const sustained = (sys: SystemName) =>
+    new Set(summaries[sys]?.byRate.filter((r) => r.sustained).map((r) => r.rate) ?? []);
+  const all = systems.map(sustained);
+  const compared = [...(all[0] ?? [])].filter((rate) => all.slice(1).some((s) => s.has(rate)));
+  const highest = Math.max(0, ...all.flatMap((s) => [...s]));
+  const rates = [...new Set([...compared, ...(highest > 0 ? [highest] : [])])].sort(
+    (a, b) => a - b,
+  );
+  const rows = [
+    `| ${name} | deliveries/s at saturation (offered msg/s) | ${cells((s) =>
+      s ? `${fmt(s.saturation)} (${fmt(s.saturationRate)})` : '–',
+    )} |`,
+  ];
+  if (commits)
+    rows.push(
+      `| ${name} | committed msg/s, highest seen | ${cells((s) => fmt(s?.maxCommitted))} |`,
+    );
+  for (const rate of rates)
+    rows.push(
+      `| ${name} | p50 / p99 / p99.9 ms at ${fmt(rate)} msg/s | ${cells((s) => latencyAt(s, rate))} |`,
+    );
+  rows.push(`| ${name} | server CPU / peak RSS per process at saturation | ${cells(resources)} |`);
+  return rows;
+}
+
+export function renderTable(r: Results): string {
+  const head = `| Workload | Figure | ${ROOM_SYSTEMS.map((s) => SYSTEM_LABELS[s]).join(' | ')} |`;
+  const sep = `|${' --- |'.repeat(ROOM_SYSTEMS.length + 2)}`;
+  const only = (cell: string, socketio = '–') => `${cell} | – | ${socketio} | –`;
+  const rows = [
+    head,
+    sep,
+    ...roomRows('Room fan-out', r.fanout, false),
+    ...roomRows('Many rooms', r.manyRooms, true),
+  ];
+  if (r.ingress)
+    rows.push(
+      `| Ingress (HTTP, 1 node) | 202s/s, p99 ms | ${only(`${fmt(r.ingress.perSecond)}, ${fmt(r.ingress.latency.p99, 1)}`)} |`,
+    );
+  const c = r.connections;
+  const conn = (x: ConnectionsRun | undefined) =>
+    x ? `${fmt(x.kibPerConnection, 1)} KiB, ${fmt(x.connectPerSecond)}/s` : '–';
+  if (c.threshold || c['socketio-streams'])
+    rows.push(
+      `| ${fmt(c.threshold?.connections ?? c['socketio-streams']?.connections)} idle connections, 1 node | RSS per connection, connects/s | ${only(conn(c.threshold), conn(c['socketio-streams']))} |`,
+    );
+  if (r.sms)
+    rows.push(
+      `| SMS outbox (${fmt(r.sms.jobs)} jobs) | jobs/s into the Twilio stand-in | ${only(fmt(r.sms.jobsPerSecond))} |`,
+    );
+  return rows.join('\n');
+}
+
+export function renderGoals(list: Goal[]): string {
+  return list
+    .map(
+      (g) =>
+        `- ${g.met === undefined ? 'n/a' : g.met ? 'met' : 'NOT met'}: ${g.goal} — ${g.detail}`,
+    )
+    .join('\n');
+}
+
+export function renderMachine(r: Results): string {
+  const m = r.machine;
+  return (
+    `${r.mode} run of ${r.date} (${r.runs} run${r.runs > 1 ? 's' : ''} per system, medians; commit ${m.commit}): ` +
+    `${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Redis ${m.redis} ` +
+    `(${r.redis}). Pinning: ${m.pinning}.`
+  );
+}

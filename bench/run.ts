@@ -1,0 +1,203 @@
+/**
+ * `npm run bench [-- --quick] [-- --runs N] [-- --readme]`: starts everything it measures on
+ * loopback, runs each workload against every system that can do it, prints the table and
+ * writes bench/results/latest.json. `--readme` only rewrites the README's Performance table
+ * from latest.json. See README, Performance.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { machine } from './lib/machine.ts';
+import {
+  goals,
+  renderGoals,
+  renderMachine,
+  renderTable,
+  type Results,
+  summarise,
+} from './lib/report.ts';
+import { REDIS_SETTINGS } from './systems/redis.ts';
+import { SYSTEM_LABELS, type SystemName } from './systems/targets.ts';
+import { runConnections } from './workloads/connections.ts';
+import { runIngress } from './workloads/ingress.ts';
+import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.ts';
+import { runSms } from './workloads/sms.ts';
+
+const RESULTS = fileURLToPath(new URL('results/latest.json', import.meta.url));
+const README = fileURLToPath(new URL('../README.md', import.meta.url));
+const START = '<!-- bench:table:start -->';
+const END = '<!-- bench:table:end -->';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    readme: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    profile: { type: 'string' },
+    systems: { type: 'string' },
+  },
+});
+if (args.profile) process.env.THRESHOLD_BENCH_PROFILE_DIR = args.profile;
+
+const quick = args.quick ?? false;
+const systems = args.systems?.split(',') as SystemName[] | undefined;
+const pick = (all: SystemName[]) => (systems ? all.filter((s) => systems.includes(s)) : all);
+const runs = Number(args.runs ?? (quick ? 1 : 3));
+const only = args.only?.split(',');
+const wanted = (workload: string) => !only || only.includes(workload);
+const log = (line: string) => console.log(line);
+
+const fanout: RoomsWorkload = {
+  rooms: 20,
+  perRoom: 50,
+  rates: quick ? [250, 500, 1000, 2000, 5000] : [250, 500, 750, 1000, 1500, 2000, 3000, 5000],
+  warmupMs: quick ? 1000 : 2000,
+  measureMs: quick ? 2000 : 5000,
+  drainMs: 1000,
+};
+const manyRooms: RoomsWorkload = {
+  rooms: 10_000,
+  perRoom: 1,
+  rates: quick
+    ? [1000, 2000, 4000, 8000, 16000]
+    : [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000, 32000],
+  warmupMs: quick ? 1000 : 2000,
+  measureMs: quick ? 2000 : 5000,
+  drainMs: 1000,
+};
+const ingress = { concurrency: 32, warmupMs: 1000, measureMs: quick ? 3000 : 10_000 };
+const connections = { count: 10_000, settleMs: quick ? 1500 : 3000 };
+const sms = { rooms: 10, membersPerRoom: 1000, timeoutMs: 120_000 };
+
+async function rooms(
+  name: string,
+  w: RoomsWorkload,
+  systems: SystemName[],
+): Promise<Results['fanout']> {
+  const out: Results['fanout'] = {};
+  for (const system of systems) {
+    const all: RoomsRun[] = [];
+    for (let i = 1; i <= runs; i++) {
+      log(`${name}: ${SYSTEM_LABELS[system]}, run ${i}/${runs}`);
+      all.push(await runRooms(system, w, log));
+    }
+    out[system] = summarise(all);
+  }
+  return out;
+}
+
+function median<T>(items: T[], key: (t: T) => number): T | undefined {
+  return [...items].sort((a, b) => key(a) - key(b))[Math.floor(items.length / 2)];
+}
+
+async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T>) {
+  const all: T[] = [];
+  for (let i = 1; i <= runs; i++) {
+    log(`${name}, run ${i}/${runs}`);
+    const r = await f();
+    log(`  ${JSON.stringify(r, (k, v) => (k === 'processes' ? undefined : v))}`);
+    all.push(r);
+  }
+  return median(all, key);
+}
+
+async function bench(): Promise<Results> {
+  const started = Date.now();
+  const facts = machine();
+  log(`Machine: ${facts.cpuModel}, ${facts.cores} cores, Node ${facts.node}, Redis ${facts.redis}`);
+  log(`Pinning: ${facts.pinning}`);
+  const partial = {
+    fanout: wanted('fanout')
+      ? await rooms(
+          'Room fan-out',
+          fanout,
+          // The classic pub/sub adapter only in full runs: --quick keeps to the three systems.
+          pick(
+            quick
+              ? ['threshold', 'raw', 'socketio-streams']
+              : ['threshold', 'raw', 'socketio-streams', 'socketio-redis'],
+          ),
+        )
+      : {},
+    manyRooms: wanted('many-rooms')
+      ? await rooms('Many rooms', manyRooms, pick(['threshold', 'raw', 'socketio-streams']))
+      : {},
+    ingress: wanted('ingress')
+      ? await repeat(
+          'Ingress (HTTP)',
+          (r) => r.perSecond,
+          () => runIngress(ingress),
+        )
+      : undefined,
+    connections: wanted('connections')
+      ? {
+          threshold: await repeat(
+            'Connections: Threshold',
+            (r) => r.kibPerConnection,
+            () => runConnections('threshold', connections),
+          ),
+          'socketio-streams': await repeat(
+            'Connections: Socket.IO',
+            (r) => r.kibPerConnection,
+            () => runConnections('socketio-streams', connections),
+          ),
+        }
+      : {},
+    sms: wanted('sms')
+      ? await repeat(
+          'SMS outbox',
+          (r) => r.jobsPerSecond,
+          () => runSms(sms),
+        )
+      : undefined,
+  };
+  return {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    runs,
+    seconds: Math.round((Date.now() - started) / 1000),
+    machine: facts,
+    redis: REDIS_SETTINGS,
+    config: { fanout, manyRooms, ingress, connections, sms },
+    ...partial,
+    goals: goals(partial),
+  };
+}
+
+/** The README's Performance table, rewritten from a results file. */
+async function writeReadme(r: Results): Promise<void> {
+  const readme = await readFile(README, 'utf8');
+  const from = readme.indexOf(START);
+  const to = readme.indexOf(END);
+  if (from < 0 || to < from) throw new Error(`README.md has no ${START} … ${END} section`);
+  const section = [
+    START,
+    renderTable(r),
+    '',
+    renderMachine(r),
+    '',
+    'Goals (ratios from the same run):',
+    '',
+    renderGoals(r.goals),
+    END,
+  ].join('\n');
+  await writeFile(README, readme.slice(0, from) + section + readme.slice(to + END.length));
+}
+
+if (args.readme) {
+  await writeReadme(JSON.parse(await readFile(RESULTS, 'utf8')) as Results);
+  log('README.md: Performance table rewritten from bench/results/latest.json');
+} else {
+  const results = await bench();
+  await mkdir(fileURLToPath(new URL('results/', import.meta.url)), { recursive: true });
+  await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  log('');
+  log(renderTable(results));
+  log('');
+  log(renderMachine(results));
+  log('');
+  log(renderGoals(results.goals));
+  log(`\nWrote ${RESULTS} in ${results.seconds} s`);
+}
+process.exit(0);

@@ -1,0 +1,170 @@
+/**
+ * Each system the room workloads run against, behind one interface: what serves (and is
+ * measured), how the publisher reaches it, who receives and reports latency.
+ */
+import type { ConnectParams } from '../clients/publisher.ts';
+import type { ClientSystem, SubscribeParams } from '../clients/subscribers.ts';
+import { type BenchChild, forkBench } from '../lib/processes.ts';
+import type { Receipts } from '../lib/receiver.ts';
+import type { RawNodeParams } from './raw-node.ts';
+import { startBenchRedis } from './redis.ts';
+import type { SocketIoAdapter } from './socketio-server.ts';
+import { PARTITIONS, ThresholdCluster } from './threshold.ts';
+
+export type SystemName = 'threshold' | 'raw' | 'socketio-streams' | 'socketio-redis';
+
+export const SYSTEM_LABELS: Record<SystemName, string> = {
+  threshold: 'Threshold',
+  raw: 'Raw pipeline (ioredis)',
+  'socketio-streams': 'Socket.IO + redis-streams-adapter',
+  'socketio-redis': 'Socket.IO + redis-adapter (pub/sub)',
+};
+
+export interface Target {
+  /** Server-side processes (nodes, servers, consumers, redis) for CPU and RSS figures. */
+  processes: { name: string; pid: number }[];
+  /** Load-generator processes that receive (Threshold, Socket.IO subscribers). */
+  clients: { name: string; pid: number }[];
+  publisher: ConnectParams;
+  /** Subscribes `perRoom` receivers to every room, spread over the servers. */
+  subscribe(rooms: string[], perRoom: number): Promise<void>;
+  window(w: { from: number; to: number }): Promise<void>;
+  report(): Promise<Receipts[]>;
+  /**
+   * Messages committed so far (systems that commit), asked of the publisher (Threshold acks
+   * each publish after its commit) or the raw pipeline's consumers: never of the servers
+   * under test, whose /metrics scrape would stall them inside the measured window.
+   */
+  committed?(publisher: BenchChild): Promise<number>;
+  stop(): Promise<void>;
+}
+
+const NODES = 2;
+
+/** Subscribers in a load-generator process of their own (Threshold, Socket.IO). */
+function subscriberClient(system: ClientSystem, urls: string[]) {
+  const client = forkBench(`${system} subscribers`, 'clients/subscribers.ts', 'client');
+  return {
+    client,
+    subscribe: async (rooms: string[], perRoom: number) => {
+      await client.call('subscribe', { system, urls, rooms, perRoom } satisfies SubscribeParams);
+    },
+    window: (w: { from: number; to: number }) => client.call<void>('window', w),
+    report: async () => [await client.call<Receipts>('report')],
+  };
+}
+
+export async function startTarget(name: SystemName): Promise<Target> {
+  if (name === 'threshold') return startThreshold();
+  if (name === 'raw') return startRaw();
+  return startSocketIo(name === 'socketio-streams' ? 'streams' : 'pubsub');
+}
+
+async function startThreshold(): Promise<Target> {
+  const cluster = await ThresholdCluster.start(NODES);
+  const subs = subscriberClient(
+    'threshold',
+    cluster.nodes.map((n) => n.wsUrl),
+  );
+  return {
+    processes: cluster.processes,
+    clients: [{ name: subs.client.name, pid: subs.client.pid }],
+    publisher: { system: 'threshold', urls: cluster.nodes.map((n) => n.wsUrl), partitions: 0 },
+    async subscribe(roomIds, perRoom) {
+      await cluster.createRooms(roomIds);
+      await subs.subscribe(roomIds, perRoom);
+    },
+    window: subs.window,
+    report: subs.report,
+    committed: (publisher) => publisher.call<number>('acked'),
+    async stop() {
+      await subs.client.stop();
+      await cluster.stop();
+    },
+  };
+}
+
+async function startRaw(): Promise<Target> {
+  const redis = await startBenchRedis();
+  const nodes: BenchChild[] = Array.from({ length: NODES }, (_, i) =>
+    forkBench(`raw node-${i + 1}`, 'systems/raw-node.ts', 'server'),
+  );
+  return {
+    processes: [
+      ...nodes.map((n) => ({ name: n.name, pid: n.pid })),
+      { name: 'redis-server', pid: redis.pid },
+    ],
+    clients: [],
+    publisher: { system: 'raw', urls: [redis.url], partitions: PARTITIONS },
+    async subscribe(rooms, perRoom) {
+      await Promise.all(
+        nodes.map((node, j) => {
+          // The same spread as the WebSocket subscribers: subscriber k of room i on node (i+k) mod 2.
+          const local = rooms.map((room, i): [string, number] => {
+            let n = 0;
+            for (let k = 0; k < perRoom; k++) if ((i + k) % NODES === j) n++;
+            return [room, n];
+          });
+          const per = PARTITIONS / NODES;
+          return node.call('start', {
+            url: redis.url,
+            name: `node-${j + 1}`,
+            partitions: Array.from({ length: per }, (_, p) => j * per + p),
+            rooms: local.filter(([, n]) => n > 0),
+          } satisfies RawNodeParams);
+        }),
+      );
+    },
+    async window(w) {
+      await Promise.all(nodes.map((n) => n.call('window', w)));
+    },
+    report: () => Promise.all(nodes.map((n) => n.call<Receipts>('report'))),
+    async committed() {
+      const counts = await Promise.all(nodes.map((n) => n.call<number>('committed')));
+      return counts.reduce((a, b) => a + b, 0);
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+      await redis.stop();
+    },
+  };
+}
+
+/** Socket.IO server processes sharing one Redis through `adapter`. */
+export async function startSocketIoServers(count: number, adapter: SocketIoAdapter) {
+  const redis = await startBenchRedis();
+  const servers = Array.from({ length: count }, (_, i) =>
+    forkBench(`socket.io server-${i + 1}`, 'systems/socketio-server.ts', 'server'),
+  );
+  const ports = await Promise.all(
+    servers.map((s) => s.call<{ port: number }>('start', { redisUrl: redis.url, adapter })),
+  );
+  return {
+    processes: [
+      ...servers.map((s) => ({ name: s.name, pid: s.pid })),
+      { name: 'redis-server', pid: redis.pid },
+    ],
+    urls: ports.map(({ port }) => `http://127.0.0.1:${port}`),
+    async stop() {
+      await Promise.all(servers.map((s) => s.stop()));
+      await redis.stop();
+    },
+  };
+}
+
+async function startSocketIo(adapter: SocketIoAdapter): Promise<Target> {
+  const io = await startSocketIoServers(NODES, adapter);
+  const subs = subscriberClient('socketio', io.urls);
+  return {
+    processes: io.processes,
+    clients: [{ name: subs.client.name, pid: subs.client.pid }],
+    publisher: { system: 'socketio', urls: io.urls, partitions: 0 },
+    subscribe: subs.subscribe,
+    window: subs.window,
+    report: subs.report,
+    async stop() {
+      await subs.client.stop();
+      await io.stop();
+    },
+  };
+}

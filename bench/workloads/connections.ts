@@ -1,0 +1,72 @@
+/**
+ * Connections: idle WebSocket connections on one server; RSS per connection (the server's
+ * RSS after the connections minus before, each after a settle, over the count) and the rate
+ * at which they were accepted.
+ */
+import type { ClientSystem } from '../clients/subscribers.ts';
+import { forkBench } from '../lib/processes.ts';
+import { round, sample } from '../lib/proc-stats.ts';
+import { clientToken, ThresholdCluster } from '../systems/threshold.ts';
+import { startSocketIoServers } from '../systems/targets.ts';
+
+export interface ConnectionsWorkload {
+  count: number;
+  settleMs: number;
+}
+
+export interface ConnectionsRun {
+  connections: number;
+  connectPerSecond: number;
+  rssBeforeMiB: number;
+  rssAfterMiB: number;
+  kibPerConnection: number;
+}
+
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runConnections(
+  system: 'threshold' | 'socketio-streams',
+  w: ConnectionsWorkload,
+): Promise<ConnectionsRun> {
+  let server: { pid: number; url: string; stop(): Promise<void> };
+  let clientSystem: ClientSystem;
+  if (system === 'threshold') {
+    const cluster = await ThresholdCluster.start(1);
+    const node = cluster.nodes[0];
+    if (!node) throw new Error('no node');
+    // A member's JWT, as a real client presents it: the upgrade verifies it.
+    const token = await clientToken('user:idle');
+    server = {
+      pid: node.process.pid,
+      url: `${node.url.replace('http', 'ws')}/v1/ws?token=${token}`,
+      stop: () => cluster.stop(),
+    };
+    clientSystem = 'threshold';
+  } else {
+    const io = await startSocketIoServers(1, 'streams');
+    server = { pid: io.processes[0]?.pid ?? 0, url: io.urls[0] ?? '', stop: io.stop };
+    clientSystem = 'socketio';
+  }
+  const client = forkBench(`${system} idle clients`, 'clients/subscribers.ts', 'client');
+  try {
+    await settle(w.settleMs);
+    const before = sample(server.pid)?.rssBytes ?? 0;
+    const r = await client.call<{ connections: number; perSecond: number }>('connectIdle', {
+      system: clientSystem,
+      url: server.url,
+      count: w.count,
+    });
+    await settle(w.settleMs);
+    const after = sample(server.pid)?.rssBytes ?? 0;
+    return {
+      connections: r.connections,
+      connectPerSecond: round(r.perSecond),
+      rssBeforeMiB: round(before / 2 ** 20, 1),
+      rssAfterMiB: round(after / 2 ** 20, 1),
+      kibPerConnection: round((after - before) / 1024 / w.count, 1),
+    };
+  } finally {
+    await client.stop();
+    await server.stop();
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The room workloads (fan-out, many rooms): subscribers in rooms, a publisher sending
+ * open-loop at fixed rates stepped up until the system stops keeping up.
+ */
+import type { RunParams, RunResult } from '../clients/publisher.ts';
+import { merge, percentiles, type Percentiles } from '../lib/histogram.ts';
+import { machineLoad } from '../lib/machine.ts';
+import { forkBench } from '../lib/processes.ts';
+import { measure, type ProcUsage, round, sample } from '../lib/proc-stats.ts';
+import { now } from '../lib/stamp.ts';
+import { startTarget, type SystemName } from '../systems/targets.ts';
+
+export interface RoomsWorkload {
+  rooms: number;
+  perRoom: number;
+  /** Offered rates (messages/s) in increasing order; stepping stops at the first not sustained. */
+  rates: number[];
+  warmupMs: number;
+  measureMs: number;
+  /** Wait after the last send for messages still on their way. */
+  drainMs: number;
+}
+
+/** Sustained: at least this share of the expected receipts within the drain time... */
+export const SUSTAINED_SHARE = 0.95;
+/** ...and a p99 below this (ms): beyond it, messages are queueing. */
+export const SUSTAINED_P99_MS = 500;
+
+export interface Step {
+  rate: number;
+  sustained: boolean;
+  /** Receipts per second of messages published in the measured window. */
+  delivered: number;
+  /** Share of the expected receipts (rate × subscribers per room) that arrived. */
+  share: number;
+  /** Commits per second during the measured window (systems that commit). */
+  committed: number | undefined;
+  latency: Percentiles;
+  publisherLagMs: number;
+  processes: ProcUsage[];
+  /** Cores busy machine-wide during the window, ours and anyone else's (noise check). */
+  machineBusyCores: number;
+}
+
+export interface RoomsRun {
+  steps: Step[];
+  /** Delivered/s at the highest sustained rate (0 if none was). */
+  saturation: number;
+  saturationRate: number;
+  /** Highest commits/s seen over the steps: the commit capacity once a step overloads it. */
+  maxCommitted: number | undefined;
+  peakRssMiB: Record<string, number>;
+}
+
+export const roomIds = (n: number, prefix = 'room') =>
+  Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - now())));
+
+export async function runRooms(
+  system: SystemName,
+  w: RoomsWorkload,
+  log: (line: string) => void,
+): Promise<RoomsRun> {
+  const target = await startTarget(system);
+  const publisher = forkBench(`${system} publisher`, 'clients/publisher.ts', 'client');
+  try {
+    const rooms = roomIds(w.rooms);
+    const subscribeStart = now();
+    await target.subscribe(rooms, w.perRoom);
+    log(`  ${w.rooms * w.perRoom} subscribers in ${round((now() - subscribeStart) / 1000, 1)} s`);
+    await publisher.call('connect', target.publisher);
+    const measureStep = async (rate: number): Promise<Step> => {
+      const start = now() + 300;
+      const from = start + w.warmupMs;
+      const to = from + w.measureMs;
+      await target.window({ from, to });
+      const running = publisher.call<RunResult>('run', {
+        rooms,
+        rate,
+        start,
+        durationMs: w.warmupMs + w.measureMs,
+      } satisfies RunParams);
+      await sleepUntil(from);
+      const committedFrom = await target.committed?.(publisher);
+      const usage = measure([
+        ...target.processes,
+        ...target.clients,
+        { name: publisher.name, pid: publisher.pid },
+      ]);
+      const load = machineLoad();
+      await sleepUntil(to);
+      const processes = usage.finish();
+      const machineBusyCores = load();
+      const committedTo = await target.committed?.(publisher);
+      const sent = await running;
+      await sleepUntil(to + w.drainMs);
+      const receipts = await target.report();
+      const latency = percentiles(merge(receipts.map((r) => r.histogram)));
+      const count = receipts.reduce((a, r) => a + r.count, 0);
+      const expected = (rate * w.measureMs * w.perRoom) / 1000;
+      const share = count / expected;
+      const step: Step = {
+        rate,
+        sustained: share >= SUSTAINED_SHARE && latency.p99 < SUSTAINED_P99_MS,
+        delivered: round(count / (w.measureMs / 1000)),
+        share: round(share, 3),
+        committed:
+          committedFrom === undefined || committedTo === undefined
+            ? undefined
+            : round((committedTo - committedFrom) / (w.measureMs / 1000)),
+        latency,
+        publisherLagMs: sent.maxLagMs,
+        processes,
+        machineBusyCores,
+      };
+      log(
+        `  ${rate} msg/s: delivered ${step.delivered}/s (${round(share * 100, 1)}%), ` +
+          `p50 ${latency.p50} p99 ${latency.p99} p99.9 ${latency.p999} ms` +
+          (step.committed === undefined ? '' : `, committed ${step.committed}/s`) +
+          `, publisher lag ${sent.maxLagMs} ms, machine busy ${machineBusyCores} cores, cpu ${processes.map((p) => `${p.name} ${p.cpu}`).join(', ')}` +
+          (step.sustained ? '' : '  (not sustained)'),
+      );
+      // Let queues left by this step empty before the next.
+      await new Promise((r) => setTimeout(r, 500));
+      return step;
+    };
+    const steps: Step[] = [];
+    for (const rate of w.rates) {
+      let step = await measureStep(rate);
+      // On a shared machine one neighbour's burst can fail a step: a rate is given up only
+      // when it fails twice in a row.
+      if (!step.sustained) step = await measureStep(rate);
+      steps.push(step);
+      if (!step.sustained) break;
+    }
+    const best = steps.filter((s) => s.sustained).at(-1);
+    const committed = steps.flatMap((s) => (s.committed === undefined ? [] : [s.committed]));
+    return {
+      steps,
+      saturation: best?.delivered ?? 0,
+      saturationRate: best?.rate ?? 0,
+      maxCommitted: committed.length > 0 ? Math.max(...committed) : undefined,
+      peakRssMiB: Object.fromEntries(
+        target.processes.map((p) => [
+          p.name,
+          round((sample(p.pid)?.peakRssBytes ?? 0) / 2 ** 20, 1),
+        ]),
+      ),
+    };
+  } finally {
+    await publisher.stop();
+    await target.stop();
+  }
+}

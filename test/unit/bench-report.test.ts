@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { goals, median, renderTable, type Results, summarise } from '../../bench/lib/report.ts';
+import { Receiver } from '../../bench/lib/receiver.ts';
+import { merge, percentiles } from '../../bench/lib/histogram.ts';
+import { body, now, stampOfFrame } from '../../bench/lib/stamp.ts';
+import type { RoomsRun, Step } from '../../bench/workloads/rooms.ts';
+
+const step = (rate: number, delivered: number, p99: number, sustained = true): Step => ({
+  rate,
+  sustained,
+  delivered,
+  share: 1,
+  committed: undefined,
+  latency: { count: 1, p50: p99 / 2, p99, p999: p99, max: p99 },
+  publisherLagMs: 0,
+  processes: [{ name: 'node-1', pid: 1, cpu: 0.5, peakRssMiB: 100 }],
+  machineBusyCores: 1,
+});
+
+const run = (steps: Step[], committed?: number): RoomsRun => {
+  const best = steps.filter((s) => s.sustained).at(-1);
+  return {
+    steps,
+    saturation: best?.delivered ?? 0,
+    saturationRate: best?.rate ?? 0,
+    maxCommitted: committed,
+    peakRssMiB: { 'node-1': 100 },
+  };
+};
+
+describe('bench report', () => {
+  it('takes the median of an odd and an even number of runs', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+
+  it('summarises runs rate by rate: medians, and sustained only in a majority of runs', () => {
+    const s = summarise([
+      run([step(500, 25_000, 10), step(1000, 50_000, 20)]),
+      run([step(500, 24_000, 30), step(1000, 40_000, 900, false)]),
+      run([step(500, 25_000, 20), step(1000, 30_000, 800, false)]),
+    ]);
+    expect(s.byRate.map((r) => [r.rate, r.sustained, r.p99])).toEqual([
+      [500, true, 20],
+      [1000, false, 800],
+    ]);
+    expect(s.saturation).toBe(25_000);
+  });
+
+  it('judges the goals on the ratios of the same run', () => {
+    const fanout = {
+      threshold: summarise([run([step(500, 25_000, 10), step(1000, 50_000, 20)])]),
+      'socketio-streams': summarise([run([step(500, 25_000, 40), step(1000, 20_000, 900, false)])]),
+    };
+    const manyRooms = {
+      threshold: summarise([run([step(1000, 1000, 5)], 4000)]),
+      raw: summarise([run([step(1000, 1000, 5)], 10_000)]),
+    };
+    const connections = {
+      threshold: {
+        connections: 10_000,
+        connectPerSecond: 2000,
+        rssBeforeMiB: 100,
+        rssAfterMiB: 200,
+        kibPerConnection: 10.2,
+      },
+    };
+    const list = goals({ fanout, manyRooms, connections });
+    expect(list.map((g) => g.met)).toEqual([true, true, false, true]);
+    expect(list[0]?.detail).toContain('2.00×');
+    expect(list[2]?.detail).toContain('40%');
+    const table = renderTable({
+      fanout,
+      manyRooms,
+      connections,
+      ingress: undefined,
+      sms: undefined,
+    } as Results);
+    expect(table).toContain(
+      '| Room fan-out | deliveries/s at saturation (offered msg/s) | 50,000 (1,000) | – | 25,000 (500) | – |',
+    );
+  });
+
+  it('counts and times only the messages stamped inside the measured window', () => {
+    const receiver = new Receiver();
+    const t = now();
+    receiver.window({ from: t - 1000, to: t });
+    receiver.receive(t - 2000); // warm-up
+    receiver.receive(stampOfFrame(`{"type":"message","seq":1,"body":"${body(t - 10)}","ts":1}`));
+    const r = receiver.report();
+    expect([r.total, r.count]).toEqual([2, 1]);
+    const p = percentiles(merge([r.histogram]));
+    expect(p.p50).toBeGreaterThanOrEqual(10);
+    expect(p.p50).toBeLessThan(1000);
+  });
+});
