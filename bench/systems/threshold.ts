@@ -47,6 +47,12 @@ export class ThresholdCluster {
           THRESHOLD_ADMIN_TOKEN: ADMIN_TOKEN,
           THRESHOLD_JWT_SECRET: JWT_SECRET,
           THRESHOLD_LOG_LEVEL: 'warn',
+          // The per-client limits guard a node against one abusive client; the bench's few
+          // clients carry everyone's load (one publisher at thousands of frames a second, 10,000
+          // connections as one member), so they are lifted, as Socket.IO has none.
+          THRESHOLD_WS_FRAMES_PER_SECOND: '0',
+          THRESHOLD_WS_MAX_CONNECTIONS_PER_MEMBER: '0',
+          THRESHOLD_RATE_LIMIT_PUBLISH_PER_SECOND: '0',
           ...env,
         },
       );
