@@ -31,6 +31,8 @@ const ConfigSchema = z.object({
   dataDir: z.string().min(1),
   /** fsync policy of the local redis-server's append-only file (ignored with a Redis URL). */
   appendFsync: z.enum(['always', 'everysec']),
+  /** How long a Redis command may take before it fails (ingress then answers 503). */
+  redisCommandTimeoutMs: ms(100),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   mesh: z.object({
     heartbeatMs: ms(50),

@@ -88,7 +88,9 @@ export async function startNode(
     connectionName: `threshold:${nodeId}`,
   };
   // A Redis that stops answering without closing the connection must fail commands, not hang them.
-  const redis = defineScripts(new Redis(redisUrl, { ...redisOptions, commandTimeout: 5000 }));
+  const redis = defineScripts(
+    new Redis(redisUrl, { ...redisOptions, commandTimeout: config.redisCommandTimeoutMs }),
+  );
   const reader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   const sub = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
   const outboxReader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
