@@ -6,7 +6,7 @@
 import { forkBench } from '../lib/processes.ts';
 import { round } from '../lib/proc-stats.ts';
 import { now } from '../lib/stamp.ts';
-import { PUBLIC_URL } from '../../test/twilio/sms-node.ts';
+import { PUBLIC_URL } from '../../test/twilio/standin.ts';
 import { ThresholdCluster } from '../systems/threshold.ts';
 import { roomIds } from './rooms.ts';
 

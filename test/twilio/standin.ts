@@ -10,6 +10,12 @@ import { type ServerType, serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { postSigned } from './signing.ts';
 
+/**
+ * The URL Twilio is told to call: a proxy in front of the node, which strips `/thr`. Here (not
+ * in sms-node.ts, which needs vitest) so the bench can point its nodes at the stand-in too.
+ */
+export const PUBLIC_URL = 'https://relay.example.test/thr';
+
 export interface StandinMessage {
   sid: string;
   to: string;
