@@ -100,6 +100,16 @@ async function startRaw(): Promise<Target> {
     forkBench(`raw node-${i + 1}`, 'systems/raw-node.ts', 'server'),
   );
   const redis = await startBenchRedis();
+  const per = PARTITIONS / NODES;
+  await Promise.all(
+    nodes.map((node, j) =>
+      node.call('start', {
+        url: redis.url,
+        name: `node-${j + 1}`,
+        partitions: Array.from({ length: per }, (_, p) => j * per + p),
+      } satisfies RawNodeParams),
+    ),
+  );
   return {
     processes: [
       ...nodes.map((n) => ({ name: n.name, pid: n.pid })),
@@ -116,13 +126,7 @@ async function startRaw(): Promise<Target> {
             for (let k = 0; k < perRoom; k++) if ((i + k) % NODES === j) n++;
             return [room, n];
           });
-          const per = PARTITIONS / NODES;
-          return node.call('start', {
-            url: redis.url,
-            name: `node-${j + 1}`,
-            partitions: Array.from({ length: per }, (_, p) => j * per + p),
-            rooms: local.filter(([, n]) => n > 0),
-          } satisfies RawNodeParams);
+          return node.call('subscribe', { rooms: local.filter(([, n]) => n > 0) });
         }),
       );
     },
