@@ -5,7 +5,7 @@
 import type { RunParams, RunResult } from '../clients/publisher.ts';
 import { merge, percentiles, type Percentiles } from '../lib/histogram.ts';
 import { machineLoad } from '../lib/machine.ts';
-import { type BenchChild, forkBench } from '../lib/processes.ts';
+import { type BenchChild, forkBench, pin, unpin } from '../lib/processes.ts';
 import { measure, type ProcUsage, round, sample } from '../lib/proc-stats.ts';
 import { now } from '../lib/stamp.ts';
 import { startTarget, type SystemName, type Target } from '../systems/targets.ts';
@@ -97,7 +97,11 @@ async function runWorkload(
 ): Promise<RoomsRun> {
   const rooms = roomIds(w.rooms, w.prefix);
   const subscribeStart = now();
+  // Setting up is not measured: servers and subscribers may use every core meanwhile.
+  for (const p of [...target.processes, ...target.clients]) unpin(p.pid);
   await target.subscribe(rooms, w.perRoom);
+  for (const p of target.processes) pin(p.pid, 'server');
+  for (const p of target.clients) pin(p.pid, 'client');
   log(`  ${w.rooms * w.perRoom} subscribers in ${round((now() - subscribeStart) / 1000, 1)} s`);
   const measureStep = async (rate: number): Promise<Step> => {
     const start = now() + 200;
