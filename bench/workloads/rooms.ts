@@ -84,8 +84,7 @@ export async function runRooms(
     }
     return runs;
   } finally {
-    await publisher.stop();
-    await target.stop();
+    await Promise.all([publisher.stop(), target.stop()]);
   }
 }
 
