@@ -63,6 +63,21 @@ export const roomIds = (n: number, prefix = 'room') =>
 const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - now())));
 
 /**
+ * Waits (at most `maxMs`) until receipts stop arriving: an overloaded step leaves queues that
+ * would otherwise spill into the next measurement, even the next workload's on the same system.
+ */
+async function quiet(target: Target, maxMs = 5000): Promise<void> {
+  const deadline = now() + maxMs;
+  let last = -1;
+  for (;;) {
+    const total = (await target.report()).reduce((a, r) => a + r.total, 0);
+    if (total === last || now() > deadline) return;
+    last = total;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
  * Runs the room workloads `ws` one after the other against one start of `system` (its
  * processes, Redis, publisher and subscribers' process are started once: each workload has
  * rooms of its own, and the earlier workload's subscribers stay connected, idle).
@@ -102,6 +117,7 @@ async function runWorkload(
   for (const p of target.processes) pin(p.pid, 'server');
   for (const p of target.clients) pin(p.pid, 'client');
   log(`  ${w.rooms * w.perRoom} subscribers in ${round((now() - subscribeStart) / 1000, 1)} s`);
+  await quiet(target);
   const measureStep = async (rate: number): Promise<Step> => {
     const start = now() + 200;
     const from = start + w.warmupMs;
@@ -158,8 +174,6 @@ async function runWorkload(
         `, publisher lag ${sent.maxLagMs} ms, machine busy ${machineBusyCores} cores, cpu ${processes.map((p) => `${p.name} ${p.cpu}`).join(', ')}` +
         (step.sustained ? '' : '  (not sustained)'),
     );
-    // Let queues left by an overloaded step empty before the next.
-    if (!step.sustained) await new Promise((r) => setTimeout(r, 500));
     return step;
   };
   const steps: Step[] = [];
@@ -168,7 +182,10 @@ async function runWorkload(
     // On a shared machine one neighbour's burst can fail a step: with `retry`, a rate is
     // given up only when it fails twice in a row. The first rate always gets its second
     // try: failing it leaves no figure at all (and no overload step to show capacity).
-    if (!step.sustained && (w.retry || steps.length === 0)) step = await measureStep(rate);
+    if (!step.sustained && (w.retry || steps.length === 0)) {
+      await quiet(target);
+      step = await measureStep(rate);
+    }
     steps.push(step);
     if (!step.sustained) break;
   }
