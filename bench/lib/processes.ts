@@ -27,6 +27,15 @@ export function pin(pid: number | undefined, role: Role): void {
   spawnSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
 }
 
+/**
+ * Lets a running process use every core again, for setup that is not measured (opening
+ * thousands of connections); {@link pin} puts it back before measuring.
+ */
+export function unpin(pid: number | undefined): void {
+  if (!cpusOf('server') || !pid) return;
+  spawnSync('taskset', ['-a', '-cp', `0-${cores - 1}`, String(pid)], { stdio: 'ignore' });
+}
+
 const started = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of started) child.kill('SIGKILL');

@@ -16,8 +16,6 @@ export interface RawNodeParams {
   url: string;
   name: string;
   partitions: number[];
-  /** Rooms with subscribers here, and how many subscribers each has here. */
-  rooms: [room: string, subscribers: number][];
 }
 
 const GROUP = 'relay';
@@ -53,33 +51,42 @@ async function consume(redis: Redis, name: string, partitions: number[]): Promis
   }
 }
 
-async function subscribe(sub: Redis, rooms: [string, number][]): Promise<void> {
-  const local = new Map(rooms.map(([room, n]) => [CHANNEL + room, n]));
-  sub.on('message', (channel: string, payload: string) => {
-    const n = local.get(channel) ?? 0;
-    const stamp = stampAt(payload);
-    for (let i = 0; i < n; i++) receiver.receive(stamp);
+/** Subscribers here per room channel (rooms with none here are not subscribed to). */
+const local = new Map<string, number>();
+let sub: Redis | undefined;
+
+async function subscribe(rooms: [room: string, subscribers: number][]): Promise<void> {
+  if (!sub) throw new Error('start first');
+  const channels = rooms.map(([room, n]) => {
+    local.set(CHANNEL + room, n);
+    return CHANNEL + room;
   });
-  const channels = [...local.keys()];
   for (let i = 0; i < channels.length; i += 1000)
     await sub.subscribe(...channels.slice(i, i + 1000));
 }
 
 serve({
-  async start(p: RawNodeParams) {
+  start(p: RawNodeParams) {
     const reader = new Redis(p.url);
-    const sub = new Redis(p.url);
-    await subscribe(sub, p.rooms);
+    const subscriber = new Redis(p.url);
+    subscriber.on('message', (channel: string, payload: string) => {
+      const n = local.get(channel) ?? 0;
+      const stamp = stampAt(payload);
+      for (let i = 0; i < n; i++) receiver.receive(stamp);
+    });
+    sub = subscriber;
     void consume(reader, p.name, p.partitions).catch((err) => {
       console.error(err);
       process.exit(1);
     });
     process.once('SIGTERM', () => {
       running = false;
-      for (const c of [reader, sub]) c.disconnect();
+      for (const c of [reader, subscriber]) c.disconnect();
       process.exit(0);
     });
   },
+  /** Rooms with subscribers here, and how many subscribers each has here. */
+  subscribe: (p: { rooms: [room: string, subscribers: number][] }) => subscribe(p.rooms),
   committed: () => committed,
   window: (p: { from: number; to: number }) => receiver.window(p),
   report: () => receiver.report(),

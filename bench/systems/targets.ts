@@ -40,13 +40,15 @@ export interface Target {
 }
 
 const NODES = 2;
+/** Rooms created per admin batch while setting up (see startThreshold). */
+const SETUP_CHUNK = 1000;
 
 /** Subscribers in a load-generator process of their own (Threshold, Socket.IO). */
-function subscriberClient(system: ClientSystem, urls: string[]) {
+function subscriberClient(system: ClientSystem) {
   const client = forkBench(`${system} subscribers`, 'clients/subscribers.ts', 'client');
   return {
     client,
-    subscribe: async (rooms: string[], perRoom: number) => {
+    subscribe: async (urls: string[], rooms: string[], perRoom: number) => {
       await client.call('subscribe', { system, urls, rooms, perRoom } satisfies SubscribeParams);
     },
     window: (w: { from: number; to: number }) => client.call<void>('window', w),
@@ -61,18 +63,27 @@ export async function startTarget(name: SystemName): Promise<Target> {
 }
 
 async function startThreshold(): Promise<Target> {
+  // The subscribers' process starts while the nodes do; it learns their URLs when it subscribes.
+  const subs = subscriberClient('threshold');
   const cluster = await ThresholdCluster.start(NODES);
-  const subs = subscriberClient(
-    'threshold',
-    cluster.nodes.map((n) => n.wsUrl),
-  );
+  const urls = cluster.nodes.map((n) => n.wsUrl);
   return {
     processes: cluster.processes,
     clients: [{ name: subs.client.name, pid: subs.client.pid }],
-    publisher: { system: 'threshold', urls: cluster.nodes.map((n) => n.wsUrl), partitions: 0 },
+    publisher: { system: 'threshold', urls, partitions: 0 },
     async subscribe(roomIds, perRoom) {
-      await cluster.createRooms(roomIds);
-      await subs.subscribe(roomIds, perRoom);
+      // Rooms are created in chunks, each chunk's subscribers connecting while the next is
+      // created: the two halves of setting up 10,000 rooms overlap.
+      let subscribing = Promise.resolve();
+      for (let i = 0; i < roomIds.length; i += SETUP_CHUNK) {
+        const chunk = roomIds.slice(i, i + SETUP_CHUNK);
+        await cluster.createRooms(chunk);
+        await subscribing;
+        subscribing = subs.subscribe(urls, chunk, perRoom);
+        // Awaited on the next turn; meanwhile a failure must not count as unhandled.
+        subscribing.catch(() => undefined);
+      }
+      await subscribing;
     },
     window: subs.window,
     report: subs.report,
@@ -85,9 +96,19 @@ async function startThreshold(): Promise<Target> {
 }
 
 async function startRaw(): Promise<Target> {
-  const redis = await startBenchRedis();
   const nodes: BenchChild[] = Array.from({ length: NODES }, (_, i) =>
     forkBench(`raw node-${i + 1}`, 'systems/raw-node.ts', 'server'),
+  );
+  const redis = await startBenchRedis();
+  const per = PARTITIONS / NODES;
+  await Promise.all(
+    nodes.map((node, j) =>
+      node.call('start', {
+        url: redis.url,
+        name: `node-${j + 1}`,
+        partitions: Array.from({ length: per }, (_, p) => j * per + p),
+      } satisfies RawNodeParams),
+    ),
   );
   return {
     processes: [
@@ -105,13 +126,7 @@ async function startRaw(): Promise<Target> {
             for (let k = 0; k < perRoom; k++) if ((i + k) % NODES === j) n++;
             return [room, n];
           });
-          const per = PARTITIONS / NODES;
-          return node.call('start', {
-            url: redis.url,
-            name: `node-${j + 1}`,
-            partitions: Array.from({ length: per }, (_, p) => j * per + p),
-            rooms: local.filter(([, n]) => n > 0),
-          } satisfies RawNodeParams);
+          return node.call('subscribe', { rooms: local.filter(([, n]) => n > 0) });
         }),
       );
     },
@@ -132,10 +147,10 @@ async function startRaw(): Promise<Target> {
 
 /** Socket.IO server processes sharing one Redis through `adapter`. */
 export async function startSocketIoServers(count: number, adapter: SocketIoAdapter) {
-  const redis = await startBenchRedis();
   const servers = Array.from({ length: count }, (_, i) =>
     forkBench(`socket.io server-${i + 1}`, 'systems/socketio-server.ts', 'server'),
   );
+  const redis = await startBenchRedis();
   const ports = await Promise.all(
     servers.map((s) => s.call<{ port: number }>('start', { redisUrl: redis.url, adapter })),
   );
@@ -153,13 +168,13 @@ export async function startSocketIoServers(count: number, adapter: SocketIoAdapt
 }
 
 async function startSocketIo(adapter: SocketIoAdapter): Promise<Target> {
+  const subs = subscriberClient('socketio');
   const io = await startSocketIoServers(NODES, adapter);
-  const subs = subscriberClient('socketio', io.urls);
   return {
     processes: io.processes,
     clients: [{ name: subs.client.name, pid: subs.client.pid }],
     publisher: { system: 'socketio', urls: io.urls, partitions: 0 },
-    subscribe: subs.subscribe,
+    subscribe: (rooms, perRoom) => subs.subscribe(io.urls, rooms, perRoom),
     window: subs.window,
     report: subs.report,
     async stop() {

@@ -28,6 +28,8 @@ export async function runConnections(
   system: 'threshold' | 'socketio-streams',
   w: ConnectionsWorkload,
 ): Promise<ConnectionsRun> {
+  // The client process starts (tsx, a second or so) while the server does.
+  const client = forkBench(`${system} idle clients`, 'clients/subscribers.ts', 'client');
   let server: { pid: number; url: string; stop(): Promise<void> };
   let clientSystem: ClientSystem;
   if (system === 'threshold') {
@@ -47,7 +49,6 @@ export async function runConnections(
     server = { pid: io.processes[0]?.pid ?? 0, url: io.urls[0] ?? '', stop: io.stop };
     clientSystem = 'socketio';
   }
-  const client = forkBench(`${system} idle clients`, 'clients/subscribers.ts', 'client');
   try {
     await settle(w.settleMs);
     const before = sample(server.pid)?.rssBytes ?? 0;

@@ -21,8 +21,8 @@ export interface IngressRun {
 }
 
 export async function runIngress(w: IngressWorkload): Promise<IngressRun> {
-  const cluster = await ThresholdCluster.start(1);
   const client = forkBench('http client', 'clients/http-load.ts', 'client');
+  const cluster = await ThresholdCluster.start(1);
   try {
     const rooms = roomIds(20);
     await cluster.createRooms(rooms);

@@ -6,7 +6,8 @@
 import { forkBench } from '../lib/processes.ts';
 import { round } from '../lib/proc-stats.ts';
 import { now } from '../lib/stamp.ts';
-import { PUBLIC_URL } from '../../test/twilio/sms-node.ts';
+import { PUBLIC_URL, type StandinOptions } from '../../test/twilio/standin.ts';
+import { freePort } from '../../src/redis/embedded.ts';
 import { ThresholdCluster } from '../systems/threshold.ts';
 import { roomIds } from './rooms.ts';
 
@@ -31,18 +32,27 @@ const LIFTED = {
   THRESHOLD_SMS_MAX_QUEUED_PER_NUMBER: '100000',
 };
 
+/** The stand-in's credentials: fixed, so the node can start while the stand-in does. */
+const ACCOUNT_SID = `AC${'b'.repeat(32)}`;
+const AUTH_TOKEN = 'bench-twilio-auth-token';
+
 export async function runSms(w: SmsWorkload): Promise<SmsRun> {
+  const port = await freePort();
   const standin = forkBench('twilio stand-in', 'clients/standin.ts', 'client');
-  const twilio = await standin.call<{ url: string; accountSid: string; authToken: string }>(
-    'start',
-  );
-  const cluster = await ThresholdCluster.start(1, {
-    TWILIO_ACCOUNT_SID: twilio.accountSid,
-    TWILIO_AUTH_TOKEN: twilio.authToken,
-    THRESHOLD_TWILIO_API_URL: twilio.url,
-    THRESHOLD_PUBLIC_URL: PUBLIC_URL,
-    ...LIFTED,
-  });
+  const [cluster] = await Promise.all([
+    ThresholdCluster.start(1, {
+      TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+      TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+      THRESHOLD_TWILIO_API_URL: `http://127.0.0.1:${port}`,
+      THRESHOLD_PUBLIC_URL: PUBLIC_URL,
+      ...LIFTED,
+    }),
+    standin.call('start', {
+      port,
+      accountSid: ACCOUNT_SID,
+      authToken: AUTH_TOKEN,
+    } satisfies StandinOptions),
+  ]);
   try {
     const rooms = roomIds(w.rooms, 'sms');
     const number = (i: number) => `+1555${String(i).padStart(7, '0')}`;

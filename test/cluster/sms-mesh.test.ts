@@ -8,8 +8,8 @@ import { Ring } from '../../src/mesh/ring.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { admin, PARTITIONS, startMesh } from '../helpers/mesh.ts';
 import { postSigned } from '../twilio/signing.ts';
-import { inboundText, metric, PUBLIC_URL, standinEnv } from '../twilio/sms-node.ts';
-import { startStandin } from '../twilio/standin.ts';
+import { inboundText, metric, standinEnv } from '../twilio/sms-node.ts';
+import { PUBLIC_URL, startStandin } from '../twilio/standin.ts';
 
 const keys = new Keys('thr:', PARTITIONS);
 const ROOM_NUMBER = '+15550100100';

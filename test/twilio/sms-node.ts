@@ -2,10 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 import { postSigned } from './signing.ts';
-import { type Standin, type StandinMessage, startStandin } from './standin.ts';
-
-/** The URL Twilio is told to call: a proxy in front of the node, which strips `/thr`. */
-export const PUBLIC_URL = 'https://relay.example.test/thr';
+import { PUBLIC_URL, type Standin, type StandinMessage, startStandin } from './standin.ts';
 
 /**
  * The environment that points a relay node process at the stand-in, Twilio calling it through

@@ -10,6 +10,12 @@ import { type ServerType, serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { postSigned } from './signing.ts';
 
+/**
+ * The URL Twilio is told to call: a proxy in front of the node, which strips `/thr`. Here (not
+ * in sms-node.ts, which needs vitest) so the bench can point its nodes at the stand-in too.
+ */
+export const PUBLIC_URL = 'https://relay.example.test/thr';
+
 export interface StandinMessage {
   sid: string;
   to: string;
@@ -48,6 +54,8 @@ export const SERVER_ERROR: TwilioError = {
 export interface StandinOptions {
   accountSid?: string;
   authToken?: string;
+  /** The loopback port to listen on (default: any free one), known before it starts. */
+  port?: number;
 }
 
 export interface Standin {
@@ -88,7 +96,7 @@ export interface Standin {
   close(): Promise<void>;
 }
 
-/** Starts the stand-in on a free loopback port. */
+/** Starts the stand-in on loopback (a free port unless `options.port`). */
 export async function startStandin(options: StandinOptions = {}): Promise<Standin> {
   const accountSid = options.accountSid ?? `AC${randomBytes(16).toString('hex')}`;
   const authToken = options.authToken ?? randomBytes(16).toString('hex');
@@ -214,7 +222,9 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
   });
 
   const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: options.port ?? 0 }, () =>
+      resolve(s),
+    );
     s.once('error', reject);
   });
   const address = server.address();

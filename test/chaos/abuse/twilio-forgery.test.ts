@@ -5,12 +5,12 @@ import { postSigned, twilioSignature } from '../../twilio/signing.ts';
 import {
   inboundText,
   metric,
-  PUBLIC_URL,
   phone,
   startSmsNode,
   textsTo,
   useStandin,
 } from '../../twilio/sms-node.ts';
+import { PUBLIC_URL } from '../../twilio/standin.ts';
 import { report, Rng, seed, SHORT } from './abuse.ts';
 
 /**

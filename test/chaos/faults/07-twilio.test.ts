@@ -9,8 +9,8 @@ import { expect, it, onTestFinished } from 'vitest';
 import { eventually } from '../../helpers/eventually.ts';
 import { admin, sleep, startMesh } from '../../helpers/mesh.ts';
 import { postSigned } from '../../twilio/signing.ts';
-import { inboundText, PUBLIC_URL, standinEnv } from '../../twilio/sms-node.ts';
-import { SERVER_ERROR, startStandin, TOO_MANY_REQUESTS } from '../../twilio/standin.ts';
+import { inboundText, standinEnv } from '../../twilio/sms-node.ts';
+import { PUBLIC_URL, SERVER_ERROR, startStandin, TOO_MANY_REQUESTS } from '../../twilio/standin.ts';
 import { figures, length, sumMetric } from '../chaos.ts';
 
 const ROOMS = 4;
