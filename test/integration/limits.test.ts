@@ -1,3 +1,4 @@
+import { pbkdf2 } from 'node:crypto';
 import { request } from 'node:http';
 import { connect as tcp } from 'node:net';
 import { Redis } from 'ioredis';
@@ -141,6 +142,59 @@ describe('limits', () => {
     expect((foreign as UpgradeRefusedError).headers['content-type']).toBe(
       'application/problem+json',
     );
+  });
+
+  it('gives the connection slot back when a client resets during the upgrade', async () => {
+    const cap = 2;
+    const node = await startTestNode({
+      name: 'upgrade reset',
+      overrides: { ws: { maxConnectionsPerMember: cap } },
+    });
+    const { port } = new URL(node.url);
+    const token = await node.token('user:flaky');
+    const request = [
+      `GET /v1/ws?token=${token} HTTP/1.1`,
+      'host: 127.0.0.1',
+      'connection: Upgrade',
+      'upgrade: websocket',
+      'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==',
+      'sec-websocket-version: 13',
+      '\r\n',
+    ].join('\r\n');
+    // The node checks the token on libuv's thread pool (WebCrypto): keeping the pool busy holds
+    // each upgrade inside that check long enough for the client's reset to land in it.
+    const busy = Array.from(
+      { length: 8 },
+      () => new Promise((resolve) => pbkdf2('x', 'y', 400_000, 32, 'sha256', resolve)),
+    );
+    const reset = () =>
+      new Promise<void>((resolve, reject) => {
+        const socket = tcp({ host: '127.0.0.1', port: Number(port) }, () => {
+          socket.write(request, () =>
+            setTimeout(() => {
+              socket.resetAndDestroy();
+              resolve();
+            }, 20),
+          );
+        });
+        socket.on('error', reject);
+      });
+    await Promise.all(Array.from({ length: cap * 2 }, reset));
+    await Promise.all(busy);
+    // Every slot is free again: the member opens as many connections as the cap allows.
+    const clients = await eventually(
+      `${cap} connections`,
+      async () => {
+        const opened = await Promise.all(
+          Array.from({ length: cap }, () => connect(node.wsUrl, token).catch(() => undefined)),
+        );
+        for (const c of opened) c?.terminate();
+        return opened.filter((c) => c !== undefined).length;
+      },
+      (n) => n === cap,
+      5_000,
+    );
+    expect(clients).toBe(cap);
   });
 
   it('answers malformed requests with problem+json: a bad handshake header, a duplicate Content-Length', async () => {
