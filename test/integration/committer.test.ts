@@ -8,7 +8,13 @@ import { defineScripts } from '../../src/redis/scripts.ts';
 import { Committer } from '../../src/rooms/committer.ts';
 import { RedisRoomsStore } from '../../src/rooms/store.ts';
 import { serviceEnvelope } from '../helpers/envelope.ts';
-import { connect, startPrivateRedis } from '../helpers/redis.ts';
+import {
+  connect,
+  deleteKeys,
+  redisUrl,
+  startPrivateRedis,
+  uniquePrefix,
+} from '../helpers/redis.ts';
 
 const NODE = 'node-a';
 
@@ -60,6 +66,61 @@ describe('Committer', () => {
       expect(((await redis.xpending(keys.funnel(p), RELAY_GROUP)) as [number])[0]).toBe(0);
     } finally {
       await redis.config('SET', 'maxmemory', '0').catch(() => {});
+      await redis.quit();
+    }
+  });
+
+  it('counts the failed attempts of each partition’s entry apart, though their ids are the same', async () => {
+    const redis = defineScripts(connect(redisUrl()));
+    const prefix = uniquePrefix('committer same ids');
+    try {
+      const keys = new Keys(prefix, 4);
+      await prepareFunnel(redis, keys);
+      // Two rooms on different partitions whose commits always fail (a corrupted seq counter).
+      const rooms = ['bad-a'];
+      for (let i = 0; rooms.length < 2; i++)
+        if (keys.partitionOf(`bad-b${i}`) !== keys.partitionOf('bad-a')) rooms.push(`bad-b${i}`);
+      const store = new RedisRoomsStore(redis, keys);
+      const entries = [];
+      for (const room of rooms) {
+        await store.create({ id: room });
+        await redis.set(keys.seq(room), 'not-a-number');
+        const p = keys.partitionOf(room);
+        const lease = (await redis.acquireLease(
+          keys.lease(p),
+          keys.leaseToken(p),
+          NODE,
+          60_000,
+        )) as string;
+        const env = serviceEnvelope(room, 'poison');
+        // Funnel streams written in the same millisecond hand out the same id.
+        await redis.xadd(keys.funnel(p), '1-1', 'e', JSON.stringify(env));
+        await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
+        entries.push({ partition: p, lease, id: '1-1', data: JSON.stringify(env) });
+      }
+      const [a, b] = entries as [(typeof entries)[0], (typeof entries)[0]];
+      const committer = new Committer(
+        redis,
+        keys,
+        new Receipts(NODE, keys),
+        new Metrics(),
+        { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 3, deadLength: 100 },
+        createLogger('silent'),
+      );
+
+      await committer.process([a]);
+      await committer.process([a]);
+      // b's first failure is its own first attempt, not a's third.
+      await committer.process([b]);
+      expect(await redis.xlen(keys.dead)).toBe(0);
+      await committer.process([a]);
+      expect(await redis.xlen(keys.dead)).toBe(1);
+      await committer.process([b]);
+      expect(await redis.xlen(keys.dead)).toBe(1);
+      await committer.process([b]);
+      expect(await redis.xlen(keys.dead)).toBe(2);
+    } finally {
+      await deleteKeys(redis, prefix);
       await redis.quit();
     }
   });
