@@ -3,12 +3,14 @@ import { request } from 'node:http';
 import { connect as tcp } from 'node:net';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { UnavailableError } from '../../src/errors.ts';
 import { PublishRateLimiter } from '../../src/ingress/rate-limit.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { connect as connectRedis, deleteKeys, uniquePrefix } from '../helpers/redis.ts';
 import { startTestNode } from '../helpers/node.ts';
 import { connect, UpgradeRefusedError } from '../helpers/ws-client.ts';
 
@@ -45,28 +47,39 @@ describe('limits', () => {
     expect(frame.retryAfterMs).toBeLessThanOrEqual(1000);
   });
 
-  it('lets publishes through, counted, when Redis cannot be asked (fails open)', async () => {
-    const redis = defineScripts(
-      new Redis('redis://127.0.0.1:1', {
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        enableOfflineQueue: false,
-      }),
-    );
+  it('answers 503 when Redis is unreachable, and fails open (counted) when only the rate script fails', async () => {
+    const limiter = (redis: Redis, prefix: string, metrics: Metrics) =>
+      new PublishRateLimiter(
+        defineScripts(redis),
+        new Keys(prefix, 8),
+        metrics,
+        { perSecond: 1, burst: 1 },
+        createLogger('silent'),
+      );
+    // Redis away: the 503 the funnel would give (it needs the same Redis), not a second wait.
+    const down = new Redis('redis://127.0.0.1:1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+    });
     const metrics = new Metrics();
-    const limiter = new PublishRateLimiter(
-      redis,
-      new Keys('thr:', 8),
-      metrics,
-      { perSecond: 1, burst: 1 },
-      createLogger('silent'),
+    await expect(limiter(down, 'thr:', metrics).take('user:ann')).rejects.toBeInstanceOf(
+      UnavailableError,
     );
-    await limiter.take('user:ann');
-    await limiter.take('user:ann');
+    down.disconnect();
+
+    // Redis answers but the script fails (the key holds another type): let through, counted.
+    const redis = connectRedis();
+    const prefix = uniquePrefix('rate script fails');
+    await redis.rpush(new Keys(prefix, 8).rateLimit('user:ann'), 'not a number');
+    const failing = limiter(redis, prefix, metrics);
+    await failing.take('user:ann');
+    await failing.take('user:ann');
     expect(
       await metrics.registry.getSingleMetricAsString('threshold_rate_limiter_errors_total'),
     ).toMatch(/threshold_rate_limiter_errors_total 2$/);
-    redis.disconnect();
+    await deleteKeys(redis, prefix);
+    await redis.quit();
   });
 
   it('drops frames over a connection’s rate with one rate_limited error, and closes a flood with 1008', async () => {
