@@ -161,7 +161,7 @@ describe('auth', () => {
     expect(members.members).toEqual(['user:bob']);
   });
 
-  it('refuses every wrong admin token, whatever its length (compared as SHA-256 digests in constant time)', async () => {
+  it('refuses every wrong admin token, whatever its length: a prefix, an extension, another case, one character off', async () => {
     for (const wrong of WRONG_ADMIN) {
       const res = await call('GET', '/v1/rooms', wrong);
       expect(res.status, `admin token ${JSON.stringify(wrong.slice(0, 20))}…`).toBe(401);
