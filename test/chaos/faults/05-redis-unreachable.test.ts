@@ -168,5 +168,10 @@ it('Redis unreachable for 10 s: ingress answers 503 promptly (HTTP and WebSocket
   for (const n of mesh.nodes) expect(n.process.child.exitCode).toBeNull();
   expect(recoveredMs).toBeLessThan(30_000);
   expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
-  expect(check).toMatchObject({ unhealedGaps: 0, deliveredTwice: 0, deliveredOutOfOrder: 0 });
+  expect(check).toMatchObject({
+    unhealedGaps: 0,
+    deliveredTwice: 0,
+    deliveredOutOfOrder: 0,
+    misdelivered: 0,
+  });
 }, 180_000);

@@ -104,7 +104,12 @@ it('poison messages land in thr:dead after a bounded number of attempts and neve
   // Nothing left holding the partition, and the rooms next to the poison never stalled.
   expect(pending[0]).toBe(0);
   expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
-  expect(check).toMatchObject({ unhealedGaps: 0, deliveredTwice: 0, deliveredOutOfOrder: 0 });
+  expect(check).toMatchObject({
+    unhealedGaps: 0,
+    deliveredTwice: 0,
+    deliveredOutOfOrder: 0,
+    misdelivered: 0,
+  });
   expect(neighboursMeanwhile).toBeGreaterThan(0);
   expect((await admin(mesh.pick(0), 'GET', '/v1/rooms/poison/messages')).status).toBe(200);
 }, 120_000);
