@@ -21,7 +21,7 @@ export interface WebSocketOptions extends SessionOptions {
   maxFrameBytes: number;
   /** Interval of server pings; a peer that has not answered the previous one is dropped. */
   heartbeatMs: number;
-  /** Origins a browser may connect from (exact `scheme://host[:port]`); empty: any. */
+  /** Origins a browser may connect from (`scheme://host[:port]`, any case); empty: any. */
   allowedOrigins: string[];
   /** Open connections per peer address on this node (0: no limit). */
   maxConnectionsPerIp: number;
@@ -60,7 +60,7 @@ export function mountWebSocket(
   });
   /** Upgrades that passed every check: who connects, and their slot (given back on close). */
   const upgrading = new WeakMap<IncomingMessage, Admitted>();
-  const allowed = new Set(options.allowedOrigins);
+  const allowed = new Set(options.allowedOrigins.map(normalizeOrigin));
 
   app.get('/v1/ws', (c, next) => {
     // Only the server's 'upgrade' event (below) may admit an upgrade: a request that says
@@ -231,6 +231,14 @@ interface Admitted {
   identity: Principal;
   /** Gives the connection slot back (idempotent). */
   release: () => void;
+}
+
+/**
+ * Browsers send an origin's scheme and host in lowercase, with no path: a configured origin is
+ * compared the same way (`HTTPS://App.example.com/` allows `https://app.example.com`).
+ */
+function normalizeOrigin(origin: string): string {
+  return origin.toLowerCase().replace(/\/$/, '');
 }
 
 /** What {@link inject} passes to the app for an upgrade (the HTTP server passes no `upgrade`). */

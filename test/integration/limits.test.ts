@@ -129,7 +129,8 @@ describe('limits', () => {
   it('refuses an upgrade over the per-member cap (429 problem+json, Retry-After) or from a foreign Origin (403)', async () => {
     const node = await startTestNode({
       name: 'ws caps',
-      overrides: { ws: { maxConnectionsPerMember: 1, allowedOrigins: 'https://app.example.com' } },
+      // Configured in another case and with a slash: browsers send `https://app.example.com`.
+      overrides: { ws: { maxConnectionsPerMember: 1, allowedOrigins: 'HTTPS://App.Example.com/' } },
     });
     const token = await node.token('user:ann');
     const first = await connect(node.wsUrl, token);
@@ -157,6 +158,11 @@ describe('limits', () => {
     expect((foreign as UpgradeRefusedError).headers['content-type']).toBe(
       'application/problem+json',
     );
+    const browser = await connect(node.wsUrl, await node.token('user:bob'), 5_000, {
+      origin: 'https://app.example.com',
+    });
+    expect(browser.isOpen).toBe(true);
+    await browser.close();
   });
 
   it('gives the connection slot back when a client resets during the upgrade', async () => {
