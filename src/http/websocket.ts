@@ -208,6 +208,8 @@ function checkHandshake(c: Context): void {
   // Hono routes HEAD to GET handlers; ws would answer it with an HTML 405.
   if (c.req.method !== 'GET')
     throw new ValidationError(`a WebSocket upgrade is a GET, not a ${c.req.method}`, 'method');
+  if (c.req.header('upgrade')?.toLowerCase() !== 'websocket')
+    throw new ValidationError('Upgrade: this endpoint upgrades to websocket only', 'Upgrade');
   if (!/^[+/0-9A-Za-z]{22}==$/.test(c.req.header('sec-websocket-key') ?? ''))
     throw new ValidationError(
       'Sec-WebSocket-Key: missing or not 16 bytes in base64 (RFC 6455 §4.1)',

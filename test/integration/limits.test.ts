@@ -222,7 +222,7 @@ describe('limits', () => {
     const node = await startTestNode({ name: 'malformed' });
     const { port } = new URL(node.url);
     const token = await node.token('user:ann');
-    const upgrade = (method: string, key: string) =>
+    const upgrade = (method: string, key: string, protocol = 'websocket') =>
       new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
         const req = request({
           method,
@@ -231,7 +231,7 @@ describe('limits', () => {
           path: `/v1/ws?token=${token}`,
           headers: {
             connection: 'Upgrade',
-            upgrade: 'websocket',
+            upgrade: protocol,
             'sec-websocket-key': key,
             'sec-websocket-version': '13',
           },
@@ -246,12 +246,13 @@ describe('limits', () => {
         req.on('error', reject);
         req.end();
       });
-    for (const [method, key, field] of [
+    for (const [method, key, field, protocol] of [
       ['GET', 'not-a-key', 'Sec-WebSocket-Key'],
+      ['GET', 'dGhlIHNhbXBsZSBub25jZQ==', 'Upgrade', 'h2c'],
       // Hono routes HEAD to GET handlers: without the check ws would answer an HTML 405.
       ['HEAD', 'dGhlIHNhbXBsZSBub25jZQ==', undefined],
     ] as const) {
-      const answer = await upgrade(method, key);
+      const answer = await upgrade(method, key, protocol);
       expect(answer.status).toBe(400);
       expect(answer.type).toBe('application/problem+json');
       if (field) expect(JSON.parse(answer.body)).toMatchObject({ field });
