@@ -3,7 +3,7 @@ import { sign } from 'hono/jwt';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, JWT_SECRET, useTestNode } from '../../helpers/node.ts';
 import { connect, UpgradeRefusedError } from '../../helpers/ws-client.ts';
-import { report } from './abuse.ts';
+import { figures } from '../chaos.ts';
 
 /**
  * Nobody gets in who should not: missing, expired, not-yet-valid, wrong-secret, wrong-algorithm
@@ -168,6 +168,6 @@ describe('auth', () => {
       await expectStatus(res, 401, 'unauthorized');
     }
     expect((await call('GET', '/v1/rooms', ADMIN_TOKEN)).status).toBe(200);
-    report(`auth: refused=${refused + WRONG_ADMIN.length} accepted wrongly=0`);
+    figures('auth', { refused: refused + WRONG_ADMIN.length, 'accepted-wrongly': 0 });
   });
 });
