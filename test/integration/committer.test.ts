@@ -1,8 +1,10 @@
+import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Receipts } from '../../src/delivery/receipts.ts';
 import { RELAY_GROUP, prepareFunnel } from '../../src/funnel/funnel.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
+import type { FunnelEntry } from '../../src/mesh/partition-consumer.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { Committer } from '../../src/rooms/committer.ts';
@@ -18,6 +20,27 @@ import {
 
 const NODE = 'node-a';
 
+/** A message to `room` put in its funnel (at `id`) and read by NODE, holding the lease. */
+async function funnelEntry(
+  redis: Redis,
+  keys: Keys,
+  room: string,
+  body: string,
+  id = '*',
+): Promise<FunnelEntry> {
+  const p = keys.partitionOf(room);
+  const lease = (await redis.acquireLease(
+    keys.lease(p),
+    keys.leaseToken(p),
+    NODE,
+    60_000,
+  )) as string;
+  const data = JSON.stringify(serviceEnvelope(room, body));
+  const entryId = (await redis.xadd(keys.funnel(p), id, 'e', data)) as string;
+  await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
+  return { partition: p, lease, id: entryId, data };
+}
+
 describe('Committer', () => {
   it('keeps an entry pending through a Redis out-of-memory spell and commits it afterwards', async () => {
     // A Redis of its own: the test fills it up.
@@ -27,17 +50,8 @@ describe('Committer', () => {
       const keys = new Keys('oom:', 4);
       await prepareFunnel(redis, keys);
       await new RedisRoomsStore(redis, keys).create({ id: 'pantry' });
-      const p = keys.partitionOf('pantry');
-      const lease = (await redis.acquireLease(
-        keys.lease(p),
-        keys.leaseToken(p),
-        NODE,
-        60_000,
-      )) as string;
-      const env = serviceEnvelope('pantry', 'through the storm');
-      const entryId = (await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(env))) as string;
-      await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
-      const entry = { partition: p, lease, id: entryId, data: JSON.stringify(env) };
+      const entry = await funnelEntry(redis, keys, 'pantry', 'through the storm');
+      const p = entry.partition;
       const metrics = new Metrics();
       const committer = new Committer(
         redis,
@@ -81,24 +95,14 @@ describe('Committer', () => {
       for (let i = 0; rooms.length < 2; i++)
         if (keys.partitionOf(`bad-b${i}`) !== keys.partitionOf('bad-a')) rooms.push(`bad-b${i}`);
       const store = new RedisRoomsStore(redis, keys);
-      const entries = [];
+      const entries: FunnelEntry[] = [];
       for (const room of rooms) {
         await store.create({ id: room });
         await redis.set(keys.seq(room), 'not-a-number');
-        const p = keys.partitionOf(room);
-        const lease = (await redis.acquireLease(
-          keys.lease(p),
-          keys.leaseToken(p),
-          NODE,
-          60_000,
-        )) as string;
-        const env = serviceEnvelope(room, 'poison');
         // Funnel streams written in the same millisecond hand out the same id.
-        await redis.xadd(keys.funnel(p), '1-1', 'e', JSON.stringify(env));
-        await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
-        entries.push({ partition: p, lease, id: '1-1', data: JSON.stringify(env) });
+        entries.push(await funnelEntry(redis, keys, room, 'poison', '1-1'));
       }
-      const [a, b] = entries as [(typeof entries)[0], (typeof entries)[0]];
+      const [a, b] = entries as [FunnelEntry, FunnelEntry];
       const committer = new Committer(
         redis,
         keys,
