@@ -69,10 +69,13 @@ const ConfigSchema = z.object({
     maxBufferedBytes: z.coerce.number().int().min(1024),
     heartbeatMs: ms(100),
     replayPageSize: z.coerce.number().int().min(1).max(10_000),
-    /** Comma-separated origins (`https://app.example.com`) browsers may connect from; empty: any. */
+    /**
+     * Comma-separated origins (`https://app.example.com`) browsers may connect from; empty: any.
+     * Compared in lowercase without a trailing slash, the way browsers send them.
+     */
     allowedOrigins: z
       .string()
-      .refine((v) => list(v).every((o) => /^[a-z][a-z0-9+.-]*:\/\/[^/\s]+$/i.test(o)), {
+      .refine((v) => list(v).every((o) => /^[a-z][a-z0-9+.-]*:\/\/[^/\s]+\/?$/i.test(o)), {
         message: 'expected comma-separated origins such as https://app.example.com (no path)',
       }),
     /** Frames a connection may send per second (0: no limit); more are dropped. */

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { type SmsSendError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Keys } from '../redis/keys.ts';
+import { entryKey, type Keys } from '../redis/keys.ts';
 import {
   BlockingWait,
   claimAllPending,
@@ -728,11 +728,7 @@ export class OutboxSender {
   }
 }
 
-/**
- * A job's identity on this node. Entry ids are unique per stream only: outboxes written in the
- * same millisecond (one commit batch over several partitions) share ids, so the partition is
- * part of the key.
- */
+/** A job's identity on this node (see {@link entryKey}). */
 function jobKey(held: Pick<Held, 'partition' | 'entryId'>): string {
-  return `${held.partition}/${held.entryId}`;
+  return entryKey(held.partition, held.entryId);
 }

@@ -175,13 +175,12 @@ export class WebSocketSession implements LiveSubscriber {
     }
     this.deps.metrics.rateLimited.inc({ limit: 'ws_frame' });
     if (this.patience.take('drops') > 0) {
-      this.deps.metrics.wsClosed.inc({ reason: 'rate_limited' });
-      this.deps.log.info(
-        { conn: this.id, member: this.principal.member },
+      this.closeFor(
+        'rate_limited',
+        CLOSE.POLICY_VIOLATION,
+        'too many frames over the rate limit',
         'closed a WebSocket client that kept sending over its frame rate',
       );
-      this.socket.close(CLOSE.POLICY_VIOLATION, 'too many frames over the rate limit');
-      this.onClose();
     } else if (!this.dropping) {
       this.dropping = true;
       this.error(
@@ -390,12 +389,22 @@ export class WebSocketSession implements LiveSubscriber {
   }
 
   private slowConsumer(): void {
-    this.deps.metrics.wsClosed.inc({ reason: 'slow_consumer' });
-    this.deps.log.info(
-      { conn: this.id, buffered: this.socket.bufferedAmount },
+    this.closeFor(
+      'slow_consumer',
+      CLOSE.SLOW_CONSUMER,
+      'slow consumer: reconnect and subscribe with since',
       'closed a slow WebSocket consumer',
     );
-    this.socket.close(CLOSE.SLOW_CONSUMER, 'slow consumer: reconnect and subscribe with since');
+  }
+
+  /** Closes the connection on the server's initiative: counted, logged, the client told why. */
+  private closeFor(reason: string, code: number, text: string, logMessage: string): void {
+    this.deps.metrics.wsClosed.inc({ reason });
+    this.deps.log.info(
+      { conn: this.id, member: this.principal.member, buffered: this.socket.bufferedAmount },
+      logMessage,
+    );
+    this.socket.close(code, text);
     this.onClose();
   }
 

@@ -2,11 +2,11 @@ import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ServerType } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
-import { createNodeWebSocket } from '@hono/node-ws';
 import type { Context, Hono } from 'hono';
-import type { WebSocket } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import {
   CLOSE,
+  type Principal,
   type SessionDeps,
   type SessionOptions,
   WebSocketSession,
@@ -21,7 +21,7 @@ export interface WebSocketOptions extends SessionOptions {
   maxFrameBytes: number;
   /** Interval of server pings; a peer that has not answered the previous one is dropped. */
   heartbeatMs: number;
-  /** Origins a browser may connect from (exact `scheme://host[:port]`); empty: any. */
+  /** Origins a browser may connect from (`scheme://host[:port]`, any case); empty: any. */
   allowedOrigins: string[];
   /** Open connections per peer address on this node (0: no limit). */
   maxConnectionsPerIp: number;
@@ -49,87 +49,78 @@ export function mountWebSocket(
   deps: SessionDeps,
   options: WebSocketOptions,
 ): WebSocketEndpoint {
-  const { upgradeWebSocket, wss } = createNodeWebSocket({ app });
-  // @hono/node-ws creates the server without options; ws reads maxPayload at each upgrade.
-  (wss.options as { maxPayload?: number }).maxPayload = options.maxFrameBytes;
+  // ws itself, not @hono/node-ws: that helper parks every upgrade in a map until ws emits the
+  // connection, so an upgrade whose socket died on the way stayed there for good.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes });
 
   const sockets = new Map<WebSocket, { session: WebSocketSession; alive: boolean }>();
   const limits = new ConnectionLimits({
     perIp: options.maxConnectionsPerIp,
     perMember: options.maxConnectionsPerMember,
   });
-  /** Upgrades that passed every check, each with its connection slot (given back on close). */
-  const upgrading = new WeakMap<IncomingMessage, () => void>();
-  const allowed = new Set(options.allowedOrigins);
+  /** Upgrades that passed every check: who connects, and their slot (given back on close). */
+  const upgrading = new WeakMap<IncomingMessage, Admitted>();
+  const allowed = new Set(options.allowedOrigins.map(normalizeOrigin));
 
-  app.get(
-    '/v1/ws',
-    async (c, next) => {
-      // Only the server's 'upgrade' event (below) may reach the upgrade helper: a request
-      // that says `Upgrade: websocket` without `Connection: Upgrade` arrives as plain HTTP,
-      // where the helper would answer 200 and wait for a handshake that never comes.
-      if (!(c.env as UpgradeEnv).upgrade) {
-        if (c.req.header('upgrade') === undefined) return next();
-        throw new ValidationError(
-          'a WebSocket upgrade takes Connection: Upgrade and Upgrade: websocket',
-          'Connection',
-        );
-      }
-      checkHandshake(c);
-      // Browsers always send Origin on a WebSocket upgrade; other clients may leave it out, and
-      // are then let in on their token alone (a page cannot make a browser drop the header).
-      const origin = c.req.header('origin');
-      if (allowed.size > 0 && origin !== undefined && !allowed.has(origin)) {
-        deps.metrics.wsRefused.inc({ reason: 'origin' });
-        throw new ForbiddenError(
-          `Origin ${origin.slice(0, 200)} may not open WebSocket connections (ws.allowedOrigins)`,
-        );
-      }
-      const principal = c.get('principal');
-      const member = principal.kind === 'admin' ? undefined : principal.member;
-      let release: () => void;
-      try {
-        release = limits.acquire(getConnInfo(c).remote.address ?? '', member);
-      } catch (err) {
-        if (err instanceof ConnectionLimitError) deps.metrics.wsRefused.inc({ reason: err.limit });
-        throw err;
-      }
-      upgrading.set(incoming(c), release);
-      await next();
-    },
-    upgradeWebSocket((c) => {
-      const principal = c.get('principal');
-      const identity =
-        principal.kind === 'member'
-          ? { member: principal.member, admin: false }
-          : { member: principal.kind === 'dev' ? principal.member : undefined, admin: true };
-      let session: WebSocketSession | undefined;
-      return {
-        onOpen(_event, ws) {
-          const raw = ws.raw as WebSocket;
-          session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
-          sockets.set(raw, { session, alive: true });
-          raw.on('pong', () => {
-            const entry = sockets.get(raw);
-            if (entry) entry.alive = true;
-          });
-          deps.metrics.wsConnections.set(sockets.size);
-        },
-        onMessage(event) {
-          if (typeof event.data !== 'string') {
-            void session?.onText('');
-            return;
-          }
-          void session?.onText(event.data);
-        },
-        onClose(_event, ws) {
-          session?.onClose();
-          sockets.delete(ws.raw as WebSocket);
-          deps.metrics.wsConnections.set(sockets.size);
-        },
-      };
-    }),
-  );
+  app.get('/v1/ws', (c, next) => {
+    // Only the server's 'upgrade' event (below) may admit an upgrade: a request that says
+    // `Upgrade: websocket` without `Connection: Upgrade` arrives as plain HTTP, where there is
+    // no socket to hand over.
+    if (!(c.env as UpgradeEnv).upgrade) {
+      if (c.req.header('upgrade') === undefined) return next();
+      throw new ValidationError(
+        'a WebSocket upgrade takes Connection: Upgrade and Upgrade: websocket',
+        'Connection',
+      );
+    }
+    checkHandshake(c);
+    // Browsers always send Origin on a WebSocket upgrade; other clients may leave it out, and
+    // are then let in on their token alone (a page cannot make a browser drop the header).
+    const origin = c.req.header('origin');
+    if (allowed.size > 0 && origin !== undefined && !allowed.has(origin)) {
+      deps.metrics.wsRefused.inc({ reason: 'origin' });
+      throw new ForbiddenError(
+        `Origin ${origin.slice(0, 200)} may not open WebSocket connections (ws.allowedOrigins)`,
+      );
+    }
+    const principal = c.get('principal');
+    const member = principal.kind === 'admin' ? undefined : principal.member;
+    let release: () => void;
+    try {
+      release = limits.acquire(getConnInfo(c).remote.address ?? '', member);
+    } catch (err) {
+      if (err instanceof ConnectionLimitError) deps.metrics.wsRefused.inc({ reason: err.limit });
+      throw err;
+    }
+    const identity: Principal =
+      principal.kind === 'member'
+        ? { member: principal.member, admin: false }
+        : { member: principal.kind === 'dev' ? principal.member : undefined, admin: true };
+    upgrading.set(incoming(c), { identity, release });
+    return c.body(null, 200);
+  });
+
+  /** A handshake ws completed: its session and heartbeat (inject gives the slot back). */
+  function open(raw: WebSocket, identity: Principal): void {
+    const session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
+    sockets.set(raw, { session, alive: true });
+    deps.metrics.wsConnections.set(sockets.size);
+    raw.on('pong', () => {
+      const entry = sockets.get(raw);
+      if (entry) entry.alive = true;
+    });
+    raw.on('message', (data, isBinary) => {
+      // Binary frames are not part of the protocol: answered like an unparsable text frame.
+      void session.onText(isBinary ? '' : data.toString());
+    });
+    // ws reports socket errors here before it closes; the close below does the cleanup.
+    raw.on('error', () => undefined);
+    raw.once('close', () => {
+      session.onClose();
+      sockets.delete(raw);
+      deps.metrics.wsConnections.set(sockets.size);
+    });
+  }
 
   const heartbeat = setInterval(() => {
     for (const [raw, entry] of sockets) {
@@ -151,6 +142,9 @@ export function mountWebSocket(
   function inject(server: ServerType): void {
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', () => socket.destroy());
+      // Before anything async: a client that resets during the token check must still give its
+      // slot back, and a listener added to an already closed socket would never fire.
+      socket.once('close', () => upgrading.get(request)?.release());
       void upgrade(request, socket, head).catch((err: unknown) => {
         deps.log.error({ err }, 'WebSocket upgrade failed');
         socket.destroy();
@@ -169,14 +163,18 @@ export function mountWebSocket(
       { method: request.method, headers },
       { incoming: request, outgoing: undefined, upgrade: true } satisfies UpgradeEnv,
     );
-    const release = upgrading.get(request);
-    if (!release || response.status !== 200) {
-      release?.();
+    const admitted = upgrading.get(request);
+    if (!admitted || response.status !== 200) {
+      admitted?.release();
       await refuse(socket, response);
       return;
     }
-    socket.once('close', release);
-    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+    // ws would drop a dead socket without a word (and never call back).
+    if (socket.destroyed) {
+      admitted.release();
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (raw) => open(raw, admitted.identity));
   }
 
   return {
@@ -210,6 +208,8 @@ function checkHandshake(c: Context): void {
   // Hono routes HEAD to GET handlers; ws would answer it with an HTML 405.
   if (c.req.method !== 'GET')
     throw new ValidationError(`a WebSocket upgrade is a GET, not a ${c.req.method}`, 'method');
+  if (c.req.header('upgrade')?.toLowerCase() !== 'websocket')
+    throw new ValidationError('Upgrade: this endpoint upgrades to websocket only', 'Upgrade');
   if (!/^[+/0-9A-Za-z]{22}==$/.test(c.req.header('sec-websocket-key') ?? ''))
     throw new ValidationError(
       'Sec-WebSocket-Key: missing or not 16 bytes in base64 (RFC 6455 §4.1)',
@@ -226,6 +226,21 @@ function checkHandshake(c: Context): void {
         'Sec-WebSocket-Protocol',
       );
   }
+}
+
+/** An upgrade that passed every check. */
+interface Admitted {
+  identity: Principal;
+  /** Gives the connection slot back (idempotent). */
+  release: () => void;
+}
+
+/**
+ * Browsers send an origin's scheme and host in lowercase, with no path: a configured origin is
+ * compared the same way (`HTTPS://App.example.com/` allows `https://app.example.com`).
+ */
+function normalizeOrigin(origin: string): string {
+  return origin.toLowerCase().replace(/\/$/, '');
 }
 
 /** What {@link inject} passes to the app for an upgrade (the HTTP server passes no `upgrade`). */

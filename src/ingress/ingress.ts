@@ -55,7 +55,10 @@ export class Ingress {
       try {
         await this.limiter.take(s.rateLimited);
       } catch (err) {
-        this.metrics.ingressRejected.inc({ source: s.source, reason: 'rate_limited' });
+        this.metrics.ingressRejected.inc({
+          source: s.source,
+          reason: err instanceof ThresholdError ? err.code : 'error',
+        });
         throw err;
       }
     }

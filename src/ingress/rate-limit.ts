@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { RateLimitedError } from '../errors.ts';
+import { RateLimitedError, UnavailableError, isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -19,8 +19,10 @@ const LOG_EVERY_MS = 10_000;
  * so the limit holds over every node: a client that spreads its requests over N nodes gets
  * the limit once, not N times.
  *
- * When Redis cannot be asked the limit fails open: the publish goes on (and most likely
- * fails at the funnel with 503 anyway), counted in `threshold_rate_limiter_errors_total`.
+ * When Redis is down or does not answer in time, the publish is refused with the 503 the
+ * funnel would give it (which needs the same Redis): going on would only make the member wait
+ * a second command timeout for that answer. Any other failure (a script error, say) fails
+ * open: the publish goes on unchecked, counted in `threshold_rate_limiter_errors_total`.
  */
 export class PublishRateLimiter {
   private lastLog = 0;
@@ -33,7 +35,10 @@ export class PublishRateLimiter {
     private readonly log: Logger,
   ) {}
 
-  /** Counts one publish by `client`; throws RateLimitedError (429) when it is over its limit. */
+  /**
+   * Counts one publish by `client`; throws RateLimitedError (429) when it is over its limit,
+   * UnavailableError (503) when Redis is unavailable.
+   */
   async take(client: string): Promise<void> {
     const { perSecond, burst } = this.options;
     if (perSecond <= 0) return;
@@ -41,12 +46,16 @@ export class PublishRateLimiter {
     try {
       answer = await this.redis.limitRate(this.keys.rateLimit(client), 1000 / perSecond, burst);
     } catch (err) {
+      if (isRedisUnavailable(err))
+        throw new UnavailableError('the publish could not be checked (Redis unavailable); retry', {
+          cause: err,
+        });
       this.metrics.rateLimiterErrors.inc();
       if (Date.now() - this.lastLog > LOG_EVERY_MS) {
         this.lastLog = Date.now();
         this.log.warn(
           { err: (err as Error).message },
-          'publish rate limit not checked (Redis unavailable): publishes go through unlimited until Redis answers again',
+          'publish rate limit not checked (the rate script failed): publishes go through unlimited until it works again',
         );
       }
       return;

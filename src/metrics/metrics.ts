@@ -126,7 +126,7 @@ export class Metrics {
   });
   readonly rateLimiterErrors = new Counter({
     name: 'threshold_rate_limiter_errors_total',
-    help: 'Publishes let through unchecked because the shared rate limiter (Redis) could not be asked: the limit fails open',
+    help: 'Publishes let through unchecked because the shared rate limiter script failed (not an outage: that is a 503): the limit fails open',
     registers: [this.registry],
   });
   readonly deadLetters = new Counter({

@@ -9,6 +9,15 @@ export function partitionOf(room: string, partitions: number): number {
 }
 
 /**
+ * A stream entry's identity across partitions. Entry ids are unique per stream only: streams
+ * written in the same millisecond (one batch over several partitions) share ids, so the
+ * partition is part of the key.
+ */
+export function entryKey(partition: number, entryId: string): string {
+  return `${partition}/${entryId}`;
+}
+
+/**
  * The one place key names are built (DESIGN §3). Everything that belongs to partition n
  * carries the hash tag `{p<n>}` so one Lua script can touch all of it, also on Redis Cluster.
  */

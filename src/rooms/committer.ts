@@ -5,7 +5,7 @@ import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
 import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Keys } from '../redis/keys.ts';
+import { entryKey, type Keys } from '../redis/keys.ts';
 import type { SmsPlanner } from '../delivery/sms-plan.ts';
 import { isRedisUnavailable } from '../errors.ts';
 
@@ -75,6 +75,7 @@ const OUT_OF_ORDER = -3;
  * stream order, so each room's seq follows the funnel), then receipts and dead letters.
  */
 export class Committer implements BatchProcessor {
+  /** Failed commits per funnel entry, by {@link entryKey}. */
   private readonly attempts = new Map<string, number>();
 
   constructor(
@@ -155,7 +156,7 @@ export class Committer implements BatchProcessor {
         } as const;
         this.receipts.route(env.origin, rejected, receipts);
       } else {
-        this.attempts.delete(entry.id);
+        this.attempts.delete(entryKey(entry.partition, entry.id));
         if (status === COMMITTED) {
           committed++;
           this.metrics.relayed.inc({ source: env.source });
@@ -198,13 +199,14 @@ export class Committer implements BatchProcessor {
       postponed.push(err.message);
       return;
     }
-    const attempts = (this.attempts.get(entry.id) ?? 0) + 1;
+    const key = entryKey(entry.partition, entry.id);
+    const attempts = (this.attempts.get(key) ?? 0) + 1;
     if (attempts >= this.options.maxAttempts) {
-      this.attempts.delete(entry.id);
+      this.attempts.delete(key);
       dead.push({ entry, reason: 'commit_failed', detail: `${attempts} attempts: ${err.message}` });
       return;
     }
-    this.attempts.set(entry.id, attempts);
+    this.attempts.set(key, attempts);
     this.log.warn(
       { err, entry: entry.id, partition: entry.partition, attempts },
       'commit failed; will retry',

@@ -21,7 +21,7 @@ export function figures(scenario: string, values: Record<string, number | string
   console.log(`[chaos] ${scenario}${SHORT ? ' (short)' : ''}: ${pairs.join(' ')}`);
 }
 
-/** A counter summed over the nodes' /metrics (0 where absent). */
+/** A counter or gauge of the nodes' /metrics, summed over them (0 where absent). */
 export async function sumMetric(nodes: readonly MeshNode[], series: string): Promise<number> {
   let total = 0;
   for (const n of nodes) total += metric(await (await fetch(`${n.url}/metrics`)).text(), series);

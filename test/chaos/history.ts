@@ -25,6 +25,8 @@ export interface HistoryCheck {
   /** Seqs a subscriber received twice, or after a later one. */
   deliveredTwice: number;
   deliveredOutOfOrder: number;
+  /** Deliveries whose message the room's history holds at another seq, or not at all. */
+  misdelivered: number;
   /** Worst time from a publish's acknowledgement to its delivery at a subscriber. */
   maxStalenessMs: number;
   /** When each lost message was acknowledged (ms since epoch), oldest first. */
@@ -41,12 +43,15 @@ export function checkHistory(result: ScenarioResult): HistoryCheck {
   let unhealedGaps = 0;
   let deliveredTwice = 0;
   let deliveredOutOfOrder = 0;
+  let misdelivered = 0;
   for (const w of watchers) {
     for (const [room, last] of report.last) {
       const d = w.defects(room, last);
       unhealedGaps += d.missing;
       deliveredTwice += d.repeated;
       deliveredOutOfOrder += d.outOfOrder;
+      for (const r of w.received.get(room) ?? [])
+        if (report.seqOf.get(r.id) !== r.seq) misdelivered++;
     }
   }
 
@@ -75,6 +80,7 @@ export function checkHistory(result: ScenarioResult): HistoryCheck {
     unhealedGaps,
     deliveredTwice,
     deliveredOutOfOrder,
+    misdelivered,
     maxStalenessMs,
     lostAckedAt,
   };
@@ -91,6 +97,7 @@ export function historyFigures(check: HistoryCheck): Record<string, number | str
     gaps: check.gaps,
     'unhealed-gaps': check.unhealedGaps,
     'delivered-twice': check.deliveredTwice,
+    misdelivered: check.misdelivered,
     'max-staleness': `${check.maxStalenessMs}ms`,
   };
 }

@@ -165,8 +165,8 @@ export async function history(node: MeshNode, room: string) {
  * (the last seq it saw in each room).
  */
 export class Watcher {
-  /** room → seqs received, in arrival order, with the time each arrived. */
-  readonly received = new Map<string, { seq: number; at: number }[]>();
+  /** room → messages received (seq and envelope id), in arrival order, with when each arrived. */
+  readonly received = new Map<string, { seq: number; id: string; at: number }[]>();
   /** Frames of type error. */
   readonly errors: unknown[] = [];
   reconnects = 0;
@@ -217,9 +217,14 @@ export class Watcher {
     const ws = new WebSocket(`${node.wsUrl}?token=${ADMIN_TOKEN}`);
     this.ws = ws;
     ws.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; room: string; seq: number };
+      const frame = JSON.parse(String(data)) as {
+        type: string;
+        room: string;
+        seq: number;
+        id: string;
+      };
       if (frame.type === 'message')
-        this.received.get(frame.room)?.push({ seq: frame.seq, at: Date.now() });
+        this.received.get(frame.room)?.push({ seq: frame.seq, id: frame.id, at: Date.now() });
       else if (frame.type === 'error') this.errors.push(frame);
     });
     ws.on('close', () => {

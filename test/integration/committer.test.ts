@@ -1,16 +1,45 @@
+import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Receipts } from '../../src/delivery/receipts.ts';
 import { RELAY_GROUP, prepareFunnel } from '../../src/funnel/funnel.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
+import type { FunnelEntry } from '../../src/mesh/partition-consumer.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { Committer } from '../../src/rooms/committer.ts';
 import { RedisRoomsStore } from '../../src/rooms/store.ts';
 import { serviceEnvelope } from '../helpers/envelope.ts';
-import { connect, startPrivateRedis } from '../helpers/redis.ts';
+import {
+  connect,
+  deleteKeys,
+  redisUrl,
+  startPrivateRedis,
+  uniquePrefix,
+} from '../helpers/redis.ts';
 
 const NODE = 'node-a';
+
+/** A message to `room` put in its funnel (at `id`) and read by NODE, holding the lease. */
+async function funnelEntry(
+  redis: Redis,
+  keys: Keys,
+  room: string,
+  body: string,
+  id = '*',
+): Promise<FunnelEntry> {
+  const p = keys.partitionOf(room);
+  const lease = (await redis.acquireLease(
+    keys.lease(p),
+    keys.leaseToken(p),
+    NODE,
+    60_000,
+  )) as string;
+  const data = JSON.stringify(serviceEnvelope(room, body));
+  const entryId = (await redis.xadd(keys.funnel(p), id, 'e', data)) as string;
+  await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
+  return { partition: p, lease, id: entryId, data };
+}
 
 describe('Committer', () => {
   it('keeps an entry pending through a Redis out-of-memory spell and commits it afterwards', async () => {
@@ -21,17 +50,8 @@ describe('Committer', () => {
       const keys = new Keys('oom:', 4);
       await prepareFunnel(redis, keys);
       await new RedisRoomsStore(redis, keys).create({ id: 'pantry' });
-      const p = keys.partitionOf('pantry');
-      const lease = (await redis.acquireLease(
-        keys.lease(p),
-        keys.leaseToken(p),
-        NODE,
-        60_000,
-      )) as string;
-      const env = serviceEnvelope('pantry', 'through the storm');
-      const entryId = (await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(env))) as string;
-      await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
-      const entry = { partition: p, lease, id: entryId, data: JSON.stringify(env) };
+      const entry = await funnelEntry(redis, keys, 'pantry', 'through the storm');
+      const p = entry.partition;
       const metrics = new Metrics();
       const committer = new Committer(
         redis,
@@ -60,6 +80,51 @@ describe('Committer', () => {
       expect(((await redis.xpending(keys.funnel(p), RELAY_GROUP)) as [number])[0]).toBe(0);
     } finally {
       await redis.config('SET', 'maxmemory', '0').catch(() => {});
+      await redis.quit();
+    }
+  });
+
+  it('counts the failed attempts of each partition’s entry apart, though their ids are the same', async () => {
+    const redis = defineScripts(connect(redisUrl()));
+    const prefix = uniquePrefix('committer same ids');
+    try {
+      const keys = new Keys(prefix, 4);
+      await prepareFunnel(redis, keys);
+      // Two rooms on different partitions whose commits always fail (a corrupted seq counter).
+      const rooms = ['bad-a'];
+      for (let i = 0; rooms.length < 2; i++)
+        if (keys.partitionOf(`bad-b${i}`) !== keys.partitionOf('bad-a')) rooms.push(`bad-b${i}`);
+      const store = new RedisRoomsStore(redis, keys);
+      const entries: FunnelEntry[] = [];
+      for (const room of rooms) {
+        await store.create({ id: room });
+        await redis.set(keys.seq(room), 'not-a-number');
+        // Funnel streams written in the same millisecond hand out the same id.
+        entries.push(await funnelEntry(redis, keys, room, 'poison', '1-1'));
+      }
+      const [a, b] = entries as [FunnelEntry, FunnelEntry];
+      const committer = new Committer(
+        redis,
+        keys,
+        new Receipts(NODE, keys),
+        new Metrics(),
+        { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 3, deadLength: 100 },
+        createLogger('silent'),
+      );
+
+      await committer.process([a]);
+      await committer.process([a]);
+      // b's first failure is its own first attempt, not a's third.
+      await committer.process([b]);
+      expect(await redis.xlen(keys.dead)).toBe(0);
+      await committer.process([a]);
+      expect(await redis.xlen(keys.dead)).toBe(1);
+      await committer.process([b]);
+      expect(await redis.xlen(keys.dead)).toBe(1);
+      await committer.process([b]);
+      expect(await redis.xlen(keys.dead)).toBe(2);
+    } finally {
+      await deleteKeys(redis, prefix);
       await redis.quit();
     }
   });

@@ -1,14 +1,6 @@
 import { type Agent, type IncomingHttpHeaders, type OutgoingHttpHeaders, request } from 'node:http';
 import { metric } from '../../twilio/sms-node.ts';
 
-/** `CHAOS_SHORT=1` (CI): fewer cases per scenario; the full run is what the README reports. */
-export const SHORT = process.env.CHAOS_SHORT === '1';
-
-/** Prints a scenario's figures on one line, the way the README quotes them. */
-export function report(line: string): void {
-  console.log(`[abuse] ${line}`);
-}
-
 /**
  * A seeded PRNG (mulberry32): the same seed gives the same cases, so a failure is
  * reproduced by running again with `ABUSE_SEED=<seed>`.
@@ -72,11 +64,6 @@ export async function memoryMiB(url: string): Promise<{ rss: number; heap: numbe
   const text = await (await fetch(`${url}/metrics`)).text();
   const mib = (name: string) => Math.round(metric(text, name) / 1048576);
   return { rss: mib('process_resident_memory_bytes'), heap: mib('nodejs_heap_size_used_bytes') };
-}
-
-/** A counter or gauge of the node's /metrics (0 when absent). */
-export async function series(url: string, name: string): Promise<number> {
-  return metric(await (await fetch(`${url}/metrics`)).text(), name);
 }
 
 export interface RawResponse {

@@ -1,7 +1,7 @@
 import { connect as tcp, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, useTestNode } from '../../helpers/node.ts';
-import { report } from './abuse.ts';
+import { figures } from '../chaos.ts';
 
 /**
  * http.maxBodyBytes holds however the body comes: a Content-Length over it gets 413 before a
@@ -35,10 +35,13 @@ describe('body limits', () => {
       conn.socket.write('{"body":"');
       const answer = await conn.answer;
       const closed = await conn.closed;
-      report(
-        `body limit (Content-Length ${declared}) ${path}: ${answer.status} after ${answer.ms} ms, ` +
-          `closed by the node after ${closed.ms} ms`,
-      );
+      figures('body limit (Content-Length)', {
+        path,
+        declared,
+        status: answer.status,
+        'answered-after': `${answer.ms}ms`,
+        'closed-after': `${closed.ms}ms`,
+      });
       expect(answer.status).toBe(413);
       expect(answer.contentType).toBe('application/problem+json');
       expect(JSON.parse(answer.body)).toMatchObject({ status: 413, code: 'payload_too_large' });
@@ -75,10 +78,13 @@ describe('body limits', () => {
       }
       const answer = await conn.answer;
       await conn.closed;
-      report(
-        `body limit (chunked) ${path}: ${answer.status} after ${sentAtAnswer} bytes sent, ` +
-          `connection closed after ${sent} bytes sent (limit ${LIMIT})`,
-      );
+      figures('body limit (chunked)', {
+        path,
+        limit: LIMIT,
+        status: answer.status,
+        'answered-after-bytes': sentAtAnswer,
+        'closed-after-bytes': sent,
+      });
       expect(answer.status).toBe(413);
       expect(answer.contentType).toBe('application/problem+json');
       expect(sentAtAnswer).toBeGreaterThan(LIMIT);

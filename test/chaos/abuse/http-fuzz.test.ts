@@ -10,12 +10,11 @@ import {
   type RawRequest,
   type RawResponse,
   rawRequest,
-  report,
   Rng,
   memoryMiB,
   seed,
-  SHORT,
 } from './abuse.ts';
+import { figures, SHORT } from '../chaos.ts';
 
 /**
  * Every route of DESIGN §5 (and the development SMS routes) takes fuzzed requests from a
@@ -63,7 +62,7 @@ const ROUTES: Route[] = [
 
 const ROOM_NUMBER = '+15550009000';
 
-interface Figures {
+interface Tally {
   cases: number;
   status: Map<number, number>;
   fiveXx: string[];
@@ -96,7 +95,7 @@ it(
     const nodes = { twilio: twilioNode, dev: devNode };
     const before = [await memoryMiB(twilioNode.url), await memoryMiB(devNode.url)];
 
-    const figures: Figures = {
+    const tally: Tally = {
       cases: 0,
       status: new Map(),
       fiveXx: [],
@@ -114,17 +113,17 @@ it(
           res = await rawRequest(node.url, agent, c);
         } catch (err) {
           if (!c.oversized)
-            figures.noAnswer.push(
+            tally.noAnswer.push(
               `${what}: ${(err as Error).message} ${JSON.stringify(c.headers).slice(0, 300)}`,
             );
           return;
         } finally {
-          figures.cases++;
+          tally.cases++;
         }
-        figures.status.set(res.status, (figures.status.get(res.status) ?? 0) + 1);
-        if (res.status >= 500) figures.fiveXx.push(`${what} → ${res.status} ${res.body}`);
+        tally.status.set(res.status, (tally.status.get(res.status) ?? 0) + 1);
+        if (res.status >= 500) tally.fiveXx.push(`${what} → ${res.status} ${res.body}`);
         else if (res.status >= 400 && !isProblem(res, c.method))
-          figures.nonProblem.push(
+          tally.nonProblem.push(
             `${what} → ${res.status} ${res.headers['content-type']} ${res.body.toString().slice(0, 200)}`,
           );
       });
@@ -137,21 +136,27 @@ it(
     );
     const after = [await memoryMiB(twilioNode.url), await memoryMiB(devNode.url)];
     const memory = before
-      .map((b, n) => `rss ${b.rss}→${after[n]?.rss} heap ${b.heap}→${after[n]?.heap}`)
-      .join(', ');
-    const statuses = [...figures.status.entries()]
+      .map((b, n) => `rss:${b.rss}→${after[n]?.rss},heap:${b.heap}→${after[n]?.heap}`)
+      .join('/');
+    const statuses = [...tally.status.entries()]
       .sort(([a], [b]) => a - b)
       .map(([s, n]) => `${s}:${n}`)
       .join(' ');
-    report(
-      `http fuzz: seed=${runSeed} routes=${ROUTES.length} cases=${figures.cases} ` +
-        `(${Math.round(figures.cases / seconds)}/s) 5xx=${figures.fiveXx.length} ` +
-        `non-problem=${figures.nonProblem.length} no-answer=${figures.noAnswer.length} ` +
-        `crashes=${alive ? 0 : 1} MiB ${memory} | ${statuses}`,
-    );
-    expect(figures.fiveXx.slice(0, 5)).toEqual([]);
-    expect(figures.nonProblem.slice(0, 5)).toEqual([]);
-    expect(figures.noAnswer.slice(0, 5)).toEqual([]);
+    figures('http fuzz', {
+      seed: runSeed,
+      routes: ROUTES.length,
+      cases: tally.cases,
+      'cases-per-s': Math.round(tally.cases / seconds),
+      '5xx': tally.fiveXx.length,
+      'non-problem': tally.nonProblem.length,
+      'no-answer': tally.noAnswer.length,
+      crashes: alive ? 0 : 1,
+      MiB: memory,
+      statuses: statuses.replaceAll(' ', ','),
+    });
+    expect(tally.fiveXx.slice(0, 5)).toEqual([]);
+    expect(tally.nonProblem.slice(0, 5)).toEqual([]);
+    expect(tally.noAnswer.slice(0, 5)).toEqual([]);
     expect(alive).toBe(true);
     expect(healthy).toEqual([200, 200]);
     // "Sane": a few hundred MiB at most, not growing with the number of cases.

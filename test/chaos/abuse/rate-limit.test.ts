@@ -3,7 +3,7 @@ import { expect, it } from 'vitest';
 import { admin, type MeshNode, startMesh } from '../../helpers/mesh.ts';
 import { JWT_SECRET } from '../../helpers/node.ts';
 import { connect } from '../../helpers/ws-client.ts';
-import { report, SHORT } from './abuse.ts';
+import { figures, SHORT } from '../chaos.ts';
 
 /**
  * A member's publish rate holds over the whole mesh: spreading requests round-robin over
@@ -85,11 +85,18 @@ it('holds a member to its publish rate across three nodes (not 3 × the limit), 
   ]);
   const seconds = (Date.now() - started) / 1000;
   const allowed = BURST + RATE * seconds;
-  report(
-    `rate limit across 3 nodes: ${RATE}/s burst ${BURST} over ${seconds.toFixed(1)} s → allowed ≈ ${Math.round(allowed)}; ` +
-      `alice accepted=${a.accepted} refused=${a.refused} (per node ${[...a.byNode.values()].join('/')}), ` +
-      `bob accepted=${b.accepted} refused=${b.refused}; Retry-After ${[...a.retryAfter].join(',')} s`,
-  );
+  figures('rate limit across 3 nodes', {
+    rate: `${RATE}/s`,
+    burst: BURST,
+    over: `${seconds.toFixed(1)}s`,
+    allowed: Math.round(allowed),
+    'alice-accepted': a.accepted,
+    'alice-refused': a.refused,
+    'alice-per-node': [...a.byNode.values()].join('/'),
+    'bob-accepted': b.accepted,
+    'bob-refused': b.refused,
+    'retry-after': `${[...a.retryAfter].join(',')}s`,
+  });
   for (const t of [a, b]) {
     expect(t.other.slice(0, 3)).toEqual([]);
     expect(t.refused).toBeGreaterThan(0);

@@ -11,7 +11,8 @@ import {
   useStandin,
 } from '../../twilio/sms-node.ts';
 import { PUBLIC_URL } from '../../twilio/standin.ts';
-import { report, Rng, seed, SHORT } from './abuse.ts';
+import { figures, SHORT } from '../chaos.ts';
+import { Rng, seed } from './abuse.ts';
 
 /**
  * Forged Twilio webhooks: random signatures, signatures over another URL, other parameters
@@ -177,12 +178,17 @@ it(`accepts none of ${TRIES} forged webhooks (403 problem+json, no side effect),
       .split('\n')
       .filter((l) => l.startsWith('threshold_sms_status_total{'))
       .reduce((sum, l) => sum + Number(l.split(' ')[1]), 0);
-  report(
-    `twilio forgery: seed=${runSeed} tries=${TRIES} accepted=${accepted.length} ` +
-      `non-problem=${notProblem.length} bad_signature counted=${badSignatures} ` +
-      `committed=${room.seq - 1} texts sent=${s.messages().length - textsBefore} ` +
-      `statuses recorded=${statusCallbacks(after) - statusCallbacks(before)} | variants ${byKind.size}`,
-  );
+  figures('twilio forgery', {
+    seed: runSeed,
+    tries: TRIES,
+    accepted: accepted.length,
+    'non-problem': notProblem.length,
+    'bad-signature-counted': badSignatures,
+    committed: room.seq - 1,
+    'texts-sent': s.messages().length - textsBefore,
+    'statuses-recorded': statusCallbacks(after) - statusCallbacks(before),
+    variants: byKind.size,
+  });
   expect(accepted.slice(0, 5)).toEqual([]);
   expect(notProblem.slice(0, 5)).toEqual([]);
   expect(badSignatures).toBe(TRIES);

@@ -5,7 +5,8 @@ import { eventually } from '../../helpers/eventually.ts';
 import { admin, type MeshNode, startMesh } from '../../helpers/mesh.ts';
 import { JWT_SECRET } from '../../helpers/node.ts';
 import { connect, type TestClient, UpgradeRefusedError } from '../../helpers/ws-client.ts';
-import { report, rssMiB, series, SHORT } from './abuse.ts';
+import { figures, SHORT, sumMetric } from '../chaos.ts';
+import { rssMiB } from './abuse.ts';
 
 /**
  * Hostile WebSocket clients against a real node process: a page from another origin, frames
@@ -51,10 +52,8 @@ it('refuses an upgrade from an Origin not in ws.allowedOrigins with 403 problem+
   // No Origin at all: not a browser, so no page can have sent it; the token decides.
   const headless = await connect(node.wsUrl, alice);
   expect(headless.isOpen).toBe(true);
-  expect(await series(node.url, 'threshold_websocket_refused_total{reason="origin"}')).toBe(2);
-  report(
-    'ws origin: evil and null origins refused 403 problem+json; allowed and absent origins let in',
-  );
+  expect(await sumMetric([node], 'threshold_websocket_refused_total{reason="origin"}')).toBe(2);
+  figures('ws origin', { 'refused-403': 2, 'let-in': 2 });
 });
 
 it('closes a connection whose frame is over ws.maxFrameBytes with 1009', async () => {
@@ -68,7 +67,7 @@ it('closes a connection whose frame is over ws.maxFrameBytes with 1009', async (
   const next = await connect(node.wsUrl, await token('user:alice'));
   next.send({ type: 'ping' });
   expect((await next.next()).type).toBe('pong');
-  report(`ws oversized frame: closed ${closed.code}`);
+  figures('ws oversized frame', { closed: closed.code });
 });
 
 it('rate-limits a flood from one connection (rate_limited, frames dropped), then closes it with 1008', async () => {
@@ -94,15 +93,20 @@ it('rate-limits a flood from one connection (rate_limited, frames dropped), then
   const closed = await mallory.closed;
   const ms = Date.now() - started;
   const errors = mallory.frames.filter((f) => f.type === 'error' && f.code === 'rate_limited');
-  const dropped = await series(node.url, 'threshold_rate_limited_total{limit="ws_frame"}');
+  const dropped = await sumMetric([node], 'threshold_rate_limited_total{limit="ws_frame"}');
   const committed = Number(
     ((await (await admin(node, 'GET', '/v1/rooms/flood')).json()) as { seq: number }).seq,
   );
   const rssAfter = await rssMiB(node.url);
-  report(
-    `ws flood: frames=${frames} sent in ${ms} ms, dropped=${dropped}, rate_limited errors=${errors.length}, ` +
-      `committed=${committed}, closed ${closed.code} "${closed.reason}", node rss MiB ${rssBefore}→${rssAfter}`,
-  );
+  figures('ws flood', {
+    frames,
+    'sent-in': `${ms}ms`,
+    dropped,
+    'rate-limited-errors': errors.length,
+    committed,
+    closed: closed.code,
+    'rss-MiB': `${rssBefore}→${rssAfter}`,
+  });
   expect(errors.length).toBeGreaterThanOrEqual(1);
   expect(errors[0]).toMatchObject({ code: 'rate_limited' });
   expect(errors[0]?.retryAfterMs).toBeGreaterThan(0);
@@ -110,7 +114,9 @@ it('rate-limits a flood from one connection (rate_limited, frames dropped), then
   // The burst (200 frames, half of them publishes) and what the rate refilled got through,
   // not the flood; and those publishes were also under the member's publish rate (40 at once).
   expect(committed).toBeLessThanOrEqual(200);
-  expect(await series(node.url, 'threshold_websocket_closed_total{reason="rate_limited"}')).toBe(1);
+  expect(await sumMetric([node], 'threshold_websocket_closed_total{reason="rate_limited"}')).toBe(
+    1,
+  );
   // The others on the node did not notice.
   bystander.send({ type: 'ping' });
   expect((await bystander.next((f) => f.type === 'pong')).type).toBe('pong');
@@ -138,7 +144,7 @@ it('drops a client that never reads (4008) before its unsent bytes pass ws.maxBu
   const body = 'x'.repeat(3900);
   let published = 0;
   const slowClosed = () =>
-    series(node.url, 'threshold_websocket_closed_total{reason="slow_consumer"}');
+    sumMetric([node], 'threshold_websocket_closed_total{reason="slow_consumer"}');
   // At most 20,000 messages (about 80 MB); stops as soon as the node has dropped the client.
   while (published < 20_000 && (published % 200 !== 0 || (await slowClosed()) === 0)) {
     await Promise.all(
@@ -168,11 +174,15 @@ it('drops a client that never reads (4008) before its unsent bytes pass ws.maxBu
   );
   (sloth.ws as unknown as { _socket: Socket })._socket.resume();
   const closed = await sloth.closed;
-  report(
-    `ws slow consumer: published=${published} (${Math.round((published * body.length) / 1048576)} MiB) ` +
-      `before the drop, buffered at drop=${buffered} bytes (cap ${maxBuffered}), close ${closed.code}, ` +
-      `reader got ${seen}, node rss MiB ${rssBefore}→${rssAfter}`,
-  );
+  figures('ws slow consumer', {
+    'published-before-drop': published,
+    'published-MiB': Math.round((published * body.length) / 1048576),
+    'buffered-at-drop': buffered,
+    cap: maxBuffered,
+    closed: closed.code,
+    'reader-got': seen,
+    'rss-MiB': `${rssBefore}→${rssAfter}`,
+  });
   expect(line).toBeTruthy();
   expect(drops).toBe(1);
   expect(buffered).toBeLessThanOrEqual(maxBuffered);
@@ -217,12 +227,13 @@ it('caps WebSocket connections per member and per address: 429 problem+json with
   await alices[0]?.close();
   expect((await slotFor(alice))?.isOpen).toBe(true);
   const refused = {
-    member: await series(node.url, 'threshold_websocket_refused_total{reason="member_limit"}'),
-    ip: await series(node.url, 'threshold_websocket_refused_total{reason="ip_limit"}'),
+    member: await sumMetric([node], 'threshold_websocket_refused_total{reason="member_limit"}'),
+    ip: await sumMetric([node], 'threshold_websocket_refused_total{reason="ip_limit"}'),
   };
-  report(
-    `ws connection caps: refused member_limit=${refused.member} ip_limit=${refused.ip}; slots freed on close`,
-  );
+  figures('ws connection caps', {
+    'refused-member-limit': refused.member,
+    'refused-ip-limit': refused.ip,
+  });
   expect(refused.member).toBeGreaterThanOrEqual(4);
   expect(refused.ip).toBeGreaterThanOrEqual(1);
 });

@@ -42,7 +42,12 @@ it(`SIGKILL a node every ${EVERY_MS / 1000} s (${KILLS} times) under load: lost 
   });
   expect(check.acknowledged).toBeGreaterThan(500);
   expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
-  expect(check).toMatchObject({ unhealedGaps: 0, deliveredTwice: 0, deliveredOutOfOrder: 0 });
+  expect(check).toMatchObject({
+    unhealedGaps: 0,
+    deliveredTwice: 0,
+    deliveredOutOfOrder: 0,
+    misdelivered: 0,
+  });
   // Every original node died, so every subscriber reconnected elsewhere at least once.
   expect(result.watchers.every((w) => w.reconnects > 0)).toBe(true);
 }, 240_000);

@@ -47,7 +47,12 @@ it('rolling restart (SIGTERM every node in turn) under load: lost 0, duplicated 
   expect(exits).toEqual(original.map(() => 0));
   expect(check.acknowledged).toBeGreaterThan(300);
   expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
-  expect(check).toMatchObject({ unhealedGaps: 0, deliveredTwice: 0, deliveredOutOfOrder: 0 });
+  expect(check).toMatchObject({
+    unhealedGaps: 0,
+    deliveredTwice: 0,
+    deliveredOutOfOrder: 0,
+    misdelivered: 0,
+  });
   // Each watcher started on an original node, which stopped: it reconnected elsewhere.
   expect(result.watchers.every((w) => w.reconnects > 0)).toBe(true);
 }, 240_000);

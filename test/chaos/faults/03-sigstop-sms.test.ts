@@ -75,7 +75,12 @@ it('SIGSTOP the owner of busy SMS rooms for 2 × lease ttl: no stale commit, no 
   });
 
   expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
-  expect(check).toMatchObject({ unhealedGaps: 0, deliveredTwice: 0, deliveredOutOfOrder: 0 });
+  expect(check).toMatchObject({
+    unhealedGaps: 0,
+    deliveredTwice: 0,
+    deliveredOutOfOrder: 0,
+    misdelivered: 0,
+  });
   expect(unique(texts)).toBe(expected);
   // A repeat only where a send was ambiguous, and at most one extra each.
   expect(repeated.length).toBeLessThanOrEqual(ambiguous);
