@@ -69,6 +69,7 @@ const DUPLICATE = 2;
 const FENCED = -1;
 const NO_ROOM = -2;
 const OUT_OF_ORDER = -3;
+const UNPLANNED = -4;
 
 /**
  * The commit path: a batch of funnel entries becomes one pipeline of commit scripts (in
@@ -84,8 +85,8 @@ export class Committer implements BatchProcessor {
     private readonly metrics: Metrics,
     private readonly options: CommitterOptions,
     private readonly log: Logger,
-    /** Plans the SMS outbox jobs of each commit; without it nothing is texted. */
-    private readonly sms?: SmsPlanner,
+    /** Plans the SMS outbox jobs of each commit. */
+    private readonly sms: SmsPlanner,
   ) {}
 
   async process(entries: FunnelEntry[]): Promise<BatchOutcome> {
@@ -112,7 +113,7 @@ export class Committer implements BatchProcessor {
     }
     let plans = new Map<string, string>();
     try {
-      if (this.sms) plans = await this.sms.plan(parsed.map((p) => p.env));
+      plans = await this.sms.plan(parsed.map((p) => p.env));
     } catch (err) {
       // Without the plan nothing may commit (its texts would be lost): the batch waits.
       this.log.warn({ err }, 'could not plan the SMS deliveries of a batch; retrying it');
@@ -142,6 +143,10 @@ export class Committer implements BatchProcessor {
       if (status === FENCED) {
         fenced.add(entry.partition);
       } else if (status === OUT_OF_ORDER) {
+        retry.add(entry.partition);
+      } else if (status === UNPLANNED) {
+        // The room has numbers now, the planner thought not: it reads the room again.
+        this.sms.forget(env.room);
         retry.add(entry.partition);
       } else if (status === NO_ROOM) {
         dead.push({ entry, reason: 'room_deleted', detail: `room ${env.room} no longer exists` });
