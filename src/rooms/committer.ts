@@ -185,7 +185,16 @@ export class Committer implements BatchProcessor {
       );
     }
     if (dead.length > 0) await this.deadLetter(dead, retry);
-    if (receipts.length > 0) await receipts.exec();
+    // Not waited for: the entries are acknowledged already, so a failed publish could not
+    // be retried anyway, and the next read need not wait a round trip for it (it goes out
+    // after it on the same connection).
+    if (receipts.length > 0)
+      receipts.exec().catch((err: unknown) => {
+        this.log.warn(
+          { err },
+          "could not publish receipts to other nodes; their clients' acks time out (the messages are committed)",
+        );
+      });
     return { retry, fenced };
   }
 
