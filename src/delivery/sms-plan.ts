@@ -28,23 +28,40 @@ export function relayText(env: Envelope, roomName: string): string {
   return `${chars.slice(0, SMS_MAX_BODY_CHARS - 1).join('')}…`;
 }
 
+/** Rooms remembered as having no numbers, at most (then forgotten all at once and relearned). */
+const NO_NUMBERS_MAX = 100_000;
+
 /**
  * Before a batch is committed: which phone members to text and whether the sender gets a
  * receipt. Member settings live outside the partition's hash slot, so they are read here
  * and handed to the commit script (ARGV[14]); the outbox sender checks opt-outs again
  * before each text.
+ *
+ * Most rooms have no numbers, and reading each batch's room hashes first was a Redis round
+ * trip between every read and its commit. Rooms seen without numbers are remembered and not
+ * read again: the commit script checks (status -4 when a room has numbers after all, say
+ * added since), and the committer then calls {@link forget} and retries the entry.
  */
 export class SmsPlanner {
+  private readonly noNumbers = new Set<string>();
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly members: MemberSettingsStore,
   ) {}
 
-  /** envelope id → the commit script's SMS plan ("" when nobody is to be texted). */
+  /** The room may have numbers now: read its hash again before its next commit. */
+  forget(room: string): void {
+    this.noNumbers.delete(room);
+  }
+
+  /** envelope id → the commit script's SMS plan ("" when the room has no numbers). */
   async plan(envelopes: Envelope[]): Promise<Map<string, string>> {
     const plans = new Map<string, string>();
-    const roomIds = [...new Set(envelopes.map((e) => e.room))];
+    const roomIds = [...new Set(envelopes.map((e) => e.room))].filter(
+      (r) => !this.noNumbers.has(r),
+    );
     if (roomIds.length === 0) return plans;
     // Most rooms have no numbers: their members are not read at all.
     const hashes = this.redis.pipeline();
@@ -55,6 +72,7 @@ export class SmsPlanner {
       const [name, numbers, settings] = hash as [string | null, string | null, string | null];
       const id = roomIds[i] as string;
       if (numbers && numbers !== '[]') smsRooms.push({ id, name: name ?? id, numbers, settings });
+      else this.remember(id);
     });
     if (smsRooms.length === 0) return plans;
     const memberSets = this.redis.pipeline();
@@ -112,5 +130,10 @@ export class SmsPlanner {
       );
     }
     return plans;
+  }
+
+  private remember(room: string): void {
+    if (this.noNumbers.size >= NO_NUMBERS_MAX) this.noNumbers.clear();
+    this.noNumbers.add(room);
   }
 }

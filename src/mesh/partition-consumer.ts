@@ -46,14 +46,26 @@ interface Owned {
   cursor: '0' | '>';
   /** Counts the times the cursor was set back to '0'. */
   rewinds: number;
+  /**
+   * To be read in the next round: the wait saw new entries, or the last read filled its batch
+   * (more may be waiting). A partition on cursor '0' is read every round regardless.
+   */
+  due: boolean;
+  /** The newest id we know the stream to hold, all of it read: the wait wakes on anything newer. */
+  newest: string;
 }
 
 /**
  * Reads the funnel partitions this node owns and feeds each batch to the processor. Reads
- * are fenced (lua/read-fenced-2.lua, one per partition in a pipeline); when every
- * partition is caught up it waits in one XREAD BLOCK over all of them, on a connection of
- * its own. One batch is in hand at a time, so each partition (and so each room) is
- * processed in stream order.
+ * are fenced (lua/read-fenced-2.lua, one per partition in a pipeline), and only of the
+ * partitions that have something to read: those re-reading their pending entries, those
+ * whose last read filled its batch, and those the wait saw new entries on. When none has,
+ * it waits in one XREAD BLOCK over all of them (on a connection of its own), whose reply
+ * names the streams with new entries; after a busy round that wait returns at once. A fenced
+ * read costs Redis a script call, an XREAD a few microseconds per stream: reading all owned
+ * partitions every round made idle ones most of Redis's work under load. A wait that times
+ * out reads every partition once, as a safety net. One batch is in hand at a time, so each
+ * partition (and so each room) is processed in stream order.
  */
 export class PartitionConsumer {
   private readonly owned = new Map<number, Owned>();
@@ -99,7 +111,7 @@ export class PartitionConsumer {
       RELAY_GROUP,
       this.options.nodeId,
     );
-    this.owned.set(partition, { lease, cursor: '0', rewinds: 0 });
+    this.owned.set(partition, { lease, cursor: '0', rewinds: 0, due: true, newest: '' });
     this.interrupt();
   }
 
@@ -162,19 +174,42 @@ export class PartitionConsumer {
     this.onFenced(partition);
   }
 
-  /** Blocks until any of the streams has an entry newer than the given id (or blockMs). */
-  private async waitForEntries(newest: [stream: string, id: string][]): Promise<void> {
+  /**
+   * Marks the given partitions that have entries newer than the newest we read as due.
+   * `blockMs`: waits that long for one (one XREAD BLOCK), and marks all of them due after a
+   * timeout, an interrupt or a failure (a safety net: every partition is read now and then).
+   * Without it, looks once (partitions not read this round, so none is starved while others
+   * keep the loop busy), and marks all of them due only after a failure.
+   */
+  private async watch(partitions: [number, Owned][], blockMs?: number): Promise<void> {
+    const byStream = new Map(partitions.map(([p, o]) => [this.keys.funnel(p), o]));
+    const streams = [...byStream].map(([stream, o]): [string, string] => [
+      stream,
+      o.newest || '0-0',
+    ]);
+    let woke: string[] | undefined;
     try {
-      await this.waiting.wait(newest, this.options.blockMs);
+      woke =
+        blockMs === undefined
+          ? await this.waiting.poll(streams)
+          : await this.waiting.wait(streams, blockMs);
     } catch (err) {
       // A lost connection (an UNBLOCK ends the wait without an error): the next round reads again.
       this.log.debug({ err }, 'waiting for funnel entries failed');
-      await sleep(100);
+      if (blockMs !== undefined) await sleep(100);
+    }
+    if (woke === undefined || (woke.length === 0 && blockMs !== undefined))
+      woke = [...byStream.keys()];
+    for (const stream of woke) {
+      const o = byStream.get(stream);
+      if (o) o.due = true;
     }
   }
 
   private async loop(): Promise<void> {
     let failures = 0;
+    /** The last round ended in a wait: it saw which partitions have new entries. */
+    let watchedAll = false;
     while (this.running) {
       if (this.owned.size === 0) {
         await new Promise<void>((resolve) => {
@@ -183,13 +218,23 @@ export class PartitionConsumer {
         this.wake = undefined;
         continue;
       }
+      const owned = [...this.owned.entries()];
+      const idle = owned.filter(([, o]) => !o.due && o.cursor === '>');
+      if (idle.length === owned.length) {
+        await this.watch(idle, this.options.blockMs);
+        watchedAll = true;
+        continue;
+      }
       // The cursors as sent, and their rewinds: one rewound while we read must stay '0'.
-      const partitions = [...this.owned.entries()].map(
-        ([p, o]) => [p, o, o.cursor, o.rewinds] as const,
-      );
+      const partitions = owned
+        .filter(([, o]) => o.due || o.cursor === '0')
+        .map(([p, o]) => [p, o, o.cursor, o.rewinds] as const);
+      // Meanwhile, on the reader's connection: which of the others have new entries (unless
+      // the wait that started this round just told).
+      const watched = idle.length > 0 && !watchedAll ? this.watch(idle) : undefined;
+      watchedAll = false;
       const entries: FunnelEntry[] = [];
       const read = new Set<number>();
-      const newest: [stream: string, id: string][] = [];
       try {
         const requests = partitions.map(([p, o, cursor]) => ({
           lease: this.keys.lease(p),
@@ -201,7 +246,12 @@ export class PartitionConsumer {
         failures = 0;
         // Partitions whose whole pending list came back with room to spare: new entries too.
         const topUps: (FencedReadRequest & { p: number; o: Owned })[] = [];
-        const take = (p: number, o: Owned, reply: FencedRead): StreamEntry[] | undefined => {
+        const take = (
+          p: number,
+          o: Owned,
+          reply: FencedRead,
+          request: FencedReadRequest,
+        ): StreamEntry[] | undefined => {
           // Released while we were reading: leave the entries pending for the next owner.
           if (this.owned.get(p) !== o) return undefined;
           if (reply === 'fenced') {
@@ -210,7 +260,11 @@ export class PartitionConsumer {
           }
           const { entries: items, newest: last } = reply;
           if (items.length > 0) read.add(p);
-          if (last) newest.push([this.keys.funnel(p), last]);
+          if (request.cursor === '>') {
+            // Fewer new entries than asked for: that was all of them, up to the last one read.
+            o.due = items.length >= (request.count ?? this.options.batch);
+            if (!o.due) o.newest = items.at(-1)?.[0] ?? last;
+          }
           for (const [id, fields] of items) {
             entries.push({
               partition: p,
@@ -222,11 +276,13 @@ export class PartitionConsumer {
           return items;
         };
         partitions.forEach(([p, o, cursor, rewinds], i) => {
-          const items = take(p, o, replies[i] as FencedRead);
+          const items = take(p, o, replies[i] as FencedRead, requests[i]!);
           if (!items || cursor !== '0') return;
-          // Our pending list is exhausted once a read from '0' returns nothing.
+          // Our pending list is exhausted once a read from '0' returns nothing: new entries
+          // are read in the same round (the newest id such a read reports is no use for the
+          // wait, which would skip whatever was added before it and never read).
           if (items.length === 0 && o.rewinds === rewinds) o.cursor = '>';
-          else if (items.length > 0 && items.length < this.options.batch)
+          if (items.length < this.options.batch && o.rewinds === rewinds)
             topUps.push({
               ...requests[i]!,
               cursor: '>',
@@ -241,9 +297,11 @@ export class PartitionConsumer {
         // script, ARGV[12]) and waits for it, while other rooms' entries commit.
         if (topUps.length > 0) {
           const more = await this.fencedReader.read(topUps, this.options.batch);
-          topUps.forEach(({ p, o }, i) => take(p, o, more[i] as FencedRead));
+          topUps.forEach((r, i) => take(r.p, r.o, more[i] as FencedRead, r));
         }
+        await watched;
       } catch (err) {
+        await watched;
         // The read may have happened with its reply lost: those entries are pending now.
         this.rewind();
         failures++;
@@ -255,12 +313,9 @@ export class PartitionConsumer {
         continue;
       }
 
-      if (entries.length === 0) {
-        // Only wait when every partition is caught up; an XREAD takes nothing from the group.
-        const catchingUp = [...this.owned.values()].some((o) => o.cursor === '0');
-        if (!catchingUp && newest.length > 0) await this.waitForEntries(newest);
-        continue;
-      }
+      // Nothing read: the next round finds nothing due and waits (an XREAD takes nothing
+      // from the group), unless a partition is still catching up on its pending entries.
+      if (entries.length === 0) continue;
 
       const processing = this.processor.process(entries);
       this.batchDone = processing.catch(() => {});

@@ -103,16 +103,35 @@ export class BlockingWait {
     });
   }
 
-  /** Resolves once a stream has an entry newer than the id given with it, `blockMs` passed, or interrupt(). */
-  async wait(streams: readonly [stream: string, id: string][], blockMs: number): Promise<void> {
+  /**
+   * Resolves once a stream has an entry newer than the id given with it, `blockMs` passed, or
+   * interrupt(): with the streams that have such entries (none after a timeout or interrupt).
+   * COUNT 1: the wait only tells which streams to read, the entries are read elsewhere.
+   */
+  async wait(streams: readonly [stream: string, id: string][], blockMs: number): Promise<string[]> {
     this.id ??= Number(await this.reader.client('ID'));
     this.blocked = true;
     try {
-      // prettier-ignore
-      await this.reader.call('XREAD', 'BLOCK', blockMs, 'STREAMS', ...streams.map(([s]) => s), ...streams.map(([, id]) => id));
+      return await this.newer(streams, ['BLOCK', blockMs]);
     } finally {
       this.blocked = false;
     }
+  }
+
+  /** The streams that have an entry newer than the id given with it now, without waiting. */
+  poll(streams: readonly [stream: string, id: string][]): Promise<string[]> {
+    return this.newer(streams, []);
+  }
+
+  private async newer(
+    streams: readonly [stream: string, id: string][],
+    block: (string | number)[],
+  ): Promise<string[]> {
+    // prettier-ignore
+    const reply = (await this.reader.call(
+      'XREAD', 'COUNT', 1, ...block, 'STREAMS', ...streams.map(([s]) => s), ...streams.map(([, id]) => id),
+    )) as [stream: string, entries: unknown][] | null;
+    return reply?.map(([stream]) => stream) ?? [];
   }
 
   /** Ends the wait in progress, if any, now. */

@@ -69,6 +69,7 @@ const DUPLICATE = 2;
 const FENCED = -1;
 const NO_ROOM = -2;
 const OUT_OF_ORDER = -3;
+const UNPLANNED = -4;
 
 /**
  * The commit path: a batch of funnel entries becomes one pipeline of commit scripts (in
@@ -85,8 +86,8 @@ export class Committer implements BatchProcessor {
     private readonly metrics: Metrics,
     private readonly options: CommitterOptions,
     private readonly log: Logger,
-    /** Plans the SMS outbox jobs of each commit; without it nothing is texted. */
-    private readonly sms?: SmsPlanner,
+    /** Plans the SMS outbox jobs of each commit. */
+    private readonly sms: SmsPlanner,
   ) {}
 
   async process(entries: FunnelEntry[]): Promise<BatchOutcome> {
@@ -113,7 +114,7 @@ export class Committer implements BatchProcessor {
     }
     let plans = new Map<string, string>();
     try {
-      if (this.sms) plans = await this.sms.plan(parsed.map((p) => p.env));
+      plans = await this.sms.plan(parsed.map((p) => p.env));
     } catch (err) {
       // Without the plan nothing may commit (its texts would be lost): the batch waits.
       this.log.warn({ err }, 'could not plan the SMS deliveries of a batch; retrying it');
@@ -143,6 +144,10 @@ export class Committer implements BatchProcessor {
       if (status === FENCED) {
         fenced.add(entry.partition);
       } else if (status === OUT_OF_ORDER) {
+        retry.add(entry.partition);
+      } else if (status === UNPLANNED) {
+        // The room has numbers now, the planner thought not: it reads the room again.
+        this.sms.forget(env.room);
         retry.add(entry.partition);
       } else if (status === NO_ROOM) {
         dead.push({ entry, reason: 'room_deleted', detail: `room ${env.room} no longer exists` });
@@ -181,7 +186,16 @@ export class Committer implements BatchProcessor {
       );
     }
     if (dead.length > 0) await this.deadLetter(dead, retry);
-    if (receipts.length > 0) await receipts.exec();
+    // Not waited for: the entries are acknowledged already, so a failed publish could not
+    // be retried anyway, and the next read need not wait a round trip for it (it goes out
+    // after it on the same connection).
+    if (receipts.length > 0)
+      receipts.exec().catch((err: unknown) => {
+        this.log.warn(
+          { err },
+          "could not publish receipts to other nodes; their clients' acks time out (the messages are committed)",
+        );
+      });
     return { retry, fenced };
   }
 

@@ -11,6 +11,7 @@ const DUPLICATE = 2;
 const FENCED = -1;
 const NO_ROOM = -2;
 const OUT_OF_ORDER = -3;
+const UNPLANNED = -4;
 const CONSUMER = 'node-a';
 const ROOM = 'lobby';
 const TTL = 30_000;
@@ -202,6 +203,17 @@ describe('commit-message script', () => {
     expect(await redis.get(d.keys.seq(ROOM))).toBeNull();
     expect(await d.commit(first, firstEntry, lease)).toEqual([COMMITTED, 1, 1]);
     expect(await d.commit(second, secondEntry, lease, firstEntry)).toEqual([COMMITTED, 2, 1]);
+  });
+
+  it('refuses (-4) to commit without an SMS plan to a room that has numbers, and writes nothing', async () => {
+    const d = await deployment('commit-unplanned');
+    const lease = (await d.acquire(CONSUMER)) as string;
+    await redis.hset(d.keys.room(ROOM), 'numbers', JSON.stringify(['+15550001111']));
+    const env = d.envelope();
+    expect(await d.commit(env, await d.enqueue(env), lease)).toEqual([UNPLANNED, 0, 0]);
+    expect(await redis.get(d.keys.seq(ROOM))).toBeNull();
+    expect(await redis.exists(d.keys.seen(d.p, env.id))).toBe(0);
+    expect(await d.pending()).toBe(1);
   });
 });
 

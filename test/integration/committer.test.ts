@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
 import { Receipts } from '../../src/delivery/receipts.ts';
+import { SmsPlanner } from '../../src/delivery/sms-plan.ts';
 import { RELAY_GROUP, prepareFunnel } from '../../src/funnel/funnel.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
@@ -16,6 +18,7 @@ import {
   redisUrl,
   startPrivateRedis,
   uniquePrefix,
+  useRedis,
 } from '../helpers/redis.ts';
 
 const NODE = 'node-a';
@@ -42,6 +45,8 @@ async function funnelEntry(
 }
 
 describe('Committer', () => {
+  const redis = defineScripts(useRedis());
+
   it('keeps an entry pending through a Redis out-of-memory spell and commits it afterwards', async () => {
     // A Redis of its own: the test fills it up.
     const server = await startPrivateRedis({ appendOnly: false });
@@ -60,6 +65,7 @@ describe('Committer', () => {
         metrics,
         { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 2, deadLength: 100 },
         createLogger('silent'),
+        new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
       );
 
       await redis.config('SET', 'maxmemory-policy', 'noeviction');
@@ -110,6 +116,7 @@ describe('Committer', () => {
         new Metrics(),
         { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 3, deadLength: 100 },
         createLogger('silent'),
+        new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
       );
 
       await committer.process([a]);
@@ -127,5 +134,45 @@ describe('Committer', () => {
       await deleteKeys(redis, prefix);
       await redis.quit();
     }
+  });
+
+  it('texts the phone members of a room that got numbers after the planner saw it without', async () => {
+    const keys = new Keys(uniquePrefix('committer-sms'), 4);
+    onTestFinished(async () => {
+      await deleteKeys(redis, keys.prefix);
+    });
+    await prepareFunnel(redis, keys);
+    const rooms = new RedisRoomsStore(redis, keys);
+    await rooms.create({ id: 'pantry' });
+    const p = keys.partitionOf('pantry');
+    const lease = (await redis.acquireLease(keys.lease(p), keys.leaseToken(p), NODE, 60_000))!;
+    const committer = new Committer(
+      redis,
+      keys,
+      new Receipts(NODE, keys),
+      new Metrics(),
+      { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 2, deadLength: 100 },
+      createLogger('silent'),
+      new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+    );
+    const read = async (body: string) => {
+      const env = serviceEnvelope('pantry', body);
+      const id = (await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(env))) as string;
+      await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
+      return { partition: p, lease, id, data: JSON.stringify(env) };
+    };
+
+    expect((await committer.process([await read('before')])).retry.size).toBe(0);
+    // Deleted and created again with a number, say: the planner remembers the room without.
+    await redis.hset(keys.room('pantry'), 'numbers', JSON.stringify(['+15550001111']));
+    await redis.sadd(keys.members('pantry'), 'phone:+15550002222');
+    const after = await read('after');
+    expect((await committer.process([after])).retry.has(p)).toBe(true);
+    expect(await redis.xlen(keys.outbox(p))).toBe(0);
+    expect((await committer.process([after])).retry.size).toBe(0);
+    const jobs = (await redis.xrange(keys.outbox(p), '-', '+')).map(([, f]) => f);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]).toEqual(expect.arrayContaining(['to', '+15550002222', 'from', '+15550001111']));
+    expect(await redis.get(keys.seq('pantry'))).toBe('2');
   });
 });

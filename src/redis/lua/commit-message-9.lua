@@ -26,7 +26,8 @@
              be acknowledged already, so a failure earlier in a pipelined batch can never let
              a later message of the room overtake it
     ARGV[13] envelope id
-    ARGV[14] SMS plan, JSON, or "" when the room has no phone members to text:
+    ARGV[14] SMS plan, JSON, or "" when the planner found (or remembers) that the room has
+             no numbers; should it have numbers now, nothing is written (-4: plan again):
              { body: relay text, media: JSON array text or "", skip: [member ids not to text
                (opted out, invalid)], confirm: true to text the sender a receipt,
                via: the number the sender texted ("" = the room's first number) }
@@ -43,6 +44,8 @@
            -1 fenced: the lease is not ours, nothing was written
            -2 the room no longer exists, nothing was written (the caller dead-letters it)
            -3 the previous entry of the room is not committed yet, nothing was written (retry)
+           -4 the room has numbers but no SMS plan came with the entry (the planner's
+              knowledge is out of date), nothing was written (plan again, retry)
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return { -1, 0, 0 }
@@ -60,6 +63,13 @@ end
 
 if redis.call('EXISTS', KEYS[5]) == 0 then
   return { -2, 0, 0 }
+end
+
+if ARGV[14] == '' then
+  local numbers = redis.call('HGET', KEYS[5], 'numbers')
+  if numbers and numbers ~= '[]' then
+    return { -4, 0, 0 }
+  end
 end
 
 local seq = redis.call('INCR', KEYS[6])
