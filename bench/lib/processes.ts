@@ -20,6 +20,16 @@ export function cpusOf(role: Role): string | undefined {
   return role === 'server' ? `0-${half - 1}` : `${half}-${cores - 1}`;
 }
 
+/** How many cores `role` has: its pinned CPUs, or the whole machine when not pinned. */
+export function coreCount(role: Role): number {
+  const list = cpusOf(role);
+  if (!list) return cores;
+  return list
+    .split(',')
+    .map((range) => range.split('-').map(Number))
+    .reduce((n, [a = 0, b = a]) => n + b - a + 1, 0);
+}
+
 /** Pins every thread of a running process (threads it starts later inherit it). */
 export function pin(pid: number | undefined, role: Role): void {
   const cpus = cpusOf(role);

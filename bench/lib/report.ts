@@ -18,6 +18,8 @@ export interface RateSummary {
   p99: number;
   p999: number;
   committed: number | undefined;
+  /** The load generators were near their cores' capacity in a majority of the runs' steps. */
+  loadGeneratorBound: boolean;
   /** Median CPU (share of a core) of each process over the measured window. */
   cpu: Record<string, number>;
 }
@@ -87,6 +89,7 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
         p99: median(steps.map((s) => s.latency.p99)),
         p999: median(steps.map((s) => s.latency.p999)),
         committed: stepCommitted.length > 0 ? median(stepCommitted) : undefined,
+        loadGeneratorBound: steps.filter((s) => s.loadGeneratorBound).length * 2 > steps.length,
         cpu,
       };
     }),
@@ -163,7 +166,20 @@ function latencyAt(s: RoomsSummary | undefined, rate: number): string {
   const r = s?.byRate.find((x) => x.rate === rate);
   if (!r) return '–';
   const cell = `${fmt(r.p50, 1)} / ${fmt(r.p99, 1)} / ${fmt(r.p999, 1)}`;
-  return r.sustained ? cell : `${cell} (not sustained)`;
+  return r.sustained ? cell : `${cell} (not sustained${boundNote(r)})`;
+}
+
+const boundNote = (r: RateSummary | undefined) =>
+  r?.loadGeneratorBound ? ', load-generator bound' : '';
+
+/**
+ * The saturation cell; when the first rate not sustained was load-generator bound, the
+ * harness, not the system, may have set the figure.
+ */
+function saturationCell(s: RoomsSummary): string {
+  const failed = s.byRate.find((r) => r.rate > s.saturationRate);
+  const note = failed?.loadGeneratorBound ? ' (load-generator bound)' : '';
+  return `${fmt(s.saturation)} (${fmt(s.saturationRate)})${note}`;
 }
 
 /** Server-side CPU (cores) at the saturation rate and the largest peak RSS of one process. */
@@ -198,7 +214,7 @@ function roomRows(
   );
   const rows = [
     `| ${name} | deliveries/s at saturation (offered msg/s) | ${cells((s) =>
-      s ? `${fmt(s.saturation)} (${fmt(s.saturationRate)})` : '–',
+      s ? saturationCell(s) : '–',
     )} |`,
   ];
   if (commits)

@@ -5,7 +5,7 @@
 import type { RunParams, RunResult } from '../clients/publisher.ts';
 import { merge, percentiles, type Percentiles } from '../lib/histogram.ts';
 import { machineLoad } from '../lib/machine.ts';
-import { type BenchChild, forkBench, pin, unpin } from '../lib/processes.ts';
+import { type BenchChild, coreCount, forkBench, pin, unpin } from '../lib/processes.ts';
 import { measure, type ProcUsage, round, sample } from '../lib/proc-stats.ts';
 import { now } from '../lib/stamp.ts';
 import { startTarget, type SystemName, type Target } from '../systems/targets.ts';
@@ -30,6 +30,15 @@ export interface RoomsWorkload {
 export const SUSTAINED_SHARE = 0.95;
 /** ...and a p99 below this (ms): beyond it, messages are queueing. */
 export const SUSTAINED_P99_MS = 500;
+/**
+ * A step whose load generators (publisher, subscribers) used at least this share of their
+ * cores measured the harness as much as the system: its failure is not the server's.
+ */
+export const LOAD_GENERATOR_BOUND_SHARE = 0.9;
+
+/** Whether the load generators' CPU (cores) reached {@link LOAD_GENERATOR_BOUND_SHARE} of theirs. */
+export const loadGeneratorBound = (clientCpu: number, clientCores: number) =>
+  clientCpu >= LOAD_GENERATOR_BOUND_SHARE * clientCores;
 
 export interface Step {
   rate: number;
@@ -43,6 +52,8 @@ export interface Step {
   latency: Percentiles;
   publisherLagMs: number;
   processes: ProcUsage[];
+  /** The publisher and subscribers' processes were near their cores' capacity (see README). */
+  loadGeneratorBound: boolean;
   /** Cores busy machine-wide during the window, ours and anyone else's (noise check). */
   machineBusyCores: number;
 }
@@ -153,6 +164,8 @@ async function runWorkload(
     }
     const latency = percentiles(merge(receipts.map((r) => r.histogram)));
     const share = count / expected;
+    const clients = new Set([...target.clients.map((c) => c.pid), publisher.pid]);
+    const clientCpu = processes.filter((p) => clients.has(p.pid)).reduce((a, p) => a + p.cpu, 0);
     const step: Step = {
       rate,
       sustained: share >= SUSTAINED_SHARE && latency.p99 < SUSTAINED_P99_MS,
@@ -165,6 +178,7 @@ async function runWorkload(
       latency,
       publisherLagMs: sent.maxLagMs,
       processes,
+      loadGeneratorBound: loadGeneratorBound(clientCpu, coreCount('client')),
       machineBusyCores,
     };
     log(
@@ -172,7 +186,8 @@ async function runWorkload(
         `p50 ${latency.p50} p99 ${latency.p99} p99.9 ${latency.p999} ms` +
         (step.committed === undefined ? '' : `, committed ${step.committed}/s`) +
         `, publisher lag ${sent.maxLagMs} ms, machine busy ${machineBusyCores} cores, cpu ${processes.map((p) => `${p.name} ${p.cpu}`).join(', ')}` +
-        (step.sustained ? '' : '  (not sustained)'),
+        (step.sustained ? '' : '  (not sustained)') +
+        (step.loadGeneratorBound ? '  (load-generator bound)' : ''),
     );
     return step;
   };

@@ -14,6 +14,7 @@ const step = (rate: number, delivered: number, p99: number, sustained = true): S
   latency: { count: 1, p50: p99 / 2, p99, p999: p99, max: p99 },
   publisherLagMs: 0,
   processes: [{ name: 'node-1', pid: 1, cpu: 0.5, peakRssMiB: 100 }],
+  loadGeneratorBound: false,
   machineBusyCores: 1,
 });
 
