@@ -17,6 +17,8 @@ export interface RateSummary {
   p50: number;
   p99: number;
   p999: number;
+  /** Percentiles at or above this (ms) are missing receipts, not measured latency. */
+  ceilingMs: number | undefined;
   committed: number | undefined;
   /** The load generators were near their cores' capacity in a majority of the runs' steps. */
   loadGeneratorBound: boolean;
@@ -88,6 +90,7 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
         p50: median(steps.map((s) => s.latency.p50)),
         p99: median(steps.map((s) => s.latency.p99)),
         p999: median(steps.map((s) => s.latency.p999)),
+        ceilingMs: ceiling(steps.flatMap((s) => s.latency.ceilingMs ?? [])),
         committed: stepCommitted.length > 0 ? median(stepCommitted) : undefined,
         loadGeneratorBound: steps.filter((s) => s.loadGeneratorBound).length * 2 > steps.length,
         cpu,
@@ -96,6 +99,13 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
     peakRssMiB: peak,
     runs,
   };
+}
+
+const ceiling = (xs: number[]) => (xs.length > 0 ? Math.min(...xs) : undefined);
+
+/** A latency figure; one at or above the ceiling was set by missing receipts: "> ceiling". */
+export function latencyFigure(ms: number, ceilingMs: number | undefined): string {
+  return ceilingMs !== undefined && ms >= ceilingMs ? `> ${fmt(ceilingMs)}` : fmt(ms, 1);
 }
 
 export interface Goal {
@@ -134,7 +144,8 @@ export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>):
           : both
               .map((t) => {
                 const s = sio.byRate.find((x) => x.rate === t.rate);
-                return `${fmt(t.rate)} msg/s: p99 ${fmt(t.p99, 1)} vs ${fmt(s?.p99, 1)} ms`;
+                const theirs = s ? latencyFigure(s.p99, s.ceilingMs) : '–';
+                return `${fmt(t.rate)} msg/s: p99 ${latencyFigure(t.p99, t.ceilingMs)} vs ${theirs} ms`;
               })
               .join('; '),
     });
@@ -165,7 +176,7 @@ const ROOM_SYSTEMS: SystemName[] = ['threshold', 'raw', 'socketio-streams', 'soc
 function latencyAt(s: RoomsSummary | undefined, rate: number): string {
   const r = s?.byRate.find((x) => x.rate === rate);
   if (!r) return '–';
-  const cell = `${fmt(r.p50, 1)} / ${fmt(r.p99, 1)} / ${fmt(r.p999, 1)}`;
+  const cell = [r.p50, r.p99, r.p999].map((ms) => latencyFigure(ms, r.ceilingMs)).join(' / ');
   return r.sustained ? cell : `${cell} (not sustained${boundNote(r)})`;
 }
 

@@ -3,7 +3,7 @@
  * open-loop at fixed rates stepped up until the system stops keeping up.
  */
 import type { RunParams, RunResult } from '../clients/publisher.ts';
-import { merge, percentiles, type Percentiles } from '../lib/histogram.ts';
+import { merge, type Percentiles, percentilesWithMissing } from '../lib/histogram.ts';
 import { machineLoad } from '../lib/machine.ts';
 import { type BenchChild, coreCount, forkBench, pin, unpin } from '../lib/processes.ts';
 import { measure, type ProcUsage, round, sample } from '../lib/proc-stats.ts';
@@ -162,7 +162,12 @@ async function runWorkload(
       receipts = await target.report();
       count = receipts.reduce((a, r) => a + r.count, 0);
     }
-    const latency = percentiles(merge(receipts.map((r) => r.histogram)));
+    // Receipts still missing count at the drain time, a latency they certainly exceed.
+    const latency = percentilesWithMissing(
+      merge(receipts.map((r) => r.histogram)),
+      expected - count,
+      w.drainMs,
+    );
     const share = count / expected;
     const clients = new Set([...target.clients.map((c) => c.pid), publisher.pid]);
     const clientCpu = processes.filter((p) => clients.has(p.pid)).reduce((a, p) => a + p.cpu, 0);
@@ -182,7 +187,8 @@ async function runWorkload(
       machineBusyCores,
     };
     log(
-      `  ${rate} msg/s: delivered ${step.delivered}/s (${round(share * 100, 1)}%), ` +
+      `  ${rate} msg/s: delivered ${step.delivered}/s (${round(share * 100, 1)}%` +
+        (latency.missing ? `, ${latency.missing} missing counted at ${w.drainMs} ms), ` : '), ') +
         `p50 ${latency.p50} p99 ${latency.p99} p99.9 ${latency.p999} ms` +
         (step.committed === undefined ? '' : `, committed ${step.committed}/s`) +
         `, publisher lag ${sent.maxLagMs} ms, machine busy ${machineBusyCores} cores, cpu ${processes.map((p) => `${p.name} ${p.cpu}`).join(', ')}` +

@@ -1,7 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { goals, median, renderTable, type Results, summarise } from '../../bench/lib/report.ts';
+import {
+  goals,
+  latencyFigure,
+  median,
+  renderTable,
+  type Results,
+  summarise,
+} from '../../bench/lib/report.ts';
 import { Receiver } from '../../bench/lib/receiver.ts';
-import { merge, percentiles } from '../../bench/lib/histogram.ts';
+import {
+  merge,
+  newHistogram,
+  percentiles,
+  percentilesWithMissing,
+  recordMs,
+} from '../../bench/lib/histogram.ts';
 import { body, now, stampOfFrame } from '../../bench/lib/stamp.ts';
 import type { RoomsRun, Step } from '../../bench/workloads/rooms.ts';
 
@@ -30,6 +43,24 @@ const run = (steps: Step[], committed?: number): RoomsRun => {
 };
 
 describe('bench report', () => {
+  it('counts missing receipts at the ceiling, so a lossy step cannot show only its fast ones', () => {
+    const h = newHistogram();
+    for (let i = 0; i < 970; i++) recordMs(h, 2);
+    const p = percentilesWithMissing(h, 30, 1000);
+    expect(p.count).toBe(970);
+    expect(p.missing).toBe(30);
+    expect(p.p50).toBeCloseTo(2, 1);
+    expect(p.p99).toBeGreaterThanOrEqual(1000);
+    expect(latencyFigure(p.p99, p.ceilingMs)).toBe('> 1,000');
+    expect(latencyFigure(p.p50, p.ceilingMs)).toBe('2.0');
+    // Nothing missing: the figures are the measured ones.
+    const whole = newHistogram();
+    for (let i = 0; i < 1000; i++) recordMs(whole, i < 995 ? 2 : 40);
+    const q = percentilesWithMissing(whole, 0, 1000);
+    expect(q.p99).toBeCloseTo(2, 1);
+    expect(latencyFigure(q.p999, q.ceilingMs)).toBe('40.0');
+  });
+
   it('takes the median of an odd and an even number of runs', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
