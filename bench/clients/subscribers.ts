@@ -10,7 +10,7 @@
  */
 import { WebSocket } from 'ws';
 import { serve } from '../lib/processes.ts';
-import { Receiver } from '../lib/receiver.ts';
+import { Receiver, type ReceiverWindow } from '../lib/receiver.ts';
 import { now, stampOfFrame } from '../lib/stamp.ts';
 
 export type ClientSystem = 'threshold' | 'socketio';
@@ -160,7 +160,7 @@ serve({
     return { connections: p.count, perSecond: p.count / ((now() - start) / 1000) };
   },
 
-  window: (p: { from: number; to: number }) => receiver.window(p),
+  window: (p: ReceiverWindow) => receiver.window(p),
   report: () => receiver.report(),
 
   close() {

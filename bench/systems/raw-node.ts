@@ -9,7 +9,7 @@
  */
 import { Redis } from 'ioredis';
 import { serve } from '../lib/processes.ts';
-import { Receiver } from '../lib/receiver.ts';
+import { Receiver, type ReceiverWindow } from '../lib/receiver.ts';
 import { stampAt } from '../lib/stamp.ts';
 
 export interface RawNodeParams {
@@ -88,6 +88,6 @@ serve({
   /** Rooms with subscribers here, and how many subscribers each has here. */
   subscribe: (p: { rooms: [room: string, subscribers: number][] }) => subscribe(p.rooms),
   committed: () => committed,
-  window: (p: { from: number; to: number }) => receiver.window(p),
+  window: (p: ReceiverWindow) => receiver.window(p),
   report: () => receiver.report(),
 });

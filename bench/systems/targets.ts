@@ -5,7 +5,7 @@
 import type { ConnectParams } from '../clients/publisher.ts';
 import type { ClientSystem, SubscribeParams } from '../clients/subscribers.ts';
 import { type BenchChild, forkBench } from '../lib/processes.ts';
-import type { Receipts } from '../lib/receiver.ts';
+import type { Receipts, ReceiverWindow } from '../lib/receiver.ts';
 import type { RawNodeParams } from './raw-node.ts';
 import { startBenchRedis } from './redis.ts';
 import type { SocketIoAdapter } from './socketio-server.ts';
@@ -28,7 +28,7 @@ export interface Target {
   publisher: ConnectParams;
   /** Subscribes `perRoom` receivers to every room, spread over the servers. */
   subscribe(rooms: string[], perRoom: number): Promise<void>;
-  window(w: { from: number; to: number }): Promise<void>;
+  window(w: ReceiverWindow): Promise<void>;
   report(): Promise<Receipts[]>;
   /**
    * Messages committed so far (systems that commit), asked of the publisher (Threshold acks
@@ -51,7 +51,7 @@ function subscriberClient(system: ClientSystem) {
     subscribe: async (urls: string[], rooms: string[], perRoom: number) => {
       await client.call('subscribe', { system, urls, rooms, perRoom } satisfies SubscribeParams);
     },
-    window: (w: { from: number; to: number }) => client.call<void>('window', w),
+    window: (w: ReceiverWindow) => client.call<void>('window', w),
     report: async () => [await client.call<Receipts>('report')],
   };
 }
