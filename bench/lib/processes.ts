@@ -47,9 +47,24 @@ export function unpin(pid: number | undefined): void {
 }
 
 const started = new Set<ChildProcess>();
+/** Processes started elsewhere (detached redis-servers) that must not outlive the bench. */
+const others = new Set<number>();
 process.once('exit', () => {
   for (const child of started) child.kill('SIGKILL');
+  for (const pid of others) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
 });
+
+/** Kills `pid` when the bench exits, however it exits; `forget` once it stopped normally. */
+export function killAtExit(pid: number): { forget(): void } {
+  others.add(pid);
+  return { forget: () => others.delete(pid) };
+}
 
 function track(child: ChildProcess): ChildProcess {
   started.add(child);
