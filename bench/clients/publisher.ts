@@ -83,6 +83,9 @@ async function connectSocketIo(urls: string[]): Promise<Send> {
 }
 
 function connectRaw(url: string, partitions: number): Send {
+  // Auto-pipelining batches the XADDs of one tick into one write: the load generator's side
+  // (Threshold's publisher likewise writes its frames as they come, one socket each); without
+  // it the raw publisher, not the pipeline, would be the limit at the top rates (README).
   const redis = new Redis(url, { enableAutoPipelining: true });
   closers.push(() => redis.disconnect());
   const streams = new Map<string, string>();
