@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.ts';
+import { pinningFailures } from './lib/processes.ts';
 import {
   goals,
   renderGoals,
@@ -199,7 +200,14 @@ async function bench(): Promise<Results> {
     partial: partial ? process.argv.slice(2).join(' ') : undefined,
     runs,
     seconds: Math.round((Date.now() - started) / 1000),
-    machine: facts,
+    machine: {
+      ...facts,
+      // What the pinning really was: a taskset that failed leaves a process unpinned.
+      pinning:
+        pinningFailures().length === 0
+          ? facts.pinning
+          : `${facts.pinning}; ${pinningFailures().length} taskset calls failed (${pinningFailures()[0]})`,
+    },
     redis: REDIS_SETTINGS,
     config: { fanout, manyRooms, ingress, connections, sms },
     ...partial,
