@@ -11,6 +11,7 @@ import { machine } from './lib/machine.ts';
 import { pinningFailures } from './lib/processes.ts';
 import {
   goals,
+  medianItem,
   renderGoals,
   renderMachine,
   renderTable,
@@ -143,10 +144,6 @@ async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms'>> {
   return out;
 }
 
-function median<T>(items: T[], key: (t: T) => number): T | undefined {
-  return [...items].sort((a, b) => key(a) - key(b))[Math.floor(items.length / 2)];
-}
-
 async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T>) {
   const all: T[] = [];
   for (let i = 1; i <= runs; i++) {
@@ -155,7 +152,7 @@ async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T
     log(`  ${JSON.stringify(r, (k, v) => (k === 'processes' ? undefined : v))}`);
     all.push(r);
   }
-  return median(all, key);
+  return medianItem(all, key);
 }
 
 async function bench(): Promise<Results> {

@@ -9,6 +9,7 @@
  * would cap Socket.IO's throughput.
  */
 import { WebSocket } from 'ws';
+import { pool } from '../lib/pool.ts';
 import { serve } from '../lib/processes.ts';
 import { Receiver, type ReceiverWindow } from '../lib/receiver.ts';
 import { now, stampOfFrame } from '../lib/stamp.ts';
@@ -27,22 +28,12 @@ export interface SubscribeParams {
 const CONCURRENCY = 500;
 
 const receiver = new Receiver();
-const open: { close(): void }[] = [];
-
-async function pool(count: number, one: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < count) await one(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, worker));
-}
 
 function thresholdSocket(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
-    open.push({ close: () => ws.terminate() });
   });
 }
 
@@ -61,7 +52,6 @@ function socketIo(url: string, onEvent: (text: string) => void = () => undefined
     const ws = new WebSocket(url.replace(/^http/, 'ws') + SOCKET_IO_PATH, {
       perMessageDeflate: false,
     });
-    open.push({ close: () => ws.terminate() });
     ws.once('error', reject);
     ws.on('message', (data) => {
       const text = data.toString();
@@ -140,7 +130,7 @@ serve({
   async subscribe(p: SubscribeParams) {
     const start = now();
     const total = p.rooms.length * p.perRoom;
-    await pool(total, async (i) => {
+    await pool(total, CONCURRENCY, async (i) => {
       // Subscriber i: room i mod rooms, server i mod servers, so each room has members on both.
       const room = p.rooms[i % p.rooms.length] as string;
       const url = p.urls[(Math.floor(i / p.rooms.length) + i) % p.urls.length] as string;
@@ -153,7 +143,7 @@ serve({
   /** Idle connections (no subscription): how many per second the server accepts. */
   async connectIdle(p: { system: ClientSystem; url: string; count: number }) {
     const start = now();
-    await pool(p.count, async () => {
+    await pool(p.count, CONCURRENCY, async () => {
       if (p.system === 'threshold') await thresholdSocket(p.url);
       else await socketIo(p.url);
     });
@@ -162,8 +152,4 @@ serve({
 
   window: (p: ReceiverWindow) => receiver.window(p),
   report: () => receiver.report(),
-
-  close() {
-    for (const c of open.splice(0)) c.close();
-  },
 });

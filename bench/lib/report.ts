@@ -55,11 +55,20 @@ export interface Results {
   goals: Goal[];
 }
 
+/** The median of numbers (the mean of the two middle ones for an even count). */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return Number.NaN;
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/**
+ * The item whose `key` is the median (the lower of the two middle ones for an even count):
+ * a whole run, so every figure reported with it comes from one measurement.
+ */
+export function medianItem<T>(items: T[], key: (t: T) => number): T | undefined {
+  return [...items].sort((a, b) => key(a) - key(b))[Math.floor((items.length - 1) / 2)];
 }
 
 /** The median, run by run and rate by rate, of several runs of one system. */
@@ -70,11 +79,8 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
   for (const r of runs)
     for (const [name, mib] of Object.entries(r.peakRssMiB))
       peak[name] = Math.max(peak[name] ?? 0, mib);
-  // The median run's saturation (the lower of the two middle ones for an even count), so the
-  // figure and its rate come from a step that was measured.
-  const mid = [...runs].sort((a, b) => a.saturation - b.saturation)[
-    Math.floor((runs.length - 1) / 2)
-  ];
+  // The median run's saturation, so the figure and its rate come from a step that was measured.
+  const mid = medianItem(runs, (r) => r.saturation);
   return {
     saturation: mid?.saturation ?? 0,
     saturationRate: mid?.saturationRate ?? 0,
@@ -237,7 +243,8 @@ function roomRows(
   const sustained = (sys: SystemName) =>
     new Set(summaries[sys]?.byRate.filter((r) => r.sustained).map((r) => r.rate) ?? []);
   const all = systems.map(sustained);
-  const compared = [...(all[0] ?? [])].filter((rate) => all.slice(1).some((s) => s.has(rate)));
+  const others = systems.filter((s) => s !== 'threshold').map(sustained);
+  const compared = [...sustained('threshold')].filter((rate) => others.some((s) => s.has(rate)));
   const highest = Math.max(0, ...all.flatMap((s) => [...s]));
   const rates = [...new Set([...compared, ...(highest > 0 ? [highest] : [])])].sort(
     (a, b) => a - b,
