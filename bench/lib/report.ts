@@ -22,6 +22,8 @@ export interface RateSummary {
   committed: number | undefined;
   /** The load generators were near their cores' capacity in a majority of the runs' steps. */
   loadGeneratorBound: boolean;
+  /** Still disturbed (outside load, publisher lag) after the retries in a majority of them. */
+  disturbed: boolean;
   /** Median CPU (share of a core) of each process over the measured window. */
   cpu: Record<string, number>;
 }
@@ -105,6 +107,7 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
         ceilingMs: ceiling(steps.flatMap((s) => s.latency.ceilingMs ?? [])),
         committed: stepCommitted.length > 0 ? median(stepCommitted) : undefined,
         loadGeneratorBound: steps.filter((s) => s.loadGeneratorBound).length * 2 > steps.length,
+        disturbed: steps.filter((s) => s.disturbed).length * 2 > steps.length,
         cpu,
       };
     }),
@@ -198,7 +201,8 @@ function latencyAt(s: RoomsSummary | undefined, rate: number): string {
   const r = s?.byRate.find((x) => x.rate === rate);
   if (!r) return '–';
   const cell = [r.p50, r.p99, r.p999].map((ms) => latencyFigure(ms, r.ceilingMs)).join(' / ');
-  return r.sustained ? cell : `${cell} (not sustained${boundNote(r)})`;
+  const noisy = r.disturbed ? ' (disturbed)' : '';
+  return r.sustained ? `${cell}${noisy}` : `${cell} (not sustained${boundNote(r)})${noisy}`;
 }
 
 const boundNote = (r: RateSummary | undefined) =>
@@ -299,7 +303,7 @@ export function renderTable(r: Results): string {
 /** What the table's cells cannot say. */
 const FOOTNOTES = [
   "Raw pipeline: its receivers are in-process counters in its two consumer processes (no WebSocket, no client process), so its figures are the data path's ceiling, not a peer's.",
-  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers used ≥ 90% of their cores.',
+  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers used ≥ 90% of their cores. "(disturbed)": outside load or publisher lag beyond their bounds even after the retries.',
 ];
 
 export function renderGoals(list: Goal[]): string {

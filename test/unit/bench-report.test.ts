@@ -119,6 +119,30 @@ describe('bench report', () => {
     );
   });
 
+  it('says in the table which figures are bounds, missing receipts or disturbed', () => {
+    const lost = {
+      ...step(2000, 80_000, 1000, false),
+      latency: { count: 9, p50: 300, p99: 1000, p999: 1000, max: 1000, ceilingMs: 1000 },
+      loadGeneratorBound: true,
+    };
+    const noisy = { ...step(500, 25_000, 40), disturbed: true };
+    const table = renderTable({
+      fanout: {
+        threshold: summarise([run([step(500, 25_000, 10), step(1000, 50_000, 20)])]),
+        'socketio-streams': summarise([run([noisy, lost])]),
+      },
+      manyRooms: {},
+      connections: {},
+      ingress: undefined,
+      sms: undefined,
+    } as unknown as Results);
+    expect(table).toContain('≥ 50,000 (≥ 1,000)');
+    expect(table).toContain('25,000 (500) (load-generator bound)');
+    expect(table).toContain('20.0 / 40.0 / 40.0 (disturbed)');
+    // A rate no other system sustained only shows when it is the highest sustained one.
+    expect(table).not.toContain('at 2,000 msg/s');
+  });
+
   it('counts and times only the messages stamped inside the measured window', () => {
     const receiver = new Receiver();
     const t = now();
