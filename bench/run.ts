@@ -8,8 +8,10 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.ts';
+import { pinningFailures } from './lib/processes.ts';
 import {
   goals,
+  medianItem,
   renderGoals,
   renderMachine,
   renderTable,
@@ -24,6 +26,8 @@ import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.t
 import { runSms } from './workloads/sms.ts';
 
 const RESULTS = fileURLToPath(new URL('results/latest.json', import.meta.url));
+/** Where a run limited by --only, --systems or --profile goes: never latest.json. */
+const PARTIAL = fileURLToPath(new URL('results/latest-partial.json', import.meta.url));
 const README = fileURLToPath(new URL('../README.md', import.meta.url));
 const START = '<!-- bench:table:start -->';
 const END = '<!-- bench:table:end -->';
@@ -39,6 +43,16 @@ const { values: args } = parseArgs({
   },
 });
 if (args.profile) process.env.THRESHOLD_BENCH_PROFILE_DIR = args.profile;
+/** A subset or a profiled run: its figures must not stand for the whole bench (README). */
+const partial = Boolean(args.only || args.systems || args.profile);
+
+// Ctrl-C or a kill: exit through 'exit', where every child started is killed (processes.ts);
+// Node's default for these signals skips it and would leave nodes and redis-servers behind.
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping every process the bench started`);
+    process.exit(130);
+  });
 
 const quick = args.quick ?? false;
 const systems = args.systems?.split(',') as SystemName[] | undefined;
@@ -48,7 +62,7 @@ const only = args.only?.split(',');
 const wanted = (workload: string) => !only || only.includes(workload);
 const log = (line: string) => console.log(line);
 
-// --quick: few short steps, no second try of a failed step (about a minute in all).
+// --quick: few short steps, no second try of a failed step, one probe (1–2 minutes in all).
 const fanout: RoomsWorkload = {
   name: 'Room fan-out',
   prefix: 'fanout',
@@ -59,6 +73,8 @@ const fanout: RoomsWorkload = {
   measureMs: quick ? 1000 : 5000,
   drainMs: quick ? 500 : 1000,
   retry: !quick,
+  probes: quick ? 1 : 3,
+  disturbedRetries: quick ? 1 : 2,
 };
 const manyRooms: RoomsWorkload = {
   name: 'Many rooms',
@@ -72,6 +88,8 @@ const manyRooms: RoomsWorkload = {
   measureMs: quick ? 1000 : 5000,
   drainMs: quick ? 500 : 1000,
   retry: !quick,
+  probes: quick ? 1 : 3,
+  disturbedRetries: quick ? 1 : 2,
 };
 const ingress = {
   concurrency: 32,
@@ -126,10 +144,6 @@ async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms'>> {
   return out;
 }
 
-function median<T>(items: T[], key: (t: T) => number): T | undefined {
-  return [...items].sort((a, b) => key(a) - key(b))[Math.floor(items.length / 2)];
-}
-
 async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T>) {
   const all: T[] = [];
   for (let i = 1; i <= runs; i++) {
@@ -138,7 +152,7 @@ async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T
     log(`  ${JSON.stringify(r, (k, v) => (k === 'processes' ? undefined : v))}`);
     all.push(r);
   }
-  return median(all, key);
+  return medianItem(all, key);
 }
 
 async function bench(): Promise<Results> {
@@ -180,9 +194,17 @@ async function bench(): Promise<Results> {
   return {
     date: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
+    partial: partial ? process.argv.slice(2).join(' ') : undefined,
     runs,
     seconds: Math.round((Date.now() - started) / 1000),
-    machine: facts,
+    machine: {
+      ...facts,
+      // What the pinning really was: a taskset that failed leaves a process unpinned.
+      pinning:
+        pinningFailures().length === 0
+          ? facts.pinning
+          : `${facts.pinning}; ${pinningFailures().length} taskset calls failed (${pinningFailures()[0]})`,
+    },
     redis: REDIS_SETTINGS,
     config: { fanout, manyRooms, ingress, connections, sms },
     ...partial,
@@ -211,18 +233,22 @@ async function writeReadme(r: Results): Promise<void> {
 }
 
 if (args.readme) {
-  await writeReadme(JSON.parse(await readFile(RESULTS, 'utf8')) as Results);
+  const results = JSON.parse(await readFile(RESULTS, 'utf8')) as Results;
+  if (results.partial)
+    throw new Error(`${RESULTS} is from a partial run (${results.partial}): run the whole bench`);
+  await writeReadme(results);
   log('README.md: Performance table rewritten from bench/results/latest.json');
 } else {
   const results = await bench();
   await mkdir(fileURLToPath(new URL('results/', import.meta.url)), { recursive: true });
-  await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  const file = partial ? PARTIAL : RESULTS;
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
   log('');
   log(renderTable(results));
   log('');
   log(renderMachine(results));
   log('');
   log(renderGoals(results.goals));
-  log(`\nWrote ${RESULTS} in ${results.seconds} s`);
+  log(`\nWrote ${file} in ${results.seconds} s`);
 }
 process.exit(0);

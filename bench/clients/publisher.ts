@@ -4,7 +4,7 @@
  * (one connection per node, acks read and counted); Socket.IO: a `publish` event (one
  * connection per server); raw pipeline: XADD to the room's partition stream.
  */
-import { setImmediate as yieldNow } from 'node:timers/promises';
+import { setTimeout as sleep, setImmediate as yieldNow } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { io, type Socket } from 'socket.io-client';
 import { WebSocket } from 'ws';
@@ -44,7 +44,6 @@ let send: Send = () => {
   throw new Error('connect first');
 };
 let acked = 0;
-const closers: (() => void)[] = [];
 
 async function connectThreshold(urls: string[]): Promise<Send> {
   const sockets = await Promise.all(
@@ -57,7 +56,6 @@ async function connectThreshold(urls: string[]): Promise<Send> {
           ws.on('message', (data) => {
             if (data.toString().startsWith('{"type":"ack"')) acked++;
           });
-          closers.push(() => ws.terminate());
         }),
     ),
   );
@@ -74,7 +72,6 @@ async function connectSocketIo(urls: string[]): Promise<Send> {
           const s = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
           s.once('connect', () => resolve(s));
           s.once('connect_error', reject);
-          closers.push(() => s.disconnect());
         }),
     ),
   );
@@ -83,8 +80,10 @@ async function connectSocketIo(urls: string[]): Promise<Send> {
 }
 
 function connectRaw(url: string, partitions: number): Send {
+  // Auto-pipelining batches the XADDs of one tick into one write: the load generator's side
+  // (Threshold's publisher likewise writes its frames as they come, one socket each); without
+  // it the raw publisher, not the pipeline, would be the limit at the top rates (README).
   const redis = new Redis(url, { enableAutoPipelining: true });
-  closers.push(() => redis.disconnect());
   const streams = new Map<string, string>();
   return (room, text) => {
     let stream = streams.get(room);
@@ -109,7 +108,7 @@ serve({
     acked = 0;
     let sent = 0;
     let maxLagMs = 0;
-    while (now() < p.start) await new Promise((r) => setTimeout(r, Math.min(5, p.start - now())));
+    while (now() < p.start) await sleep(Math.min(5, p.start - now()));
     while (sent < total) {
       const t = now();
       const due = Math.min(total, Math.floor((t - p.start) / interval) + 1);
@@ -121,15 +120,11 @@ serve({
       // Sleep until the next send is due (timers fire on whole milliseconds: sends go out in
       // per-millisecond batches); only yield when behind, to let the sockets write and read.
       const ahead = p.start + sent * interval - now();
-      if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      if (ahead > 0) await sleep(ahead);
       else await yieldNow();
     }
     return { sent, acked, maxLagMs: Math.round(maxLagMs) };
   },
 
   acked: () => acked,
-
-  close() {
-    for (const c of closers.splice(0)) c();
-  },
 });

@@ -33,7 +33,16 @@ export function merge(encoded: string[]): Histogram {
 }
 
 export interface Percentiles {
+  /** Receipts that arrived. */
   count: number;
+  /** Receipts expected but not in by the end of the drain (counted at `ceilingMs`). */
+  missing?: number;
+  /**
+   * The latency every missing receipt certainly exceeds (the drain time: even a message
+   * stamped at the window's end waited that long): a percentile at or above it reads
+   * "> ceiling", not a measured latency.
+   */
+  ceilingMs?: number;
   p50: number;
   p99: number;
   p999: number;
@@ -50,4 +59,19 @@ export function percentiles(h: Histogram): Percentiles {
     p999: ms(h.getValueAtPercentile(99.9)),
     max: ms(h.maxValue),
   };
+}
+
+/**
+ * Percentiles of `h` with `missing` receipts counted at `ceilingMs`, so a step that lost
+ * messages cannot report the latency of only the ones that made it (`h` is changed).
+ */
+export function percentilesWithMissing(
+  h: Histogram,
+  missing: number,
+  ceilingMs: number,
+): Percentiles {
+  const count = h.totalCount;
+  const lost = Math.max(0, Math.ceil(missing));
+  if (lost > 0) h.recordValueWithCount(Math.min(HIGHEST_US, Math.round(ceilingMs * 1000)), lost);
+  return { ...percentiles(h), count, missing: lost, ceilingMs };
 }

@@ -1,16 +1,21 @@
 /** CPU time and memory of a process, read from /proc (Linux). */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
-/** Clock ticks per second of /proc/<pid>/stat times: 100 on every mainstream Linux. */
-const TICKS = 100;
+/** Clock ticks per second of /proc/<pid>/stat times (CLK_TCK; 100 on mainstream Linux). */
+const TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
 
 export interface ProcSample {
   /** User + system CPU seconds so far. */
   cpuSeconds: number;
   /** Resident set size now, bytes. */
   rssBytes: number;
-  /** Peak resident set size (VmHWM), bytes. */
-  peakRssBytes: number;
 }
 
 export function sample(pid: number): ProcSample | undefined {
@@ -26,7 +31,6 @@ export function sample(pid: number): ProcSample | undefined {
     return {
       cpuSeconds: (utime + stime) / TICKS,
       rssBytes: kib('VmRSS') * 1024,
-      peakRssBytes: kib('VmHWM') * 1024,
     };
   } catch {
     return undefined;
@@ -39,25 +43,39 @@ export interface ProcUsage {
   pid: number;
   /** CPU used over the window as a share of one core (1 = a whole core). */
   cpu: number;
-  /** Peak RSS so far (since the process started), MiB. */
-  peakRssMiB: number;
+  /** Highest RSS (VmRSS) sampled during the window, MiB (not VmHWM: that is since start). */
+  rssMiB: number;
 }
 
-/** Takes a sample of each process now; `finish()` turns a second sample into usage. */
-export function measure(procs: { name: string; pid: number }[]): { finish(): ProcUsage[] } {
+/**
+ * Takes a sample of each process now; `sample()` during the window tracks its RSS, and
+ * `finish()` turns a last sample into usage.
+ */
+export function measure(procs: { name: string; pid: number }[]): {
+  sample(): void;
+  finish(): ProcUsage[];
+} {
   const start = Date.now();
   const before = procs.map((p) => sample(p.pid));
+  const rss = before.map((b) => b?.rssBytes ?? 0);
+  const track = (i: number, b: ProcSample | undefined) => {
+    rss[i] = Math.max(rss[i] ?? 0, b?.rssBytes ?? 0);
+  };
   return {
+    sample() {
+      procs.forEach((p, i) => track(i, sample(p.pid)));
+    },
     finish() {
       const seconds = (Date.now() - start) / 1000;
       return procs.map((p, i) => {
         const a = before[i];
         const b = sample(p.pid);
+        track(i, b);
         return {
           name: p.name,
           pid: p.pid,
           cpu: a && b ? round((b.cpuSeconds - a.cpuSeconds) / seconds, 2) : 0,
-          peakRssMiB: b ? round(b.peakRssBytes / 2 ** 20, 1) : 0,
+          rssMiB: round((rss[i] ?? 0) / 2 ** 20, 1),
         };
       });
     },

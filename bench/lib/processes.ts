@@ -4,27 +4,61 @@
  * RPC channel over IPC. Everything started here is killed when the run ends.
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export type Role = 'server' | 'client';
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0;
-const cores = availableParallelism();
 
-/** The CPU list each role is pinned to, or undefined when pinning is not possible. */
+/** The CPUs this process may run on (its affinity, e.g. a container's cpuset), in order. */
+function allowedCpus(): number[] {
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  if (!list) return Array.from({ length: availableParallelism() }, (_, i) => i);
+  return list.split(',').flatMap((range) => {
+    const [a = 0, b = a] = range.split('-').map(Number);
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  });
+}
+
+const allowed = allowedCpus();
+
+/** The CPUs each role is pinned to: the first half of the allowed ones for servers. */
+function cpuIdsOf(role: Role): number[] | undefined {
+  if (!hasTaskset || allowed.length < 2) return undefined;
+  const half = Math.floor(allowed.length / 2);
+  return role === 'server' ? allowed.slice(0, half) : allowed.slice(half);
+}
+
+/** The CPU list each role is pinned to (taskset's form), or undefined when pinning is not possible. */
 export function cpusOf(role: Role): string | undefined {
-  if (!hasTaskset || cores < 2) return undefined;
-  if (cores === 2) return role === 'server' ? '0' : '1';
-  const half = Math.floor(cores / 2);
-  return role === 'server' ? `0-${half - 1}` : `${half}-${cores - 1}`;
+  return cpuIdsOf(role)?.join(',');
+}
+
+/** How many cores `role` has: its pinned CPUs, or every allowed one when not pinned. */
+export function coreCount(role: Role): number {
+  return cpuIdsOf(role)?.length ?? allowed.length;
+}
+
+/** taskset calls that failed (a process gone, a CPU refused): the pinning reported is not real. */
+const pinFailures: string[] = [];
+export const pinningFailures = (): readonly string[] => pinFailures;
+
+function taskset(pid: number, cpus: string): void {
+  const r = spawnSync('taskset', ['-a', '-cp', cpus, String(pid)], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    const why = `taskset -a -cp ${cpus} ${pid}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`;
+    pinFailures.push(why);
+    console.error(`bench: pinning failed: ${why}`);
+  }
 }
 
 /** Pins every thread of a running process (threads it starts later inherit it). */
 export function pin(pid: number | undefined, role: Role): void {
   const cpus = cpusOf(role);
   if (!cpus || !pid) return;
-  spawnSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
+  taskset(pid, cpus);
 }
 
 /**
@@ -33,13 +67,28 @@ export function pin(pid: number | undefined, role: Role): void {
  */
 export function unpin(pid: number | undefined): void {
   if (!cpusOf('server') || !pid) return;
-  spawnSync('taskset', ['-a', '-cp', `0-${cores - 1}`, String(pid)], { stdio: 'ignore' });
+  taskset(pid, allowed.join(','));
 }
 
 const started = new Set<ChildProcess>();
+/** Processes started elsewhere (detached redis-servers) that must not outlive the bench. */
+const others = new Set<number>();
 process.once('exit', () => {
   for (const child of started) child.kill('SIGKILL');
+  for (const pid of others) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
 });
+
+/** Kills `pid` when the bench exits, however it exits; `forget` once it stopped normally. */
+export function killAtExit(pid: number): { forget(): void } {
+  others.add(pid);
+  return { forget: () => others.delete(pid) };
+}
 
 function track(child: ChildProcess): ChildProcess {
   started.add(child);
@@ -92,6 +141,12 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * How long a call may take: the longest (subscribing 10,000 rooms, opening 10,000
+ * connections) take seconds; a child that hangs must fail the run, not stall it.
+ */
+const CALL_TIMEOUT_MS = 180_000;
+
 interface Request {
   id: number;
   method: string;
@@ -134,10 +189,18 @@ export class BenchChild {
     });
   }
 
-  call<T>(method: string, params: unknown = {}): Promise<T> {
+  /** Calls `method` in the child; rejects if it has not answered within `timeoutMs`. */
+  call<T>(method: string, params: unknown = {}, timeoutMs = CALL_TIMEOUT_MS): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${this.name}: ${method} did not answer in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (v) => (clearTimeout(timer), resolve(v as T)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
       this.child.send({ id, method, params } satisfies Request);
     });
   }

@@ -11,13 +11,19 @@ import { SYSTEM_LABELS, type SystemName } from '../systems/targets.ts';
 
 export interface RateSummary {
   rate: number;
-  /** Sustained in a majority of the runs that reached this rate. */
+  /** Sustained in a majority of all the runs (a rate only some reached or probed is not). */
   sustained: boolean;
   delivered: number;
   p50: number;
   p99: number;
   p999: number;
+  /** Percentiles at or above this (ms) are missing receipts, not measured latency. */
+  ceilingMs: number | undefined;
   committed: number | undefined;
+  /** The load generators were near their cores' capacity in a majority of the runs' steps. */
+  loadGeneratorBound: boolean;
+  /** Still disturbed (outside load, publisher lag) after the retries in a majority of them. */
+  disturbed: boolean;
   /** Median CPU (share of a core) of each process over the measured window. */
   cpu: Record<string, number>;
 }
@@ -25,6 +31,8 @@ export interface RateSummary {
 export interface RoomsSummary {
   saturation: number;
   saturationRate: number;
+  /** The median run sustained every rate it measured: its saturation is at least that. */
+  lowerBound: boolean;
   maxCommitted: number | undefined;
   byRate: RateSummary[];
   peakRssMiB: Record<string, number>;
@@ -34,6 +42,8 @@ export interface RoomsSummary {
 export interface Results {
   date: string;
   mode: 'quick' | 'full';
+  /** The flags of a run limited by --only, --systems or --profile (not for the README). */
+  partial?: string | undefined;
   runs: number;
   seconds: number;
   machine: Machine;
@@ -47,11 +57,20 @@ export interface Results {
   goals: Goal[];
 }
 
+/** The median of numbers (the mean of the two middle ones for an even count). */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return Number.NaN;
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/**
+ * The item whose `key` is the median (the lower of the two middle ones for an even count):
+ * a whole run, so every figure reported with it comes from one measurement.
+ */
+export function medianItem<T>(items: T[], key: (t: T) => number): T | undefined {
+  return [...items].sort((a, b) => key(a) - key(b))[Math.floor((items.length - 1) / 2)];
 }
 
 /** The median, run by run and rate by rate, of several runs of one system. */
@@ -62,14 +81,12 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
   for (const r of runs)
     for (const [name, mib] of Object.entries(r.peakRssMiB))
       peak[name] = Math.max(peak[name] ?? 0, mib);
-  // The median run's saturation (the lower of the two middle ones for an even count), so the
-  // figure and its rate come from a step that was measured.
-  const mid = [...runs].sort((a, b) => a.saturation - b.saturation)[
-    Math.floor((runs.length - 1) / 2)
-  ];
+  // The median run's saturation, so the figure and its rate come from a step that was measured.
+  const mid = medianItem(runs, (r) => r.saturation);
   return {
     saturation: mid?.saturation ?? 0,
     saturationRate: mid?.saturationRate ?? 0,
+    lowerBound: mid?.lowerBound ?? false,
     maxCommitted: committed.length > 0 ? median(committed) : undefined,
     byRate: rates.map((rate) => {
       const steps = runs.flatMap((r) => r.steps.filter((s) => s.rate === rate));
@@ -81,18 +98,29 @@ export function summarise(runs: RoomsRun[]): RoomsSummary {
       const stepCommitted = steps.flatMap((s) => (s.committed === undefined ? [] : [s.committed]));
       return {
         rate,
-        sustained: steps.filter((s) => s.sustained).length * 2 > steps.length,
+        // Over every run, not only those that reached the rate (or probed it).
+        sustained: steps.filter((s) => s.sustained).length * 2 > runs.length,
         delivered: median(steps.map((s) => s.delivered)),
         p50: median(steps.map((s) => s.latency.p50)),
         p99: median(steps.map((s) => s.latency.p99)),
         p999: median(steps.map((s) => s.latency.p999)),
+        ceilingMs: ceiling(steps.flatMap((s) => s.latency.ceilingMs ?? [])),
         committed: stepCommitted.length > 0 ? median(stepCommitted) : undefined,
+        loadGeneratorBound: steps.filter((s) => s.loadGeneratorBound).length * 2 > steps.length,
+        disturbed: steps.filter((s) => s.disturbed).length * 2 > steps.length,
         cpu,
       };
     }),
     peakRssMiB: peak,
     runs,
   };
+}
+
+const ceiling = (xs: number[]) => (xs.length > 0 ? Math.min(...xs) : undefined);
+
+/** A latency figure; one at or above the ceiling was set by missing receipts: "> ceiling". */
+export function latencyFigure(ms: number, ceilingMs: number | undefined): string {
+  return ceilingMs !== undefined && ms >= ceilingMs ? `> ${fmt(ceilingMs)}` : fmt(ms, 1);
 }
 
 export interface Goal {
@@ -116,7 +144,9 @@ export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>):
     out.push({
       goal: 'Room fan-out: Threshold ≥ 2× the deliveries/s of Socket.IO + redis-streams-adapter at saturation',
       met: thr.saturation > 0 && ratio >= 2,
-      detail: `${fmt(thr.saturation)} vs ${fmt(sio.saturation)} deliveries/s: ${fmt(ratio, 2)}×`,
+      detail:
+        `${fmt(thr.saturation)} vs ${fmt(sio.saturation)} deliveries/s: ${fmt(ratio, 2)}×` +
+        (thr.lowerBound ? ' (lower bound: Threshold sustained its top rate)' : ''),
     });
     const both = thr.byRate.filter(
       (t) => t.sustained && sio.byRate.some((s) => s.rate === t.rate && s.sustained),
@@ -131,7 +161,8 @@ export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>):
           : both
               .map((t) => {
                 const s = sio.byRate.find((x) => x.rate === t.rate);
-                return `${fmt(t.rate)} msg/s: p99 ${fmt(t.p99, 1)} vs ${fmt(s?.p99, 1)} ms`;
+                const theirs = s ? latencyFigure(s.p99, s.ceilingMs) : '–';
+                return `${fmt(t.rate)} msg/s: p99 ${latencyFigure(t.p99, t.ceilingMs)} vs ${theirs} ms`;
               })
               .join('; '),
     });
@@ -140,10 +171,17 @@ export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>):
   const mRaw = r.manyRooms.raw?.maxCommitted;
   if (mThr !== undefined && mRaw !== undefined) {
     const share = mRaw > 0 ? mThr / mRaw : 0;
+    // The raw pipeline sustaining its top rate means its capacity was not reached: the share
+    // is an upper bound (Threshold's own top rate passing makes it a lower one).
+    const bound = r.manyRooms.raw?.lowerBound
+      ? ' (upper bound: the raw pipeline sustained its top rate)'
+      : r.manyRooms.threshold?.lowerBound
+        ? ' (lower bound: Threshold sustained its top rate)'
+        : '';
     out.push({
       goal: "Many rooms: Threshold's committed msg/s ≥ 50% of the raw pipeline's",
       met: share >= 0.5,
-      detail: `${fmt(mThr)} vs ${fmt(mRaw)} committed/s: ${fmt(share * 100)}%`,
+      detail: `${fmt(mThr)} vs ${fmt(mRaw)} committed/s: ${fmt(share * 100)}%${bound}`,
     });
   }
   const conn = r.connections.threshold;
@@ -162,11 +200,29 @@ const ROOM_SYSTEMS: SystemName[] = ['threshold', 'raw', 'socketio-streams', 'soc
 function latencyAt(s: RoomsSummary | undefined, rate: number): string {
   const r = s?.byRate.find((x) => x.rate === rate);
   if (!r) return '–';
-  const cell = `${fmt(r.p50, 1)} / ${fmt(r.p99, 1)} / ${fmt(r.p999, 1)}`;
-  return r.sustained ? cell : `${cell} (not sustained)`;
+  const cell = [r.p50, r.p99, r.p999].map((ms) => latencyFigure(ms, r.ceilingMs)).join(' / ');
+  const noisy = r.disturbed ? ' (disturbed)' : '';
+  return r.sustained ? `${cell}${noisy}` : `${cell} (not sustained${boundNote(r)})${noisy}`;
 }
 
-/** Server-side CPU (cores) at the saturation rate and the largest peak RSS of one process. */
+const boundNote = (r: RateSummary | undefined) =>
+  r?.loadGeneratorBound ? ', load-generator bound' : '';
+
+/**
+ * The saturation cell; when the first rate not sustained was load-generator bound, the
+ * harness, not the system, may have set the figure.
+ */
+function saturationCell(s: RoomsSummary): string {
+  const failed = s.byRate.find((r) => r.rate > s.saturationRate);
+  const note = failed?.loadGeneratorBound ? ' (load-generator bound)' : '';
+  const atLeast = s.lowerBound ? '≥ ' : '';
+  return `${atLeast}${fmt(s.saturation)} (${atLeast}${fmt(s.saturationRate)})${note}`;
+}
+
+/**
+ * Server-side CPU (cores, redis-server included) at the saturation rate and the highest RSS
+ * sampled during that step of the largest server process (redis-server excluded).
+ */
 function resources(s: RoomsSummary | undefined): string {
   const r = s?.byRate.find((x) => x.rate === s.saturationRate);
   if (!s || !r) return '–';
@@ -191,14 +247,15 @@ function roomRows(
   const sustained = (sys: SystemName) =>
     new Set(summaries[sys]?.byRate.filter((r) => r.sustained).map((r) => r.rate) ?? []);
   const all = systems.map(sustained);
-  const compared = [...(all[0] ?? [])].filter((rate) => all.slice(1).some((s) => s.has(rate)));
+  const others = systems.filter((s) => s !== 'threshold').map(sustained);
+  const compared = [...sustained('threshold')].filter((rate) => others.some((s) => s.has(rate)));
   const highest = Math.max(0, ...all.flatMap((s) => [...s]));
   const rates = [...new Set([...compared, ...(highest > 0 ? [highest] : [])])].sort(
     (a, b) => a - b,
   );
   const rows = [
     `| ${name} | deliveries/s at saturation (offered msg/s) | ${cells((s) =>
-      s ? `${fmt(s.saturation)} (${fmt(s.saturationRate)})` : '–',
+      s ? saturationCell(s) : '–',
     )} |`,
   ];
   if (commits)
@@ -209,7 +266,9 @@ function roomRows(
     rows.push(
       `| ${name} | p50 / p99 / p99.9 ms at ${fmt(rate)} msg/s | ${cells((s) => latencyAt(s, rate))} |`,
     );
-  rows.push(`| ${name} | server CPU / peak RSS per process at saturation | ${cells(resources)} |`);
+  rows.push(
+    `| ${name} | server CPU incl. redis-server / peak RSS of the largest server process excl. redis-server, at saturation | ${cells(resources)} |`,
+  );
   return rows;
 }
 
@@ -225,7 +284,7 @@ export function renderTable(r: Results): string {
   ];
   if (r.ingress)
     rows.push(
-      `| Ingress (HTTP, 1 node) | 202s/s, p99 ms | ${only(`${fmt(r.ingress.perSecond)}, ${fmt(r.ingress.latency.p99, 1)}`)} |`,
+      `| Ingress (HTTP, 1 node) | 202s/s, p99 ms (service time: closed loop, 32 connections) | ${only(`${fmt(r.ingress.perSecond)}, ${fmt(r.ingress.latency.p99, 1)}`)} |`,
     );
   const c = r.connections;
   const conn = (x: ConnectionsRun | undefined) =>
@@ -238,8 +297,14 @@ export function renderTable(r: Results): string {
     rows.push(
       `| SMS outbox (${fmt(r.sms.jobs)} jobs) | jobs/s into the Twilio stand-in | ${only(fmt(r.sms.jobsPerSecond))} |`,
     );
-  return rows.join('\n');
+  return [...rows, '', ...FOOTNOTES].join('\n');
 }
+
+/** What the table's cells cannot say. */
+const FOOTNOTES = [
+  "Raw pipeline: its receivers are in-process counters in its two consumer processes (no WebSocket, no client process), so its figures are the data path's ceiling, not a peer's.",
+  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers used ≥ 90% of their cores. "(disturbed)": outside load or publisher lag beyond their bounds even after the retries.',
+];
 
 export function renderGoals(list: Goal[]): string {
   return list

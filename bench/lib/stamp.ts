@@ -3,13 +3,16 @@
  * clock computes publish→receive latency. Intended, not actual: a publisher that falls
  * behind its schedule adds its own delay to the latency (no coordinated omission).
  */
-import { performance } from 'node:perf_hooks';
-
 /** Body length of every benchmark message, in characters (a short chat message). */
 export const BODY_CHARS = 100;
 
-/** Milliseconds since the epoch with sub-millisecond precision, the same in every process. */
-export const now = (): number => performance.timeOrigin + performance.now();
+/**
+ * Milliseconds with sub-millisecond precision on the system-wide monotonic clock
+ * (process.hrtime is CLOCK_MONOTONIC on Linux, one clock for every process), so stamps
+ * compare across processes; timeOrigin + performance.now() is fixed per process at its
+ * start and can disagree between processes by a fraction of a millisecond or more.
+ */
+export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 const PAD = 'x'.repeat(BODY_CHARS);
 

@@ -9,7 +9,7 @@
  */
 import { Redis } from 'ioredis';
 import { serve } from '../lib/processes.ts';
-import { Receiver } from '../lib/receiver.ts';
+import { Receiver, type ReceiverWindow } from '../lib/receiver.ts';
 import { stampAt } from '../lib/stamp.ts';
 
 export interface RawNodeParams {
@@ -22,7 +22,6 @@ const GROUP = 'relay';
 const CHANNEL = 'raw:live:';
 const receiver = new Receiver();
 let committed = 0;
-let running = true;
 
 async function consume(redis: Redis, name: string, partitions: number[]): Promise<void> {
   const streams = partitions.map((p) => `raw:{p${p}}:funnel`);
@@ -32,22 +31,25 @@ async function consume(redis: Redis, name: string, partitions: number[]): Promis
     });
   }
   const ids = streams.map(() => '>');
-  while (running) {
+  for (;;) {
     // prettier-ignore
     const reply = (await redis.xreadgroup(
       'GROUP', GROUP, name, 'COUNT', 256, 'BLOCK', 1000, 'STREAMS', ...streams, ...ids,
     )) as [string, [string, string[]][]][] | null;
     if (!reply) continue;
     const pipe = redis.pipeline();
+    let batch = 0;
     for (const [stream, entries] of reply) {
       for (const [id, fields] of entries) {
         // Fields as the publisher writes them: room, <room>, body, <body>.
         pipe.publish(CHANNEL + fields[1], fields[3] as string);
         pipe.xack(stream, GROUP, id);
-        committed++;
+        batch++;
       }
     }
     await pipe.exec();
+    // Committed once acknowledged, as Threshold counts a publish once its commit is acked.
+    committed += batch;
   }
 }
 
@@ -80,7 +82,6 @@ serve({
       process.exit(1);
     });
     process.once('SIGTERM', () => {
-      running = false;
       for (const c of [reader, subscriber]) c.disconnect();
       process.exit(0);
     });
@@ -88,6 +89,6 @@ serve({
   /** Rooms with subscribers here, and how many subscribers each has here. */
   subscribe: (p: { rooms: [room: string, subscribers: number][] }) => subscribe(p.rooms),
   committed: () => committed,
-  window: (p: { from: number; to: number }) => receiver.window(p),
+  window: (p: ReceiverWindow) => receiver.window(p),
   report: () => receiver.report(),
 });

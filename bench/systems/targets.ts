@@ -5,7 +5,7 @@
 import type { ConnectParams } from '../clients/publisher.ts';
 import type { ClientSystem, SubscribeParams } from '../clients/subscribers.ts';
 import { type BenchChild, forkBench } from '../lib/processes.ts';
-import type { Receipts } from '../lib/receiver.ts';
+import type { Receipts, ReceiverWindow } from '../lib/receiver.ts';
 import type { RawNodeParams } from './raw-node.ts';
 import { startBenchRedis } from './redis.ts';
 import type { SocketIoAdapter } from './socketio-server.ts';
@@ -28,12 +28,13 @@ export interface Target {
   publisher: ConnectParams;
   /** Subscribes `perRoom` receivers to every room, spread over the servers. */
   subscribe(rooms: string[], perRoom: number): Promise<void>;
-  window(w: { from: number; to: number }): Promise<void>;
+  window(w: ReceiverWindow): Promise<void>;
   report(): Promise<Receipts[]>;
   /**
-   * Messages committed so far (systems that commit), asked of the publisher (Threshold acks
-   * each publish after its commit) or the raw pipeline's consumers: never of the servers
-   * under test, whose /metrics scrape would stall them inside the measured window.
+   * Messages committed so far (systems that commit), asked of the publisher for Threshold
+   * (it acks each publish after its commit; a /metrics scrape would stall the nodes inside
+   * the measured window) and of the raw pipeline's consumers themselves (a counter read over
+   * IPC between batches, which costs them next to nothing).
    */
   committed?(publisher: BenchChild): Promise<number>;
   stop(): Promise<void>;
@@ -51,7 +52,7 @@ function subscriberClient(system: ClientSystem) {
     subscribe: async (urls: string[], rooms: string[], perRoom: number) => {
       await client.call('subscribe', { system, urls, rooms, perRoom } satisfies SubscribeParams);
     },
-    window: (w: { from: number; to: number }) => client.call<void>('window', w),
+    window: (w: ReceiverWindow) => client.call<void>('window', w),
     report: async () => [await client.call<Receipts>('report')],
   };
 }
@@ -120,10 +121,11 @@ async function startRaw(): Promise<Target> {
     async subscribe(rooms, perRoom) {
       await Promise.all(
         nodes.map((node, j) => {
-          // The same spread as the WebSocket subscribers: subscriber k of room i on node (i+k) mod 2.
+          // The same spread as the WebSocket subscribers (subscribers.ts): subscriber s =
+          // k × rooms + i (the k-th of room i) on node (k + s) mod NODES.
           const local = rooms.map((room, i): [string, number] => {
             let n = 0;
-            for (let k = 0; k < perRoom; k++) if ((i + k) % NODES === j) n++;
+            for (let k = 0; k < perRoom; k++) if ((k + k * rooms.length + i) % NODES === j) n++;
             return [room, n];
           });
           return node.call('subscribe', { rooms: local.filter(([, n]) => n > 0) });

@@ -2,6 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import { sign } from 'hono/jwt';
 import { freePort } from '../../src/redis/embedded.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pool } from '../lib/pool.ts';
 import { type Spawned, spawnPinned } from '../lib/processes.ts';
 import { type BenchRedis, startBenchRedis } from './redis.ts';
 
@@ -95,7 +97,7 @@ export class ThresholdCluster {
       } catch {
         // Not listening yet.
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     throw new Error(`Threshold nodes did not settle:\n${this.nodes[0]?.process.output()}`);
   }
@@ -116,17 +118,12 @@ export class ThresholdCluster {
     requests: { method: string; path: string; body?: unknown }[],
     concurrency = 128,
   ): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < requests.length) {
-        const i = next++;
-        const r = requests[i] as (typeof requests)[number];
-        const node = this.nodes[i % this.nodes.length] as ThresholdNode;
-        const res = await this.admin(node, r.method, r.path, r.body);
-        if (!res.ok) throw new Error(`${r.method} ${r.path}: ${res.status} ${await res.text()}`);
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
+    await pool(requests.length, concurrency, async (i) => {
+      const r = requests[i] as (typeof requests)[number];
+      const node = this.nodes[i % this.nodes.length] as ThresholdNode;
+      const res = await this.admin(node, r.method, r.path, r.body);
+      if (!res.ok) throw new Error(`${r.method} ${r.path}: ${res.status} ${await res.text()}`);
+    });
   }
 
   createRooms(rooms: string[], numbers?: (i: number) => string[]): Promise<void> {

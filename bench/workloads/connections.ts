@@ -4,6 +4,7 @@
  * at which they were accepted.
  */
 import type { ClientSystem } from '../clients/subscribers.ts';
+import { setTimeout as settle } from 'node:timers/promises';
 import { forkBench } from '../lib/processes.ts';
 import { round, sample } from '../lib/proc-stats.ts';
 import { clientToken, ThresholdCluster } from '../systems/threshold.ts';
@@ -22,7 +23,11 @@ export interface ConnectionsRun {
   kibPerConnection: number;
 }
 
-const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Connections opened before "before" is read: the server's first connections grow buffers
+ * and pools once, a cost the per-connection figure must not carry.
+ */
+const WARM_UP = 500;
 
 export async function runConnections(
   system: 'threshold' | 'socketio-streams',
@@ -50,6 +55,7 @@ export async function runConnections(
     clientSystem = 'socketio';
   }
   try {
+    await client.call('connectIdle', { system: clientSystem, url: server.url, count: WARM_UP });
     await settle(w.settleMs);
     const before = sample(server.pid)?.rssBytes ?? 0;
     const r = await client.call<{ connections: number; perSecond: number }>('connectIdle', {

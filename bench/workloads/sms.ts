@@ -3,6 +3,7 @@
  * service makes one outbox job per member. Jobs/s = jobs / time from the first publish until
  * the Twilio stand-in accepted them all, with the per-number rate limiter lifted.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { forkBench } from '../lib/processes.ts';
 import { round } from '../lib/proc-stats.ts';
 import { now } from '../lib/stamp.ts';
@@ -79,7 +80,7 @@ export async function runSms(w: SmsWorkload): Promise<SmsRun> {
       if (accepted >= jobs) break;
       if (now() - start > w.timeoutMs)
         throw new Error(`the stand-in accepted ${accepted} of ${jobs} texts in ${w.timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     const seconds = (now() - start) / 1000;
     return { jobs, seconds: round(seconds, 2), jobsPerSecond: round(jobs / seconds) };

@@ -1,9 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { goals, median, renderTable, type Results, summarise } from '../../bench/lib/report.ts';
+import {
+  goals,
+  latencyFigure,
+  median,
+  renderTable,
+  type Results,
+  summarise,
+} from '../../bench/lib/report.ts';
 import { Receiver } from '../../bench/lib/receiver.ts';
-import { merge, percentiles } from '../../bench/lib/histogram.ts';
+import {
+  merge,
+  newHistogram,
+  percentiles,
+  percentilesWithMissing,
+  recordMs,
+} from '../../bench/lib/histogram.ts';
 import { body, now, stampOfFrame } from '../../bench/lib/stamp.ts';
 import type { RoomsRun, Step } from '../../bench/workloads/rooms.ts';
+import { bisect, disturbed, loadGeneratorBound, trendingUp } from '../../bench/lib/verdict.ts';
 
 const step = (rate: number, delivered: number, p99: number, sustained = true): Step => ({
   rate,
@@ -13,8 +27,13 @@ const step = (rate: number, delivered: number, p99: number, sustained = true): S
   committed: undefined,
   latency: { count: 1, p50: p99 / 2, p99, p999: p99, max: p99 },
   publisherLagMs: 0,
-  processes: [{ name: 'node-1', pid: 1, cpu: 0.5, peakRssMiB: 100 }],
+  processes: [{ name: 'node-1', pid: 1, cpu: 0.5, rssMiB: 100 }],
+  loadGeneratorBound: false,
   machineBusyCores: 1,
+  outsideCores: 0,
+  disturbed: false,
+  trendP50: [p99 / 2, p99 / 2],
+  negative: 0,
 });
 
 const run = (steps: Step[], committed?: number): RoomsRun => {
@@ -23,12 +42,31 @@ const run = (steps: Step[], committed?: number): RoomsRun => {
     steps,
     saturation: best?.delivered ?? 0,
     saturationRate: best?.rate ?? 0,
+    lowerBound: steps.every((s) => s.sustained),
     maxCommitted: committed,
     peakRssMiB: { 'node-1': 100 },
   };
 };
 
 describe('bench report', () => {
+  it('counts missing receipts at the ceiling, so a lossy step cannot show only its fast ones', () => {
+    const h = newHistogram();
+    for (let i = 0; i < 970; i++) recordMs(h, 2);
+    const p = percentilesWithMissing(h, 30, 1000);
+    expect(p.count).toBe(970);
+    expect(p.missing).toBe(30);
+    expect(p.p50).toBeCloseTo(2, 1);
+    expect(p.p99).toBeGreaterThanOrEqual(1000);
+    expect(latencyFigure(p.p99, p.ceilingMs)).toBe('> 1,000');
+    expect(latencyFigure(p.p50, p.ceilingMs)).toBe('2.0');
+    // Nothing missing: the figures are the measured ones.
+    const whole = newHistogram();
+    for (let i = 0; i < 1000; i++) recordMs(whole, i < 995 ? 2 : 40);
+    const q = percentilesWithMissing(whole, 0, 1000);
+    expect(q.p99).toBeCloseTo(2, 1);
+    expect(latencyFigure(q.p999, q.ceilingMs)).toBe('40.0');
+  });
+
   it('takes the median of an odd and an even number of runs', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
@@ -77,20 +115,78 @@ describe('bench report', () => {
       sms: undefined,
     } as Results);
     expect(table).toContain(
-      '| Room fan-out | deliveries/s at saturation (offered msg/s) | 50,000 (1,000) | – | 25,000 (500) | – |',
+      '| Room fan-out | deliveries/s at saturation (offered msg/s) | ≥ 50,000 (≥ 1,000) | – | 25,000 (500) | – |',
     );
+  });
+
+  it('says in the table which figures are bounds, missing receipts or disturbed', () => {
+    const lost = {
+      ...step(2000, 80_000, 1000, false),
+      latency: { count: 9, p50: 300, p99: 1000, p999: 1000, max: 1000, ceilingMs: 1000 },
+      loadGeneratorBound: true,
+    };
+    const noisy = { ...step(500, 25_000, 40), disturbed: true };
+    const table = renderTable({
+      fanout: {
+        threshold: summarise([run([step(500, 25_000, 10), step(1000, 50_000, 20)])]),
+        'socketio-streams': summarise([run([noisy, lost])]),
+      },
+      manyRooms: {},
+      connections: {},
+      ingress: undefined,
+      sms: undefined,
+    } as unknown as Results);
+    expect(table).toContain('≥ 50,000 (≥ 1,000)');
+    expect(table).toContain('25,000 (500) (load-generator bound)');
+    expect(table).toContain('20.0 / 40.0 / 40.0 (disturbed)');
+    // A rate no other system sustained only shows when it is the highest sustained one.
+    expect(table).not.toContain('at 2,000 msg/s');
   });
 
   it('counts and times only the messages stamped inside the measured window', () => {
     const receiver = new Receiver();
     const t = now();
-    receiver.window({ from: t - 1000, to: t });
+    receiver.window({ from: t - 1000, to: t, sliceMs: 500 });
     receiver.receive(t - 2000); // warm-up
     receiver.receive(stampOfFrame(`{"type":"message","seq":1,"body":"${body(t - 10)}","ts":1}`));
+    receiver.receive(stampOfFrame(`{"type":"message","seq":2,"body":"${body(t - 900)}","ts":1}`));
     const r = receiver.report();
-    expect([r.total, r.count]).toEqual([2, 1]);
+    expect([r.total, r.count, r.negative]).toEqual([3, 2, 0]);
     const p = percentiles(merge([r.histogram]));
     expect(p.p50).toBeGreaterThanOrEqual(10);
-    expect(p.p50).toBeLessThan(1000);
+    expect(p.p50).toBeLessThan(2000);
+    // Slice by slice, by stamp: the early message in the first half, the late in the second.
+    const [first, last] = r.slices.map((s) => percentiles(merge([s])));
+    expect(first?.p50).toBeGreaterThanOrEqual(900);
+    expect(last?.p50).toBeLessThan(900);
+  });
+
+  it('counts receipts that arrive before their stamp', () => {
+    const receiver = new Receiver();
+    const t = now();
+    receiver.window({ from: t - 1000, to: t + 1000, sliceMs: 1000 });
+    receiver.receive(t + 500);
+    expect(receiver.report().negative).toBe(1);
+  });
+
+  it('fails a step whose latency grows through the window, not one with jitter', () => {
+    expect(trendingUp(2, 30)).toBe(true);
+    expect(trendingUp(0.4, 1.2)).toBe(false);
+    expect(trendingUp(20, 35)).toBe(false);
+  });
+
+  it('bisects between the last rate sustained and the first not, in steps of 50 msg/s', () => {
+    expect(bisect(2000, 8000)).toBe(5000);
+    expect(bisect(1000, 1500)).toBe(1250);
+    expect(bisect(1000, 1100)).toBe(1050);
+    expect(bisect(1000, 1050)).toBeUndefined();
+  });
+
+  it('retries steps disturbed by outside load or publisher lag; flags load-generator bound ones', () => {
+    expect(disturbed(0.5, 0)).toBe(true);
+    expect(disturbed(0.1, 80)).toBe(true);
+    expect(disturbed(0.1, 10)).toBe(false);
+    expect(loadGeneratorBound(0.95, 1)).toBe(true);
+    expect(loadGeneratorBound(0.6, 1)).toBe(false);
   });
 });
