@@ -89,8 +89,19 @@ export interface RawRequest {
  * headers, bytes over 0x7f (latin1) in header values, a body without length. Resolves with the
  * answer (101 for an accepted upgrade), even when the server answered before the body was
  * sent and closed the connection; rejects on a connection error without any answer, or
- * after `timeoutMs` (a hang).
+ * after `timeoutMs` (a hang). The error says whether the request went out on a kept-alive
+ * socket (`reusedSocket`): see {@link closedWhileIdle}.
  */
+/**
+ * A kept-alive socket the server closed as idle (Node's `keepAliveTimeout`) just as the
+ * client sent a request on it: the request never reached the server, which did nothing
+ * wrong. Node's documentation for `request.reusedSocket` describes this race and retrying.
+ */
+export function closedWhileIdle(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
+  return e.reusedSocket === true && e.code === 'ECONNRESET';
+}
+
 export function rawRequest(
   base: string,
   agent: Agent,
@@ -133,7 +144,7 @@ export function rawRequest(
     r.on('error', (err) => {
       if (answered) return;
       clearTimeout(timer);
-      reject(err);
+      reject(Object.assign(err, { reusedSocket: r.reusedSocket }));
     });
     if (req.chunked) {
       const { chunk, chunks } = req.chunked;

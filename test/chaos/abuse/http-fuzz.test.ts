@@ -6,6 +6,7 @@ import { admin, type MeshNode, startMesh } from '../../helpers/mesh.ts';
 import { standinEnv } from '../../twilio/sms-node.ts';
 import { startStandin } from '../../twilio/standin.ts';
 import {
+  closedWhileIdle,
   isProblem,
   type RawRequest,
   type RawResponse,
@@ -69,6 +70,8 @@ interface Tally {
   nonProblem: string[];
   /** Connections that failed with no answer at all (other than while sending an oversized body). */
   noAnswer: string[];
+  /** Requests sent again because the node had closed their idle kept-alive socket. */
+  idleRaces: number;
 }
 
 it(
@@ -101,6 +104,7 @@ it(
       fiveXx: [],
       nonProblem: [],
       noAnswer: [],
+      idleRaces: 0,
     };
     const started = Date.now();
     for (const route of ROUTES) {
@@ -110,7 +114,11 @@ it(
         const what = `${c.method} ${c.path.slice(0, 120)} [${c.note}]`;
         let res: RawResponse;
         try {
-          res = await rawRequest(node.url, agent, c);
+          res = await rawRequest(node.url, agent, c).catch((err: unknown) => {
+            if (!closedWhileIdle(err)) throw err;
+            tally.idleRaces++;
+            return rawRequest(node.url, agent, c);
+          });
         } catch (err) {
           if (!c.oversized)
             tally.noAnswer.push(
@@ -150,6 +158,7 @@ it(
       '5xx': tally.fiveXx.length,
       'non-problem': tally.nonProblem.length,
       'no-answer': tally.noAnswer.length,
+      'resent-after-idle-close': tally.idleRaces,
       crashes: alive ? 0 : 1,
       MiB: memory,
       statuses: statuses.replaceAll(' ', ','),
