@@ -160,7 +160,7 @@ async function bench(): Promise<Results> {
   const facts = machine();
   log(`Machine: ${facts.cpuModel}, ${facts.cores} cores, Node ${facts.node}, Redis ${facts.redis}`);
   log(`Pinning: ${facts.pinning}`);
-  const partial = {
+  const figures = {
     ...(await rooms()),
     ingress: wanted('ingress')
       ? await repeat(
@@ -207,8 +207,8 @@ async function bench(): Promise<Results> {
     },
     redis: REDIS_SETTINGS,
     config: { fanout, manyRooms, ingress, connections, sms },
-    ...partial,
-    goals: goals(partial),
+    ...figures,
+    goals: goals(figures),
   };
 }
 
