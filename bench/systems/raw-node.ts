@@ -68,9 +68,12 @@ async function subscribe(rooms: [room: string, subscribers: number][]): Promise<
 }
 
 serve({
-  start(p: RawNodeParams) {
+  async start(p: RawNodeParams) {
     const reader = new Redis(p.url);
-    const subscriber = new Redis(p.url);
+    // Ready before it subscribes: ioredis 5 can lose a SUBSCRIBE sent while its handshake is
+    // still going (redis/ioredis#2037); one node in three heard nothing in a quick run.
+    const subscriber = new Redis(p.url, { lazyConnect: true });
+    await subscriber.connect();
     subscriber.on('message', (channel: string, payload: string) => {
       const n = local.get(channel) ?? 0;
       const stamp = stampAt(payload);

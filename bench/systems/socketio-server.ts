@@ -15,11 +15,13 @@ export type SocketIoAdapter = 'streams' | 'pubsub';
 
 serve({
   async start(p: { redisUrl: string; adapter: SocketIoAdapter }) {
-    const redis = new Redis(p.redisUrl);
+    // Connected before the adapter subscribes: ioredis 5 can lose a SUBSCRIBE sent while its
+    // handshake is still going (redis/ioredis#2037), and that server would then hear nothing.
+    const redis = new Redis(p.redisUrl, { lazyConnect: true });
+    const sub = redis.duplicate();
+    await Promise.all([redis.connect(), p.adapter === 'pubsub' ? sub.connect() : undefined]);
     const adapter =
-      p.adapter === 'streams'
-        ? createStreamsAdapter(redis)
-        : createPubSubAdapter(redis, redis.duplicate());
+      p.adapter === 'streams' ? createStreamsAdapter(redis) : createPubSubAdapter(redis, sub);
     const http = createServer();
     const io = new Server(http, { adapter, transports: ['websocket'] });
     io.on('connection', (socket) => {
