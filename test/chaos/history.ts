@@ -5,6 +5,7 @@
  * would notice. The recording is done by RoomLoad (acknowledged publishes) and Watcher
  * (deliveries, healed with `since` on reconnect); underLoad() reads the histories back.
  */
+import { expect } from 'vitest';
 import type { ScenarioResult } from '../helpers/room-load.ts';
 
 export interface HistoryCheck {
@@ -100,4 +101,19 @@ export function historyFigures(check: HistoryCheck): Record<string, number | str
     misdelivered: check.misdelivered,
     'max-staleness': `${check.maxStalenessMs}ms`,
   };
+}
+
+/**
+ * The guarantees every fault scenario asserts: each acknowledged message committed once, in
+ * its room's order, with no seq gap; and each subscriber got every seq once, in order, under
+ * its own message (after healing with `since`).
+ */
+export function expectNoAnomalies(check: HistoryCheck): void {
+  expect(check).toMatchObject({ lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
+  expect(check).toMatchObject({
+    unhealedGaps: 0,
+    deliveredTwice: 0,
+    deliveredOutOfOrder: 0,
+    misdelivered: 0,
+  });
 }
