@@ -9,7 +9,7 @@
  * would cap Socket.IO's throughput.
  */
 import { WebSocket } from 'ws';
-import { pool } from '../lib/pool.ts';
+import { pool } from '../../test/helpers/pool.ts';
 import { serve } from '../lib/processes.ts';
 import { Receiver, type ReceiverWindow } from '../lib/receiver.ts';
 import { now, stampOfFrame } from '../lib/stamp.ts';

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { sign } from 'hono/jwt';
 import { freePort } from '../../src/redis/embedded.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pool } from '../lib/pool.ts';
+import { pool } from '../../test/helpers/pool.ts';
 import { type Spawned, spawnPinned } from '../lib/processes.ts';
 import { type BenchRedis, startBenchRedis } from './redis.ts';
 

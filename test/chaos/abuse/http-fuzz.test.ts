@@ -3,6 +3,7 @@ import { sign } from 'hono/jwt';
 import { expect, it, onTestFinished } from 'vitest';
 import { ADMIN_TOKEN, JWT_SECRET } from '../../helpers/node.ts';
 import { admin, type MeshNode, startMesh } from '../../helpers/mesh.ts';
+import { pool } from '../../helpers/pool.ts';
 import { standinEnv } from '../../twilio/sms-node.ts';
 import { startStandin } from '../../twilio/standin.ts';
 import {
@@ -109,7 +110,8 @@ it(
     const started = Date.now();
     for (const route of ROUTES) {
       const cases = Array.from({ length: CASES }, () => fuzzCase(rng, route, memberToken));
-      await pool(cases, CONCURRENCY, async (c) => {
+      await pool(cases.length, CONCURRENCY, async (i) => {
+        const c = cases[i] as FuzzCase;
         const node: MeshNode = nodes[route.on];
         const what = `${c.method} ${c.path.slice(0, 120)} [${c.note}]`;
         let res: RawResponse;
@@ -178,16 +180,6 @@ interface FuzzCase extends RawRequest {
   note: string;
   /** A body over the limit: the node may close the connection before it is all sent. */
   oversized: boolean;
-}
-
-/** Runs `work` over `items`, `concurrency` at a time. */
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) await work(items[next++] as T);
-    }),
-  );
 }
 
 function fuzzCase(rng: Rng, route: Route, memberToken: string): FuzzCase {
