@@ -5,7 +5,7 @@ import { createLogger } from './log.ts';
 import { startNode } from './node.ts';
 import { RedisNotInstalledError } from './redis/embedded.ts';
 
-const USAGE = `Usage: threshold <command> [--setting value ...]
+const USAGE = `Usage: threshold <command> [--config FILE] [--setting value ...]
 
 Commands:
   node        run a relay node (with its own local redis-server unless THRESHOLD_REDIS_URL is set)
@@ -13,6 +13,9 @@ Commands:
               consecutive ports from --port; other flags go to every node; Ctrl-C stops all
   settings    list every setting with its default, environment variable and flag
   help        show this text
+
+--config FILE (or THRESHOLD_CONFIG=FILE) reads settings from a JSON file over config/default.json;
+environment variables and flags still win over it.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -79,6 +82,14 @@ function printSettings(): void {
     process.stdout.write(
       `${leaf.path.join('.').padEnd(24)} ${JSON.stringify(value).padEnd(10)} ${leaf.env.padEnd(36)} --${leaf.flag}\n`,
     );
+  }
+  // Lists (channels) have no variable or flag.
+  for (const [key, value] of Object.entries(defaults)) {
+    if (Array.isArray(value)) {
+      process.stdout.write(
+        `${key.padEnd(24)} ${JSON.stringify(value).padEnd(10)} (a list: set it in a --config file)\n`,
+      );
+    }
   }
 }
 

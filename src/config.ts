@@ -1,15 +1,55 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
 /**
- * Settings come from `config/default.json` (and `config/local.json` when present), then
- * `THRESHOLD_*` environment variables, then command-line flags. Every leaf setting has a
- * derived environment name and flag: `mesh.leaseTtlMs` is `THRESHOLD_MESH_LEASE_TTL_MS`
- * and `--mesh-lease-ttl-ms`.
+ * Settings come from `config/default.json` (and `config/local.json` when present), then the
+ * file named by `--config` or `THRESHOLD_CONFIG`, then `THRESHOLD_*` environment variables,
+ * then command-line flags. Every leaf setting has a derived environment name and flag:
+ * `mesh.leaseTtlMs` is `THRESHOLD_MESH_LEASE_TTL_MS` and `--mesh-lease-ttl-ms`. Lists
+ * (`channels`) have neither: they are set in a file.
  */
 const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
+
+/** Plug-in names (`channels[].name`): they appear in logs, metrics and member ids. */
+export const PLUGIN_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/** Channels that ship with Threshold; any other `module` is a package or a file. */
+export const BUILT_IN_CHANNELS = ['sms', 'webhook'] as const;
+
+/** A module given as a file path: resolved against the directory of the file that names it. */
+const isFilePath = (module: string) => /^(\.\.?\/|\/)/.test(module);
+/** An npm package name, optionally with a subpath (`@acme/pager`, `pager/channel`). */
+const PACKAGE_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*(\/[^\s]*)?$/;
+
+const ChannelSetting = z
+  .object({
+    name: z
+      .string()
+      .regex(PLUGIN_NAME, 'expected 1-32 characters of a-z 0-9 _ -, starting with a letter'),
+    /**
+     * A built-in channel (`sms`, `webhook`), a package name, or a file: a file path in a
+     * config file is stored as a `file://` URL, resolved against that file's directory.
+     */
+    module: z
+      .string()
+      .refine(
+        (m) =>
+          (BUILT_IN_CHANNELS as readonly string[]).includes(m) ||
+          m.startsWith('file://') ||
+          PACKAGE_NAME.test(m),
+        {
+          message: `expected a built-in channel (${BUILT_IN_CHANNELS.join(', ')}), a package name, or a file path starting with ./, ../ or /`,
+        },
+      ),
+    /** Passed to the channel's factory as `ctx.options`, as written. */
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type ChannelSetting = z.infer<typeof ChannelSetting>;
 
 const ConfigSchema = z.object({
   redisUrl: z.string().refine((v) => v === '' || /^rediss?:\/\//.test(v), {
@@ -122,6 +162,25 @@ const ConfigSchema = z.object({
     /** Jobs held in memory per sending number; more wait in the outbox's retry set. */
     maxQueuedPerNumber: z.coerce.number().int().min(1).max(100_000),
   }),
+  /** The built-in webhook channel (its endpoints are set over the admin API). */
+  webhooks: z.object({
+    /** How long one POST to an endpoint may take; a timeout is retried. */
+    timeoutMs: ms(100),
+  }),
+  /** Out-of-band delivery channels (DESIGN §7), by name; set in a config file. */
+  channels: z.array(ChannelSetting).superRefine((channels, ctx) => {
+    const seen = new Set<string>();
+    channels.forEach((channel, i) => {
+      if (seen.has(channel.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'name'],
+          message: `duplicate channel name "${channel.name}": each channel needs its own name`,
+        });
+      }
+      seen.add(channel.name);
+    });
+  }),
   shutdownTimeoutMs: ms(100),
 });
 
@@ -131,10 +190,65 @@ const CONFIG_DIR = new URL('../config/', import.meta.url);
 
 /** Reads the JSON defaults shipped in `config/`, with `config/local.json` on top. */
 export function fileDefaults(): Record<string, unknown> {
-  const base = JSON.parse(readFileSync(new URL('default.json', CONFIG_DIR), 'utf8'));
-  const local = new URL('local.json', CONFIG_DIR);
-  return existsSync(local) ? merge(base, JSON.parse(readFileSync(local, 'utf8'))) : base;
+  const base = readConfigFile(fileURLToPath(new URL('default.json', CONFIG_DIR)));
+  const local = fileURLToPath(new URL('local.json', CONFIG_DIR));
+  return existsSync(local) ? merge(base, readConfigFile(local)) : base;
 }
+
+/**
+ * One JSON config file, its channels' file paths resolved against its directory. A missing
+ * or malformed file is a ConfigError naming it.
+ */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : err instanceof SyntaxError
+          ? `not valid JSON: ${err.message}`
+          : (err as Error).message;
+    throw new ConfigError('config', `cannot read config file ${path}: ${why}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigError('config', `config file ${path}: expected a JSON object of settings`);
+  }
+  const settings = value as Record<string, unknown>;
+  if (Array.isArray(settings.channels)) {
+    settings.channels = settings.channels.map((channel: unknown) =>
+      withResolvedModule(channel, dirname(path)),
+    );
+  }
+  return settings;
+}
+
+function withResolvedModule(channel: unknown, dir: string): unknown {
+  if (channel === null || typeof channel !== 'object') return channel;
+  const { module } = channel as { module?: unknown };
+  if (typeof module !== 'string' || !isFilePath(module)) return channel;
+  return { ...channel, module: pathToFileURL(resolve(dir, module)).href };
+}
+
+/** Keys of a config file that are no setting (typos), as `a.b` paths. */
+function unknownKeys(
+  file: Record<string, unknown>,
+  known: Record<string, unknown>,
+  path: string[] = [],
+): string[] {
+  return Object.entries(file).flatMap(([key, value]) => {
+    if (!Object.hasOwn(known, key)) return [[...path, key].join('.')];
+    const expected = known[key];
+    return isPlainObject(value) && isPlainObject(expected)
+      ? unknownKeys(value, expected, [...path, key])
+      : [];
+  });
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
 
 interface Leaf {
   path: string[];
@@ -157,8 +271,10 @@ export function settings(defaults = fileDefaults()): Leaf[] {
   const walk = (obj: Record<string, unknown>, path: string[]) => {
     for (const [key, value] of Object.entries(obj)) {
       const p = [...path, key];
-      if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-        walk(value as Record<string, unknown>, p);
+      // A list has no sensible variable or flag: it is set in a config file.
+      if (Array.isArray(value)) continue;
+      if (isPlainObject(value)) {
+        walk(value, p);
       } else {
         out.push({
           path: p,
@@ -173,7 +289,9 @@ export function settings(defaults = fileDefaults()): Leaf[] {
 }
 
 export interface LoadOptions {
+  /** `THRESHOLD_CONFIG` names a config file (as `--config` does), besides the settings' own. */
   env?: NodeJS.ProcessEnv;
+  /** Setting flags, and `--config FILE`. */
   argv?: string[];
   /** Settings that win over everything (tests, the cluster launcher). */
   overrides?: Record<string, unknown>;
@@ -187,7 +305,23 @@ export function loadConfig({
 }: LoadOptions = {}): Config {
   const defaults = fileDefaults();
   const leaves = settings(defaults);
-  const raw = structuredClone(defaults);
+  const values = parseFlags(argv, leaves);
+
+  // `--config ''` or `THRESHOLD_CONFIG=` means none, like any empty setting.
+  const configFile = values.config || env.THRESHOLD_CONFIG || undefined;
+  let raw = structuredClone(defaults);
+  if (configFile !== undefined) {
+    const path = resolve(configFile);
+    const file = readConfigFile(path);
+    const unknown = unknownKeys(file, defaults);
+    if (unknown.length > 0) {
+      throw new ConfigError(
+        unknown[0] as string,
+        `config file ${path}: unknown setting ${unknown.join(', ')}; run \`threshold settings\` for the list`,
+      );
+    }
+    raw = merge(raw, file);
+  }
 
   for (const leaf of leaves) {
     const value = env[leaf.env];
@@ -196,19 +330,27 @@ export function loadConfig({
     if (value !== undefined && value !== '') setPath(raw, leaf.path, value);
   }
 
-  const { values } = parseFlags(argv, leaves);
   for (const leaf of leaves) {
     const value = values[leaf.flag];
-    if (typeof value === 'string' && value !== '') setPath(raw, leaf.path, value);
+    if (value !== undefined && value !== '') setPath(raw, leaf.path, value);
   }
 
-  const parsed = ConfigSchema.safeParse(merge(raw, overrides));
+  const merged = merge(raw, overrides);
+  // Channels from overrides (tests, launchers) name files relative to the working directory.
+  if (Array.isArray(merged.channels)) {
+    merged.channels = merged.channels.map((c: unknown) => withResolvedModule(c, process.cwd()));
+  }
+  const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const path = (issue?.path ?? []).map(String);
     const leaf = leaves.find((l) => l.path.join('.') === path.join('.'));
     const name = path.join('.') || 'config';
-    const where = leaf ? ` (${leaf.env} or --${leaf.flag})` : '';
+    const where = leaf
+      ? ` (${leaf.env} or --${leaf.flag})`
+      : configFile !== undefined
+        ? ` (in ${resolve(configFile)})`
+        : '';
     throw new ConfigError(
       name,
       `invalid setting ${name}${where}: ${issue?.message ?? 'invalid value'}`,
@@ -217,14 +359,18 @@ export function loadConfig({
   return parsed.data;
 }
 
-function parseFlags(argv: string[], leaves: Leaf[]) {
+/** Every option takes a value, so each flag is a string (or absent). */
+function parseFlags(argv: string[], leaves: Leaf[]): Record<string, string | undefined> {
   try {
     return parseArgs({
       args: argv,
-      options: Object.fromEntries(leaves.map((l) => [l.flag, { type: 'string' as const }])),
+      options: {
+        ...Object.fromEntries(leaves.map((l) => [l.flag, { type: 'string' as const }])),
+        config: { type: 'string' as const },
+      },
       allowPositionals: false,
       strict: true,
-    });
+    }).values as Record<string, string | undefined>;
   } catch (err) {
     throw new ConfigError(
       'flags',

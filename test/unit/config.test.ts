@@ -1,5 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type Config, isLoopback, loadConfig, settings } from '../../src/config.ts';
 import { ConfigError } from '../../src/errors.ts';
 
@@ -161,6 +164,127 @@ describe('loadConfig', () => {
 
   it('rejects an unknown log level', () => {
     expect(configError(() => load({ THRESHOLD_LOG_LEVEL: 'loud' })).setting).toBe('logLevel');
+  });
+});
+
+describe('loadConfig with a config file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'threshold-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  let files = 0;
+  /** Writes `content` (an object as JSON, or raw text) to a new file under `sub`; returns its path. */
+  function configFile(content: unknown, sub = ''): string {
+    mkdirSync(join(dir, sub), { recursive: true });
+    const path = join(dir, sub, `config-${++files}.json`);
+    writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+    return path;
+  }
+
+  it('merges the file named by --config over the defaults, under environment and flags', () => {
+    const file = configFile({
+      port: 9100,
+      partitions: 16,
+      mesh: { leaseTtlMs: 2000 },
+      webhooks: { timeoutMs: 3000 },
+    });
+    const config = load({ THRESHOLD_PORT: '9200' }, ['--config', file, '--partitions', '32']);
+    expect(config.port).toBe(9200);
+    expect(config.partitions).toBe(32);
+    expect(config.mesh).toEqual({ ...defaultsFile.mesh, leaseTtlMs: 2000 });
+    expect(config.webhooks.timeoutMs).toBe(3000);
+    expect(config.host).toBe(defaultsFile.host);
+  });
+
+  it('reads the file named by THRESHOLD_CONFIG; --config wins over it', () => {
+    const fromEnv = configFile({ port: 9101 });
+    const fromFlag = configFile({ port: 9102 });
+    expect(load({ THRESHOLD_CONFIG: fromEnv }).port).toBe(9101);
+    expect(load({ THRESHOLD_CONFIG: fromEnv }, [`--config=${fromFlag}`]).port).toBe(9102);
+  });
+
+  it('reads channels, resolving file paths against the config file directory, not the working directory', () => {
+    const file = configFile(
+      {
+        channels: [
+          { name: 'pager', module: './plugins/pager.js', options: { url: 'https://p.example' } },
+          { name: 'fax', module: '../shared/fax.mjs' },
+          { name: 'abs', module: '/opt/threshold/abs.js' },
+          { name: 'hooks', module: 'webhook' },
+          { name: 'push', module: '@acme/threshold-push' },
+        ],
+      },
+      'etc',
+    );
+    const { channels } = load({}, ['--config', file]);
+    expect(channels).toEqual([
+      {
+        name: 'pager',
+        module: pathToFileURL(join(dir, 'etc', 'plugins', 'pager.js')).href,
+        options: { url: 'https://p.example' },
+      },
+      { name: 'fax', module: pathToFileURL(join(dir, 'shared', 'fax.mjs')).href, options: {} },
+      { name: 'abs', module: pathToFileURL('/opt/threshold/abs.js').href, options: {} },
+      { name: 'hooks', module: 'webhook', options: {} },
+      { name: 'push', module: '@acme/threshold-push', options: {} },
+    ]);
+  });
+
+  it('has no channels, and no variable or flag for them, by default', () => {
+    expect(load().channels).toEqual([]);
+    expect(settings().some((leaf) => leaf.path[0] === 'channels')).toBe(false);
+  });
+
+  it('rejects a missing config file with a ConfigError naming it', () => {
+    const missing = join(dir, 'no-such.json');
+    const err = configError(() => load({}, ['--config', missing]));
+    expect(err.message).toContain(missing);
+    expect(err.message).toContain('no such file');
+    expect(configError(() => load({ THRESHOLD_CONFIG: missing })).message).toContain(missing);
+  });
+
+  it('rejects a config file that is not JSON, or not an object, naming it', () => {
+    const broken = configFile('{"port": 9000,');
+    const err = configError(() => load({}, ['--config', broken]));
+    expect(err.message).toContain(broken);
+    expect(err.message).toContain('not valid JSON');
+    const list = configFile([1, 2]);
+    expect(configError(() => load({}, ['--config', list])).message).toContain(list);
+  });
+
+  it('rejects an unknown key in the config file (a typo), naming it and the file', () => {
+    const file = configFile({ mesh: { leaseTtl: 2000 } });
+    const err = configError(() => load({}, ['--config', file]));
+    expect(err.setting).toBe('mesh.leaseTtl');
+    expect(err.message).toContain(file);
+  });
+
+  it('rejects a bad value from the config file, naming the setting', () => {
+    const file = configFile({ mesh: { leaseTtlMs: 1 } });
+    expect(configError(() => load({}, ['--config', file])).setting).toBe('mesh.leaseTtlMs');
+  });
+
+  it('refuses two channels with the same name', () => {
+    const file = configFile({
+      channels: [
+        { name: 'hooks', module: 'webhook' },
+        { name: 'hooks', module: './other.js' },
+      ],
+    });
+    const err = configError(() => load({}, ['--config', file]));
+    expect(err.setting).toBe('channels.1.name');
+    expect(err.message).toContain('duplicate channel name "hooks"');
+    expect(err.message).toContain(file);
+  });
+
+  it.each([
+    [{ name: 'Pager', module: 'webhook' }, 'channels.0.name'],
+    [{ name: '1pager', module: 'webhook' }, 'channels.0.name'],
+    [{ name: 'pager', module: '' }, 'channels.0.module'],
+    [{ name: 'pager', module: 'C:\\plugins\\pager.js' }, 'channels.0.module'],
+    [{ name: 'pager' }, 'channels.0.module'],
+    [{ name: 'pager', module: 'webhook', option: {} }, 'channels.0'],
+  ])('rejects channel %j, naming %s', (channel, setting) => {
+    const file = configFile({ channels: [channel] });
+    expect(configError(() => load({}, ['--config', file])).setting).toBe(setting);
   });
 });
 
