@@ -339,7 +339,7 @@ function intQuery(c: Context, name: string, fallback: number, min: number, max: 
 }
 
 /** Parses the body as JSON and checks it; errors name the offending field. */
-async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
   const text = await c.req.text();
   let value: unknown;
   try {

@@ -65,6 +65,11 @@ export class Keys {
     return `${this.prefix}twilio:seen:${messageSid}`;
   }
 
+  /** A webhook endpoint (hash: url, secret, disabled…): one key, so any slot will do. */
+  webhook(name: string) {
+    return `${this.prefix}webhook:${name}`;
+  }
+
   /** A client's publish rate limit (GCRA state), shared by every node. */
   rateLimit(member: string) {
     return `${this.prefix}rl:${member}`;
