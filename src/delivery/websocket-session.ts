@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { History } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
+import type { RevokeReason } from '../rooms/revocation.ts';
 import type { RoomsStore } from '../rooms/store.ts';
 import type { LiveHub, LiveSubscriber } from './live-hub.ts';
 import { TokenBuckets } from './token-bucket.ts';
@@ -210,11 +211,15 @@ export class WebSocketSession implements LiveSubscriber {
       throw err;
     }
     if (this.subs.get(room) !== sub || this.closed) return;
-    if (!(await rooms.get(room))) {
-      await this.unsubscribe(room, false);
-      this.error('not_found', `room ${room} does not exist`, undefined, room);
-      return;
+    // Checked again now that pub/sub is confirmed: a removal (or deletion) that came before
+    // this read fails it, and one that comes after reaches this session as a revocation.
+    try {
+      await assertMayRead(rooms, room, this.principal);
+    } catch (err) {
+      if (this.subs.get(room) === sub) await this.unsubscribe(room, false);
+      throw err;
     }
+    if (this.subs.get(room) !== sub || this.closed) return;
     this.send(JSON.stringify({ type: 'subscribed', room, seq: current }));
     sub.last = since === undefined ? current : Math.min(since, current);
     await this.catchUp(room, sub);
@@ -293,6 +298,14 @@ export class WebSocketSession implements LiveSubscriber {
     // A gap: pub/sub dropped something. History has it.
     sub.pending.push({ seq, frame });
     void this.catchUp(room, sub);
+  }
+
+  /** The room was taken from a member (this one, or not) or deleted; admins lose only deleted rooms. */
+  revoke(room: string, member: string | undefined, reason: RevokeReason): void {
+    if (member !== undefined && (this.principal.admin || member !== this.principal.member)) return;
+    if (!this.subs.delete(room)) return;
+    void this.deps.hub.unsubscribe(room, this);
+    this.send(JSON.stringify({ type: 'unsubscribed', room, reason }));
   }
 
   resync(room: string): void {
