@@ -322,11 +322,10 @@ export class WebSocketSession implements LiveSubscriber {
       for (;;) {
         const page = await this.deps.history.since(room, sub.last, this.options.replayPageSize);
         if (!current()) return;
-        const first = page.messages[0];
-        if (first && first.seq > sub.last + 1) {
+        if (page.first !== undefined) {
           this.error(
             'history_truncated',
-            `messages ${sub.last + 1}..${first.seq - 1} of room ${room} are no longer in history`,
+            `messages ${sub.last + 1}..${page.first - 1} of room ${room} are no longer in history`,
             undefined,
             room,
           );
