@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
+import { parseRevocation, REVOCATION_PREFIX, type RevokeReason } from '../rooms/revocation.ts';
 
 /** A local receiver of a room's committed messages (a WebSocket session). */
 export interface LiveSubscriber {
@@ -12,6 +13,11 @@ export interface LiveSubscriber {
   deliver(room: string, seq: number, frame: Buffer): void;
   /** Pub/sub was interrupted: whatever was published meanwhile must be read from history. */
   resync(room: string): void;
+  /**
+   * The room was taken from `member` (or, with no member, deleted): a subscriber of that
+   * member tells its client and drops the room, before any later message of it arrives.
+   */
+  revoke(room: string, member: string | undefined, reason: RevokeReason): void;
 }
 
 const SEQ = /"seq":(\d+)/;
@@ -97,6 +103,16 @@ export class LiveHub {
       const room = channel.slice(this.prefix.length);
       const set = this.rooms.get(room);
       if (!set) return;
+      if (isRevocation(payload)) {
+        const revocation = parseRevocation(payload.toString());
+        if (!revocation) {
+          this.log.warn({ room }, 'unreadable control frame on a live channel; ignored');
+          return;
+        }
+        // A copy: subscribers leave the set as they drop the room.
+        for (const s of [...set]) s.revoke(room, revocation.member, revocation.reason);
+        return;
+      }
       const seq = Number(SEQ.exec(payload.toString('latin1', 0, HEAD_BYTES))?.[1]);
       for (const s of set) s.deliver(room, seq, payload);
       // Once per message and node, not per subscriber: fan-out stays cheap.
@@ -119,4 +135,10 @@ export class LiveHub {
     );
     for (const [room, set] of this.rooms) for (const s of set) s.resync(room);
   }
+}
+
+const REVOCATION_HEAD = Buffer.from(REVOCATION_PREFIX, 'latin1');
+
+function isRevocation(payload: Buffer): boolean {
+  return payload.subarray(0, REVOCATION_HEAD.length).equals(REVOCATION_HEAD);
 }

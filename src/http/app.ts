@@ -216,7 +216,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const limit = intQuery(c, 'limit', 100, 1, MAX_HISTORY_PAGE);
     const page = await history.since(room, since, limit);
     // Frames are stored as JSON text already: splice them rather than parse and re-serialise.
-    const json = `{"room":${JSON.stringify(room)},"messages":[${page.messages.map((m) => m.frame).join(',')}],"last":${page.last}}`;
+    const truncated = page.first === undefined ? '' : `,"truncated":true,"first":${page.first}`;
+    const json = `{"room":${JSON.stringify(room)},"messages":[${page.messages.map((m) => m.frame).join(',')}],"last":${page.last}${truncated}}`;
     return c.body(json, 200, { 'content-type': 'application/json' });
   });
 

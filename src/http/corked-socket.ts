@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import type { SocketLike } from '../delivery/websocket-session.ts';
+import type { SocketLike } from './websocket-session.ts';
 
 /**
  * A WebSocket whose frames sent within one tick reach the kernel in one write. The live hub

@@ -4,17 +4,17 @@ import type { ServerType } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context, Hono } from 'hono';
 import { type WebSocket, WebSocketServer } from 'ws';
-import {
-  CLOSE,
-  type Principal,
-  type SessionDeps,
-  type SessionOptions,
-  WebSocketSession,
-} from '../delivery/websocket-session.ts';
 import { ConnectionLimitError, ForbiddenError, ValidationError } from '../errors.ts';
 import type { AppEnv } from './app.ts';
 import { ConnectionLimits } from './connection-limits.ts';
 import { corkedSocket } from './corked-socket.ts';
+import { CLOSE } from './websocket-frames.ts';
+import {
+  type Principal,
+  type SessionDeps,
+  type SessionOptions,
+  WebSocketSession,
+} from './websocket-session.ts';
 
 export interface WebSocketOptions extends SessionOptions {
   /** Frames larger than this close the connection with 1009. */

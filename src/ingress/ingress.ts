@@ -1,5 +1,4 @@
 import { newUlid } from '../ids.ts';
-import type { Receipts, Waiter } from '../delivery/receipts.ts';
 import { ThresholdError, TimeoutError } from '../errors.ts';
 import { ENVELOPE_VERSION, type Envelope, type Sender } from '../funnel/envelope.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -34,17 +33,37 @@ export interface Submission {
   rateLimited?: string | undefined;
 }
 
+/** What the owner of a room reported for a message (the delivery layer's Receipt, as ingress reads it). */
+export interface Outcome {
+  status: 'committed' | 'duplicate' | 'rejected';
+  seq?: number | undefined;
+  code?: string | undefined;
+  message?: string | undefined;
+}
+
+/** A receipt being waited for. */
+export interface PendingReceipt {
+  /** Rejects with the waiter's `onTimeout()` error when no receipt came in time. */
+  promise: Promise<Outcome>;
+  cancel(): void;
+}
+
+/** What ingress needs of receipts: to wait for one, registered before the envelope is sent. */
+export interface ReceiptWaiter {
+  wait(id: string, timeoutMs: number, onTimeout: () => Error): PendingReceipt;
+}
+
 export interface Accepted {
   id: string;
   /** Present when the caller asked to wait for the commit. */
-  receipt?: Waiter;
+  receipt?: PendingReceipt;
 }
 
 /** Turns a client's message into an envelope and puts it in the funnel: what HTTP and WebSocket share. */
 export class Ingress {
   constructor(
     private readonly publisher: Publisher,
-    private readonly receipts: Receipts,
+    private readonly receipts: ReceiptWaiter,
     private readonly metrics: Metrics,
     private readonly options: IngressOptions,
     private readonly limiter?: PublishRateLimiter,

@@ -6,7 +6,7 @@ import type { RoomsStore } from './store.ts';
  * member. Throws NotFoundError for a room that does not exist, ForbiddenError otherwise.
  */
 export async function assertMayRead(
-  rooms: RoomsStore,
+  rooms: Pick<RoomsStore, 'get' | 'isMember'>,
   room: string,
   reader: { member?: string | undefined; admin: boolean },
 ): Promise<void> {

@@ -6,6 +6,12 @@ export interface HistoryPage {
   messages: { seq: number; frame: string }[];
   /** Seq of the last message returned, or `since` when none. */
   last: number;
+  /**
+   * Set when messages after `since` were trimmed from history (`historyLength`): the seq of
+   * the oldest message kept, the first of `messages`. Seqs have no holes, so a first entry
+   * past `since + 1` means trimmed.
+   */
+  first?: number;
 }
 
 /** Committed messages of a room: a stream whose entry ids are `<seq>-0`. */
@@ -31,7 +37,10 @@ export class History {
       const frame = fields[1];
       if (frame !== undefined) messages.push({ seq: last, frame });
     }
-    return { messages, last };
+    const oldest = messages[0]?.seq;
+    return oldest !== undefined && oldest > since + 1
+      ? { messages, last, first: oldest }
+      : { messages, last };
   }
 
   /** The receipt of a committed message (`thr:{p<n>}:msg:<id>`), if it is known. */

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { E164 } from '../funnel/envelope.ts';
 import type { Keys } from '../redis/keys.ts';
+import { revocationPayload } from './revocation.ts';
 
 export const RoomSettings = z
   .object({
@@ -125,6 +126,8 @@ export class RedisRoomsStore implements RoomsStore {
       .srem(keys.rooms, id);
     for (const m of members) tx.srem(keys.memberRooms(m), id);
     for (const n of room.numbers) tx.del(keys.number(n));
+    // In the same MULTI: every subscriber hears of the deletion before anything published later.
+    tx.publish(keys.live(id), revocationPayload({ room: id, reason: 'deleted' }));
     await tx.exec();
   }
 
@@ -144,6 +147,8 @@ export class RedisRoomsStore implements RoomsStore {
       .multi()
       .srem(this.keys.members(room), member)
       .srem(this.keys.memberRooms(member), room)
+      // In the same MULTI: the member's sessions hear of it before any later message.
+      .publish(this.keys.live(room), revocationPayload({ room, reason: 'removed', member }))
       .exec()) as [[Error | null, number], ...unknown[]];
     return removed === 1;
   }

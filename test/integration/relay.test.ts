@@ -332,8 +332,18 @@ describe('relay node end to end', () => {
         headers: { authorization: `Bearer ${alice}` },
       });
       expect(res.status).toBe(200);
-      const body = (await res.json()) as { room: string; messages: Frame[]; last: number };
-      return { seqs: seqs(body.messages), last: body.last, messages: body.messages };
+      const body = (await res.json()) as {
+        room: string;
+        messages: Frame[];
+        last: number;
+        truncated?: boolean;
+      };
+      return {
+        seqs: seqs(body.messages),
+        last: body.last,
+        messages: body.messages,
+        truncated: body.truncated,
+      };
     };
     expect(await page('since=0&limit=2')).toMatchObject({ seqs: [1, 2], last: 2 });
     expect(await page('since=2&limit=2')).toMatchObject({ seqs: [3, 4], last: 4 });
@@ -341,6 +351,7 @@ describe('relay node end to end', () => {
     expect(await page('since=5&limit=2')).toMatchObject({ seqs: [], last: 5 });
     const all = await page('since=0');
     expect(all.messages.map((m) => m.body)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
+    expect(all.truncated).toBeUndefined();
     expect(all.messages.map((m) => m.id)).toEqual(ids);
 
     expect((await node.admin('GET', `/v1/rooms/${ROOM}/messages?limit=0`)).status).toBe(400);
@@ -363,5 +374,54 @@ describe('relay node end to end', () => {
     expect(unknown.status).toBe(404);
     const noRoom = await node.admin('GET', `/v1/messages/${encodeURIComponent(id)}`);
     expect(noRoom.status).toBe(400);
+  });
+
+  it('says when messages after since were trimmed from history, and which is the oldest kept', async () => {
+    const node = await startTestNode({ name: 'relay-truncated' });
+    const room = 'short';
+    const created = await node.admin('POST', '/v1/rooms', {
+      id: room,
+      settings: { historyLength: 5 },
+    });
+    expect(created.status).toBe(201);
+    // Redis trims `MAXLEN ~` by whole stream nodes of 100 entries: 150 messages drop the first 100.
+    await Promise.all(range(1, 150).map((i) => publish(node, room, { body: `m${i}` })));
+    await eventually(
+      '150 commits',
+      () => roomSeq(node, room),
+      (seq) => seq === 150,
+      10_000,
+    );
+
+    const page = async (query: string) => {
+      const res = await node.admin('GET', `/v1/rooms/${room}/messages?${query}`);
+      expect(res.status).toBe(200);
+      return json(res);
+    };
+    const fromStart = await page('since=0&limit=3');
+    const first = fromStart.first as number;
+    expect(first).toBeGreaterThan(1);
+    expect(fromStart).toMatchObject({ truncated: true, first, last: first + 2 });
+    expect(seqs(fromStart.messages as Frame[])).toEqual(range(first, first + 2));
+
+    // Asking from just before the oldest kept message loses nothing: no `truncated`.
+    const fromKept = await page(`since=${first - 1}&limit=3`);
+    expect(seqs(fromKept.messages as Frame[])).toEqual(range(first, first + 2));
+    expect(fromKept).not.toHaveProperty('truncated');
+    expect(fromKept).not.toHaveProperty('first');
+
+    // A WebSocket subscribing from the start is told the same, then replays what is kept.
+    const client = await connect(node.wsUrl, node.config.adminToken);
+    client.send({ type: 'subscribe', room, since: 0 });
+    expect(await client.take(3)).toMatchObject([
+      { type: 'subscribed', room, seq: 150 },
+      {
+        type: 'error',
+        code: 'history_truncated',
+        room,
+        message: expect.stringContaining(`1..${first - 1}`),
+      },
+      { type: 'message', room, seq: first },
+    ]);
   });
 });

@@ -1,15 +1,37 @@
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { Keys } from '../../src/redis/keys.ts';
-import { startTestNode } from '../helpers/node.ts';
+import { ADMIN_TOKEN, startTestNode, type TestNode } from '../helpers/node.ts';
 import { useRedis } from '../helpers/redis.ts';
-import { connect } from '../helpers/ws-client.ts';
+import { connect, type Frame, type TestClient } from '../helpers/ws-client.ts';
 
 const shared = useRedis();
 
 /** The client stops reading its socket: it answers no ping and drains nothing. */
 function stopReading(ws: WebSocket): void {
   (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+}
+
+/** Connects `member` to `node` and subscribes it to `room`. */
+async function subscribed(node: TestNode, member: string, room: string): Promise<TestClient> {
+  const client = await connect(
+    node.wsUrl,
+    member === 'admin' ? ADMIN_TOKEN : await node.token(member),
+  );
+  client.send({ type: 'subscribe', room });
+  expect(await client.next()).toMatchObject({ type: 'subscribed', room });
+  return client;
+}
+
+/**
+ * The frames a client got after its `unsubscribed` frame, once a ping sent now is answered:
+ * whatever the server sent before the pong has arrived by then.
+ */
+async function framesAfterUnsubscribed(client: TestClient): Promise<Frame[]> {
+  client.send({ type: 'ping' });
+  await client.next((f) => f.type === 'pong');
+  const at = client.frames.findIndex((f) => f.type === 'unsubscribed');
+  return client.frames.slice(at + 1).filter((f) => f.type !== 'pong');
 }
 
 describe('WebSocket sessions', () => {
@@ -165,5 +187,69 @@ describe('WebSocket sessions', () => {
     const client = await connect(node.wsUrl, await node.token('user:late'));
     await node.stop();
     expect((await client.closed).code).toBe(1001);
+  });
+
+  it('tells a removed member it lost the room, sends it nothing more, and lets other members read on', async () => {
+    const node = await startTestNode({ name: 'ws removed' });
+    await node.createRoom('attic', ['user:ann', 'user:bob']);
+    const ann = await subscribed(node, 'user:ann', 'attic');
+    const bob = await subscribed(node, 'user:bob', 'attic');
+    const admin = await subscribed(node, 'admin', 'attic');
+
+    expect((await node.admin('DELETE', '/v1/rooms/attic/members/user:bob')).status).toBe(204);
+    expect(await bob.next()).toEqual({ type: 'unsubscribed', room: 'attic', reason: 'removed' });
+    await node.admin('POST', '/v1/rooms/attic/messages?wait=1', { body: 'after bob left' });
+    expect(await ann.next()).toMatchObject({ type: 'message', body: 'after bob left' });
+    expect(await admin.next()).toMatchObject({ type: 'message', body: 'after bob left' });
+    expect(await framesAfterUnsubscribed(bob)).toEqual([]);
+
+    // The revocation holds: bob cannot subscribe again, nor read the history.
+    bob.send({ type: 'subscribe', room: 'attic' });
+    expect(await bob.next()).toMatchObject({ type: 'error', code: 'forbidden', room: 'attic' });
+    const history = await fetch(`${node.url}/v1/rooms/attic/messages`, {
+      headers: { authorization: `Bearer ${await node.token('user:bob')}` },
+    });
+    expect(history.status).toBe(403);
+  });
+
+  it('revokes a removed member on every node of the mesh, whichever node served the removal', async () => {
+    const first = await startTestNode({ name: 'ws removed mesh' });
+    const second = await startTestNode({
+      name: 'ws removed mesh 2',
+      overrides: { keyPrefix: first.prefix },
+    });
+    await first.createRoom('cellar', ['user:ann', 'user:bob', 'user:cy']);
+    const bobHere = await subscribed(first, 'user:bob', 'cellar');
+    const bobThere = await subscribed(second, 'user:bob', 'cellar');
+    const ann = await subscribed(first, 'user:ann', 'cellar');
+    const cy = await subscribed(second, 'user:cy', 'cellar');
+
+    expect((await first.admin('DELETE', '/v1/rooms/cellar/members/user:bob')).status).toBe(204);
+    const gone = { type: 'unsubscribed', room: 'cellar', reason: 'removed' };
+    expect(await bobHere.next()).toEqual(gone);
+    expect(await bobThere.next()).toEqual(gone);
+    await second.admin('POST', '/v1/rooms/cellar/messages?wait=1', { body: 'bob is out' });
+    expect(await ann.next()).toMatchObject({ type: 'message', body: 'bob is out' });
+    expect(await cy.next()).toMatchObject({ type: 'message', body: 'bob is out' });
+    expect(await framesAfterUnsubscribed(bobHere)).toEqual([]);
+    expect(await framesAfterUnsubscribed(bobThere)).toEqual([]);
+  });
+
+  it('tells every subscriber, admin included, when their room is deleted', async () => {
+    const node = await startTestNode({ name: 'ws deleted' });
+    await node.createRoom('loft', ['user:ann']);
+    await node.createRoom('stair', ['user:ann']);
+    const ann = await subscribed(node, 'user:ann', 'loft');
+    ann.send({ type: 'subscribe', room: 'stair' });
+    await ann.next((f) => f.type === 'subscribed');
+    const admin = await subscribed(node, 'admin', 'loft');
+
+    expect((await node.admin('DELETE', '/v1/rooms/loft')).status).toBe(204);
+    const gone = { type: 'unsubscribed', room: 'loft', reason: 'deleted' };
+    expect(await ann.next()).toEqual(gone);
+    expect(await admin.next()).toEqual(gone);
+    // ann's other room is untouched.
+    await node.admin('POST', '/v1/rooms/stair/messages?wait=1', { body: 'still here' });
+    expect(await ann.next()).toMatchObject({ type: 'message', room: 'stair', body: 'still here' });
   });
 });

@@ -5,6 +5,7 @@ import { LiveHub, type LiveSubscriber } from '../../src/delivery/live-hub.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
+import { revocationPayload } from '../../src/rooms/revocation.ts';
 
 /** A subscriber connection whose SUBSCRIBE confirmations the test releases by hand. */
 class FakeSubscriber extends EventEmitter {
@@ -18,14 +19,21 @@ class FakeSubscriber extends EventEmitter {
   }
 }
 
-function recorder(): LiveSubscriber & { got: [string, number, string][]; resyncs: string[] } {
+function recorder(): LiveSubscriber & {
+  got: [string, number, string][];
+  resyncs: string[];
+  revoked: [string, string | undefined, string][];
+} {
   const got: [string, number, string][] = [];
   const resyncs: string[] = [];
+  const revoked: [string, string | undefined, string][] = [];
   return {
     got,
     resyncs,
+    revoked,
     deliver: (room, seq, frame) => got.push([room, seq, frame.toString()]),
     resync: (room) => resyncs.push(room),
+    revoke: (room, member, reason) => revoked.push([room, member, reason]),
   };
 }
 
@@ -77,5 +85,28 @@ describe('LiveHub', () => {
     expect(a.resyncs).toEqual([]);
     sub.emit('ready'); // a reconnect: whatever was published meanwhile is gone from pub/sub
     expect(a.resyncs).toEqual(['r']);
+  });
+
+  it('hands a revocation to every local subscriber of the room, and counts it as no delivery', async () => {
+    const sub = new FakeSubscriber();
+    const metrics = new Metrics();
+    const hub = new LiveHub(sub as unknown as Redis, keys, metrics, createLogger('silent'));
+    const a = recorder();
+    const b = recorder();
+    const p = Promise.all([hub.subscribe('r', a), hub.subscribe('r', b)]);
+    sub.pending[0]?.();
+    await p;
+    const removed = revocationPayload({ room: 'r', reason: 'removed', member: 'user:bo' });
+    sub.emit('messageBuffer', Buffer.from(keys.live('r')), Buffer.from(removed));
+    const deleted = revocationPayload({ room: 'r', reason: 'deleted' });
+    sub.emit('messageBuffer', Buffer.from(keys.live('r')), Buffer.from(deleted));
+    expect(a.revoked).toEqual([
+      ['r', 'user:bo', 'removed'],
+      ['r', undefined, 'deleted'],
+    ]);
+    expect(b.revoked).toEqual(a.revoked);
+    expect(a.got).toEqual([]);
+    const text = await metrics.registry.metrics();
+    expect(text).not.toMatch(/^threshold_deliveries_total\{[^}]*channel="ws"[^}]*\} [1-9]/m);
   });
 });

@@ -1,26 +1,23 @@
-import { z } from 'zod';
-import { RateLimitedError, ThresholdError, isRedisUnavailable } from '../errors.ts';
-import { RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
-import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { History } from '../rooms/history.ts';
+import { ThresholdError } from '../errors.ts';
+import { type Sender, senderOfMember } from '../funnel/envelope.ts';
+import type { Accepted, Submission } from '../ingress/ingress.ts';
+import type { LiveSubscriber } from '../delivery/live-hub.ts';
 import { assertMayRead } from '../rooms/access.ts';
-import type { RoomsStore } from '../rooms/store.ts';
-import type { LiveHub, LiveSubscriber } from './live-hub.ts';
-import { TokenBuckets } from './token-bucket.ts';
-
-/** Close codes a client can act on. */
-export const CLOSE = {
-  /** The client did not read fast enough; reconnect and subscribe with `since`. */
-  SLOW_CONSUMER: 4008,
-  /** No pong to the server's ping. */
-  HEARTBEAT_TIMEOUT: 4009,
-  /** The node is shutting down; reconnect (any node). */
-  GOING_AWAY: 1001,
-  /** Policy violation: the client kept sending far over its frame rate. */
-  POLICY_VIOLATION: 1008,
-} as const;
+import type { HistoryPage } from '../rooms/history.ts';
+import type { RevokeReason } from '../rooms/revocation.ts';
+import type { Room } from '../rooms/store.ts';
+import {
+  CLOSE,
+  type ClientFrame,
+  describeFrameError,
+  errorFrame,
+  errorFrameFor,
+  parseClientFrame,
+  type PublishFrame,
+} from './websocket-frames.ts';
+import { FrameRate, type FrameRateOptions } from './frame-rate.ts';
 
 /** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
 export interface SocketLike {
@@ -38,52 +35,44 @@ export interface Principal {
   admin: boolean;
 }
 
+/** What the session needs of the live hub: a room's committed messages, while it listens. */
+export interface LiveFeed {
+  /** Resolves once nothing published afterwards can be missed. */
+  subscribe(room: string, subscriber: LiveSubscriber): Promise<void>;
+  unsubscribe(room: string, subscriber: LiveSubscriber): Promise<void>;
+}
+
+/** What the session needs of history: the catch-up after `since`, and where the room is. */
+export interface HistorySource {
+  since(room: string, since: number, limit: number): Promise<HistoryPage>;
+  lastSeq(room: string): Promise<number>;
+}
+
+/** What the session needs of the rooms: who may read one (see assertMayRead). */
+export interface RoomAccess {
+  get(id: string): Promise<Room | undefined>;
+  isMember(room: string, member: string): Promise<boolean>;
+}
+
+/** What the session needs of ingress: put a client's publish into the funnel. */
+export interface MessageIngress {
+  submit(submission: Submission, wait: boolean): Promise<Accepted>;
+}
+
 export interface SessionDeps {
-  hub: LiveHub;
-  history: History;
-  rooms: RoomsStore;
-  ingress: Ingress;
+  hub: LiveFeed;
+  history: HistorySource;
+  rooms: RoomAccess;
+  ingress: MessageIngress;
   metrics: Metrics;
   log: Logger;
 }
 
-export interface SessionOptions {
+export interface SessionOptions extends FrameRateOptions {
   maxBufferedBytes: number;
   replayPageSize: number;
   maxBodyChars: number;
-  /** Frames a client may send per second, sustained (0: no limit); more are dropped. */
-  framesPerSecond: number;
-  /** Frames a client may send at once after a quiet spell. */
-  frameBurst: number;
-  /**
-   * Frames a client may have dropped before it is closed with 1008; they are forgiven at
-   * `framesPerSecond`, so only a client sustained at over twice the rate reaches it.
-   */
-  maxDroppedFrames: number;
 }
-
-const ClientFrame = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('subscribe'),
-    room: RoomId,
-    since: z.number().int().min(0).optional(),
-  }),
-  z.object({ type: z.literal('unsubscribe'), room: RoomId }),
-  z.object({
-    type: z.literal('publish'),
-    room: RoomId,
-    body: z.string().min(1),
-    id: z
-      .string()
-      .min(1)
-      .max(128)
-      .regex(/^[\x21-\x7e]+$/, 'expected printable ASCII without spaces')
-      .optional(),
-    media: z.array(z.url()).max(10).optional(),
-  }),
-  z.object({ type: z.literal('ping') }),
-]);
-type ClientFrame = z.infer<typeof ClientFrame>;
 
 interface RoomSub {
   /** Seq of the last message sent to the client for this room. */
@@ -103,11 +92,7 @@ export class WebSocketSession implements LiveSubscriber {
   readonly id = `c${(++nextConn).toString(36)}-${process.pid.toString(36)}`;
   private readonly subs = new Map<string, RoomSub>();
   private closed = false;
-  private readonly frames: TokenBuckets;
-  /** Drops the client may still run up before it is closed (see admit). */
-  private readonly patience: TokenBuckets;
-  /** Dropping frames since the last one let through (the client has been told). */
-  private dropping = false;
+  private readonly rate: FrameRate;
 
   constructor(
     private readonly socket: SocketLike,
@@ -115,15 +100,14 @@ export class WebSocketSession implements LiveSubscriber {
     private readonly deps: SessionDeps,
     private readonly options: SessionOptions,
   ) {
-    this.frames = new TokenBuckets(options.framesPerSecond, options.frameBurst);
-    this.patience = new TokenBuckets(options.framesPerSecond, options.maxDroppedFrames);
+    this.rate = new FrameRate(options);
   }
 
   async onText(text: string): Promise<void> {
     if (!this.admit()) return;
     let frame: ClientFrame;
     try {
-      frame = ClientFrame.parse(JSON.parse(text));
+      frame = parseClientFrame(text);
     } catch (err) {
       this.error('bad_frame', describeFrameError(err));
       return;
@@ -145,50 +129,33 @@ export class WebSocketSession implements LiveSubscriber {
       }
     } catch (err) {
       const id = frame.type === 'publish' ? frame.id : undefined;
-      const room = 'room' in frame ? frame.room : undefined;
-      if (err instanceof RateLimitedError)
-        this.error(err.code, err.message, id, room, { retryAfterMs: err.retryAfterMs });
-      else if (err instanceof ThresholdError) this.error(err.code, err.message, id, room);
-      else if (isRedisUnavailable(err)) {
-        this.error('unavailable', 'Redis is unavailable right now; retry shortly', id, room);
-      } else {
-        this.deps.log.error({ err, conn: this.id }, 'WebSocket frame failed');
-        this.error('internal', 'the request failed on the server; retry', id);
-      }
+      const answer = errorFrameFor(err, id, 'room' in frame ? frame.room : undefined);
+      if (answer !== undefined) return this.send(answer);
+      this.deps.log.error({ err, conn: this.id }, 'WebSocket frame failed');
+      this.error('internal', 'the request failed on the server; retry', id);
     }
   }
 
-  /**
-   * The per-connection frame rate: a frame over it is dropped unread. The first drop of a run
-   * tells the client (one `rate_limited` error, not one per frame, so a flood does not turn
-   * into a flood of answers). Each drop also spends the client's patience, `maxDroppedFrames`
-   * drops that come back at the frame rate: a client that keeps sending at more than twice
-   * the rate runs out and is closed (1008); one that only bursts over it now and then is not.
-   */
+  /** Whether to read a frame, under the connection's frame rate (see FrameRate). */
   private admit(): boolean {
     if (this.closed) return false;
-    if (this.options.framesPerSecond <= 0) return true;
-    const waitMs = this.frames.take('frames');
-    if (waitMs === 0) {
-      this.dropping = false;
-      return true;
-    }
+    const verdict = this.rate.next();
+    if (verdict.action === 'read') return true;
     this.deps.metrics.rateLimited.inc({ limit: 'ws_frame' });
-    if (this.patience.take('drops') > 0) {
+    if (verdict.action === 'close') {
       this.closeFor(
         'rate_limited',
         CLOSE.POLICY_VIOLATION,
         'too many frames over the rate limit',
         'closed a WebSocket client that kept sending over its frame rate',
       );
-    } else if (!this.dropping) {
-      this.dropping = true;
+    } else if (verdict.tell) {
       this.error(
         'rate_limited',
         `over ${this.options.framesPerSecond} frames per second: frames are dropped until the rate falls`,
         undefined,
         undefined,
-        { retryAfterMs: waitMs },
+        { retryAfterMs: verdict.retryAfterMs },
       );
     }
     return false;
@@ -205,16 +172,14 @@ export class WebSocketSession implements LiveSubscriber {
       // Subscribe first, then read the seq: everything committed after the read arrives live.
       await hub.subscribe(room, this);
       current = await history.lastSeq(room);
+      // Checked again once pub/sub is confirmed: a removal (or deletion) that came before this
+      // read fails it, and one that comes after reaches this session as a revocation.
+      await assertMayRead(rooms, room, this.principal);
     } catch (err) {
       if (this.subs.get(room) === sub) await this.unsubscribe(room, false);
       throw err;
     }
     if (this.subs.get(room) !== sub || this.closed) return;
-    if (!(await rooms.get(room))) {
-      await this.unsubscribe(room, false);
-      this.error('not_found', `room ${room} does not exist`, undefined, room);
-      return;
-    }
     this.send(JSON.stringify({ type: 'subscribed', room, seq: current }));
     sub.last = since === undefined ? current : Math.min(since, current);
     await this.catchUp(room, sub);
@@ -229,7 +194,7 @@ export class WebSocketSession implements LiveSubscriber {
     if (confirm) this.send(JSON.stringify({ type: 'unsubscribed', room }));
   }
 
-  private async publish(frame: Extract<ClientFrame, { type: 'publish' }>): Promise<void> {
+  private async publish(frame: PublishFrame): Promise<void> {
     const { member } = this.principal;
     if (frame.body.length > this.options.maxBodyChars) {
       this.error(
@@ -295,6 +260,14 @@ export class WebSocketSession implements LiveSubscriber {
     void this.catchUp(room, sub);
   }
 
+  /** The room was taken from a member (this one, or not) or deleted; admins lose only deleted rooms. */
+  revoke(room: string, member: string | undefined, reason: RevokeReason): void {
+    if (member !== undefined && (this.principal.admin || member !== this.principal.member)) return;
+    if (!this.subs.delete(room)) return;
+    void this.deps.hub.unsubscribe(room, this);
+    this.send(JSON.stringify({ type: 'unsubscribed', room, reason }));
+  }
+
   resync(room: string): void {
     const sub = this.subs.get(room);
     if (sub && !sub.syncing) void this.catchUp(room, sub);
@@ -309,11 +282,10 @@ export class WebSocketSession implements LiveSubscriber {
       for (;;) {
         const page = await this.deps.history.since(room, sub.last, this.options.replayPageSize);
         if (!current()) return;
-        const first = page.messages[0];
-        if (first && first.seq > sub.last + 1) {
+        if (page.first !== undefined) {
           this.error(
             'history_truncated',
-            `messages ${sub.last + 1}..${first.seq - 1} of room ${room} are no longer in history`,
+            `messages ${sub.last + 1}..${page.first - 1} of room ${room} are no longer in history`,
             undefined,
             room,
           );
@@ -415,11 +387,7 @@ export class WebSocketSession implements LiveSubscriber {
     room?: string,
     extra?: { retryAfterMs: number },
   ): void {
-    const frame: Record<string, unknown> = { type: 'error', code, message };
-    if (id !== undefined) frame.id = id;
-    if (room !== undefined) frame.room = room;
-    if (extra) Object.assign(frame, extra);
-    this.send(JSON.stringify(frame));
+    this.send(errorFrame(code, message, id, room, extra));
   }
 
   /** The socket closed: drop every subscription. */
@@ -429,15 +397,4 @@ export class WebSocketSession implements LiveSubscriber {
     for (const room of this.subs.keys()) void this.deps.hub.unsubscribe(room, this);
     this.subs.clear();
   }
-}
-
-function describeFrameError(err: unknown): string {
-  if (err instanceof SyntaxError)
-    return 'frames are JSON text: {"type":"subscribe"|"unsubscribe"|"publish"|"ping", ...}';
-  if (err instanceof z.ZodError) {
-    const issue = err.issues[0];
-    const field = issue?.path.join('.') || 'type';
-    return `${field}: ${issue?.message ?? 'invalid'}`;
-  }
-  return 'invalid frame';
 }
