@@ -1,9 +1,20 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import {
+  ChannelSetting,
+  isPlainObject,
+  merge,
+  readConfigFile,
+  unknownKeys,
+  withResolvedModule,
+} from './config-file.ts';
 import { ConfigError } from './errors.ts';
+
+export { BUILT_IN_CHANNELS, PLUGIN_NAME, readConfigFile } from './config-file.ts';
+export type { ChannelSetting } from './config-file.ts';
 
 /**
  * Settings come from `config/default.json` (and `config/local.json` when present), then the
@@ -13,43 +24,6 @@ import { ConfigError } from './errors.ts';
  * (`channels`) have neither: they are set in a file.
  */
 const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
-
-/** Plug-in names (`channels[].name`): they appear in logs, metrics and member ids. */
-export const PLUGIN_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
-
-/** Channels that ship with Threshold; any other `module` is a package or a file. */
-export const BUILT_IN_CHANNELS = ['sms', 'webhook'] as const;
-
-/** A module given as a file path: resolved against the directory of the file that names it. */
-const isFilePath = (module: string) => /^(\.\.?\/|\/)/.test(module);
-/** An npm package name, optionally with a subpath (`@acme/pager`, `pager/channel`). */
-const PACKAGE_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*(\/[^\s]*)?$/;
-
-const ChannelSetting = z
-  .object({
-    name: z
-      .string()
-      .regex(PLUGIN_NAME, 'expected 1-32 characters of a-z 0-9 _ -, starting with a letter'),
-    /**
-     * A built-in channel (`sms`, `webhook`), a package name, or a file: a file path in a
-     * config file is stored as a `file://` URL, resolved against that file's directory.
-     */
-    module: z
-      .string()
-      .refine(
-        (m) =>
-          (BUILT_IN_CHANNELS as readonly string[]).includes(m) ||
-          m.startsWith('file://') ||
-          PACKAGE_NAME.test(m),
-        {
-          message: `expected a built-in channel (${BUILT_IN_CHANNELS.join(', ')}), a package name, or a file path starting with ./, ../ or /`,
-        },
-      ),
-    /** Passed to the channel's factory as `ctx.options`, as written. */
-    options: z.record(z.string(), z.unknown()).default({}),
-  })
-  .strict();
-export type ChannelSetting = z.infer<typeof ChannelSetting>;
 
 const ConfigSchema = z.object({
   redisUrl: z.string().refine((v) => v === '' || /^rediss?:\/\//.test(v), {
@@ -154,13 +128,31 @@ const ConfigSchema = z.object({
       .max(24 * 30),
     backoffBaseMs: ms(1),
     backoffMaxMs: ms(1),
-    /** Outbox jobs read per round. */
-    readBatch: z.coerce.number().int().min(1).max(10_000),
     sendTimeoutMs: ms(100),
     /** Twilio requests in flight at once, over all numbers. */
     maxInFlight: z.coerce.number().int().min(1).max(1000),
     /** Jobs held in memory per sending number; more wait in the outbox's retry set. */
     maxQueuedPerNumber: z.coerce.number().int().min(1).max(100_000),
+  }),
+  /** The outbox runner, and the defaults of channel plug-ins (SMS has its own, in `sms`). */
+  outbox: z.object({
+    /** Outbox jobs read per round. */
+    readBatch: z.coerce.number().int().min(1).max(10_000),
+    /** Sends in flight at once, per channel. */
+    maxInFlight: z.coerce.number().int().min(1).max(10_000),
+    /** Jobs held in memory per lane (a member of a channel); more wait in the retry set. */
+    maxQueuedPerLane: z.coerce.number().int().min(1).max(100_000),
+    /** How long one send may take before it counts as possibly in flight. */
+    sendTimeoutMs: ms(100),
+    /** Attempts before a delivery is dead-lettered. */
+    maxAttempts: z.coerce.number().int().min(1).max(100),
+    /** How long a delivery may keep being retried. */
+    maxRetryHours: z.coerce
+      .number()
+      .positive()
+      .max(24 * 30),
+    backoffBaseMs: ms(1),
+    backoffMaxMs: ms(1),
   }),
   /** The built-in webhook channel (its endpoints are set over the admin API). */
   webhooks: z.object({
@@ -194,61 +186,6 @@ export function fileDefaults(): Record<string, unknown> {
   const local = fileURLToPath(new URL('local.json', CONFIG_DIR));
   return existsSync(local) ? merge(base, readConfigFile(local)) : base;
 }
-
-/**
- * One JSON config file, its channels' file paths resolved against its directory. A missing
- * or malformed file is a ConfigError naming it.
- */
-export function readConfigFile(path: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : err instanceof SyntaxError
-          ? `not valid JSON: ${err.message}`
-          : (err as Error).message;
-    throw new ConfigError('config', `cannot read config file ${path}: ${why}`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new ConfigError('config', `config file ${path}: expected a JSON object of settings`);
-  }
-  const settings = value as Record<string, unknown>;
-  if (Array.isArray(settings.channels)) {
-    settings.channels = settings.channels.map((channel: unknown) =>
-      withResolvedModule(channel, dirname(path)),
-    );
-  }
-  return settings;
-}
-
-function withResolvedModule(channel: unknown, dir: string): unknown {
-  if (channel === null || typeof channel !== 'object') return channel;
-  const { module } = channel as { module?: unknown };
-  if (typeof module !== 'string' || !isFilePath(module)) return channel;
-  return { ...channel, module: pathToFileURL(resolve(dir, module)).href };
-}
-
-/** Keys of a config file that are no setting (typos), as `a.b` paths. */
-function unknownKeys(
-  file: Record<string, unknown>,
-  known: Record<string, unknown>,
-  path: string[] = [],
-): string[] {
-  return Object.entries(file).flatMap(([key, value]) => {
-    if (!Object.hasOwn(known, key)) return [[...path, key].join('.')];
-    const expected = known[key];
-    return isPlainObject(value) && isPlainObject(expected)
-      ? unknownKeys(value, expected, [...path, key])
-      : [];
-  });
-}
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && !Array.isArray(v);
 
 interface Leaf {
   path: string[];
@@ -383,25 +320,6 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   let obj = target;
   for (const key of path.slice(0, -1)) obj = obj[key] as Record<string, unknown>;
   obj[path[path.length - 1] as string] = value;
-}
-
-function merge(
-  base: Record<string, unknown>,
-  top: Record<string, unknown>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(top)) {
-    const prev = out[key];
-    out[key] =
-      value &&
-      typeof value === 'object' &&
-      !Array.isArray(value) &&
-      prev &&
-      typeof prev === 'object'
-        ? merge(prev as Record<string, unknown>, value as Record<string, unknown>)
-        : value;
-  }
-  return out;
 }
 
 /** The items of a comma-separated setting (`ws.allowedOrigins`), trimmed, without empty ones. */

@@ -7,18 +7,18 @@ import { type Config, isLoopback, list } from './config.ts';
 import { newUlid } from './ids.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
-import { prepareOutbox } from './delivery/outbox-job.ts';
-import { OutboxSender } from './delivery/outbox-sender.ts';
-import { DevSmsClient, TwilioSmsClient } from './delivery/sms-client.ts';
-import { SMS_MAX_BODY_CHARS, SmsPlanner } from './delivery/sms-plan.ts';
+import { createOutbox, smsClientFor } from './delivery/outbox.ts';
+import { prepareOutbox } from './delivery/outbox-ledger.ts';
+import { SMS_MAX_BODY_CHARS } from './delivery/sms-plan.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
 import { ConfigError, UnavailableError } from './errors.ts';
-import { Funnel, prepareFunnel } from './funnel/funnel.ts';
+import { Funnel, prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
 import { answerClientError } from './http/problem.ts';
 import { mountTwilio } from './http/twilio.ts';
+import { mountWebhooks } from './http/webhooks.ts';
 import { mountWebSocket } from './http/websocket.ts';
 import { Ingress } from './ingress/ingress.ts';
 import { PublishRateLimiter } from './ingress/rate-limit.ts';
@@ -146,6 +146,20 @@ export async function startNode(
         log,
       ),
     );
+    const sms = smsClientFor(config, log);
+    let coordinator: Coordinator | undefined;
+    const outbox = await createOutbox({
+      config,
+      nodeId,
+      redis,
+      reader: outboxReader,
+      keys,
+      members,
+      metrics,
+      log,
+      smsClient: sms.client,
+      leases: () => coordinator?.heldLeases() ?? new Map(),
+    });
     const committer = new Committer(
       redis,
       keys,
@@ -158,7 +172,7 @@ export async function startNode(
         deadLength: 100_000,
       },
       log,
-      new SmsPlanner(redis, keys, members),
+      outbox.planner,
     );
     const consumer = new PartitionConsumer(
       reader,
@@ -169,13 +183,14 @@ export async function startNode(
         nodeId,
         batch: config.mesh.readBatch,
         blockMs: config.mesh.readBlockMs,
+        stream: (p) => keys.funnel(p),
+        group: RELAY_GROUP,
       },
       log,
     );
 
     let draining = false;
     const auth = new Auth({ adminToken: config.adminToken, jwtSecret: config.jwtSecret, devMode });
-    let coordinator: Coordinator | undefined;
     const cluster = new ClusterView(redis, keys, nodeId, {
       get view() {
         return coordinator?.view ?? { live: [], owners: [] };
@@ -193,20 +208,12 @@ export async function startNode(
       metrics,
       log,
       health: { ready: () => coordinator?.ready ?? false, draining: () => draining },
-      options: { maxBodyBytes: config.http.maxBodyBytes, maxBodyChars: config.http.maxBodyChars },
+      options: {
+        maxBodyBytes: config.http.maxBodyBytes,
+        maxBodyChars: config.http.maxBodyChars,
+        memberPrefixes: ['user', ...outbox.routes.keys()],
+      },
     });
-    // Without both Twilio credentials: on loopback, development mode (texts are logged and
-    // kept for GET /v1/dev/outbox); elsewhere nothing is sent and the outbox keeps every text.
-    const twilioLive = Boolean(config.twilio.accountSid && config.twilio.authToken);
-    const devSms = !twilioLive && isLoopback(config.host) ? new DevSmsClient(log) : undefined;
-    const smsClient = twilioLive
-      ? new TwilioSmsClient({
-          accountSid: config.twilio.accountSid,
-          authToken: config.twilio.authToken,
-          apiUrl: config.twilio.apiUrl,
-          timeoutMs: config.sms.sendTimeoutMs,
-        })
-      : devSms;
     const inbound = new SmsInbound(
       redis,
       keys,
@@ -226,7 +233,7 @@ export async function startNode(
         keys,
         metrics,
         log,
-        dev: devSms,
+        dev: sms.dev,
       },
       {
         authToken: config.twilio.authToken,
@@ -234,6 +241,7 @@ export async function startNode(
         maxBodyBytes: config.http.maxBodyBytes,
       },
     );
+    mountWebhooks(app, { endpoints: outbox.webhooks });
     const sessionDeps = { hub, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -272,41 +280,10 @@ export async function startNode(
       info: { url, startedAt: Date.now(), version: VERSION },
     });
     const leases = new Leases(redis, keys, nodeId, config.mesh.leaseTtlMs);
-    const outbox =
-      smsClient &&
-      new OutboxSender(
-        outboxReader,
-        redis,
-        keys,
-        smsClient,
-        members,
-        metrics,
-        () => coordinator?.heldLeases() ?? new Map(),
-        {
-          nodeId,
-          ratePerSecond: config.sms.ratePerSecond,
-          burst: config.sms.burst,
-          maxAttempts: config.sms.maxAttempts,
-          backoffBaseMs: config.sms.backoffBaseMs,
-          backoffMaxMs: config.sms.backoffMaxMs,
-          readBatch: config.sms.readBatch,
-          maxInFlight: config.sms.maxInFlight,
-          maxQueuedPerNumber: config.sms.maxQueuedPerNumber,
-          blockMs: Math.min(config.mesh.readBlockMs, 500),
-          maxRetryMs: Math.round(config.sms.maxRetryHours * 3_600_000),
-          sendTimeoutMs: config.sms.sendTimeoutMs,
-          // Status callbacks only to a URL Twilio can reach: THRESHOLD_PUBLIC_URL, never the
-          // listen address it would fall back to.
-          publicUrl: config.publicUrl,
-          deadLength: 100_000,
-          markerTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000),
-        },
-        log,
-      );
     coordinator = new Coordinator(
       membership,
       leases,
-      consumer,
+      [consumer, outbox.reader],
       {
         nodeId,
         partitions: config.partitions,
@@ -325,10 +302,8 @@ export async function startNode(
           metrics.nodesLive.set(live.length);
           metrics.partitionsOwned.set(owned);
         },
-        // A graceful handoff: texts in flight are settled while the lease is still ours.
-        beforeRelease: async (p) => {
-          await outbox?.release(p);
-        },
+        // A graceful handoff: sends in flight are settled while the lease is still ours.
+        beforeRelease: (p) => outbox.runner.release(p),
       },
       log,
     );
@@ -350,19 +325,19 @@ export async function startNode(
     });
     await membership.assertNoTwin(config.mesh.heartbeatMs * 2 + 100);
     await consumer.start();
+    await outbox.reader.start();
     await coordinator.start();
-    outbox?.start();
     maintenance.start();
 
     if (devMode)
       log.warn(
         'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
       );
-    if (!twilioLive && devSms)
+    if (!sms.live && sms.dev)
       log.warn(
         'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts',
       );
-    else if (!twilioLive)
+    else if (!sms.live)
       log.error(
         { host: config.host },
         'SMS is not sending: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN. Texts stay queued in the outbox (nothing is lost) until a node starts with both set',
@@ -396,8 +371,8 @@ export async function startNode(
         await closed;
         clearTimeout(timer);
         maintenance.stop();
-        // Before the leases go: texts in flight are settled while they are still ours.
-        await outbox?.stop(Math.min(2000, config.shutdownTimeoutMs / 4));
+        // Before the leases go: sends in flight are settled while they are still ours.
+        await outbox.stop(Math.min(2000, config.shutdownTimeoutMs / 4));
         await coordinator?.stop();
         await consumer.stop();
         await Promise.all([redis, reader, sub, outboxReader].map((c) => c.quit().catch(() => {})));

@@ -1,33 +1,39 @@
-import type { Redis } from 'ioredis';
-import type { Keys } from '../redis/keys.ts';
+import type { Sender } from '../funnel/envelope.ts';
+import type { ChannelJob, ChannelMessage } from './channel.ts';
 
 /** The consumer group of every partition's outbox. */
 export const SENDERS_GROUP = 'senders';
 
-/** One outbox entry (fields written by commit-message-9.lua or by a keyword reply). */
+/**
+ * One outbox entry: written by commit-message-9.lua (one per out-of-band recipient, plus a
+ * channel's extra jobs) or by a keyword reply; fields a channel's planner added ride along.
+ */
 export interface OutboxJob {
-  /** relay (a member's message), receipt (the sender's confirmation), reply (to a keyword) */
-  kind: 'relay' | 'receipt' | 'reply';
-  /** Delivery id `<room>~<E.164>~<envelope id>` of a relay, else "". */
+  /** The channel's name. */
+  ch: string;
+  /** relay (a member's copy of a message), or a channel's own (receipt, reply). */
+  kind: string;
+  /** Delivery id `<room>~<member>~<envelope id>` of a relay, else "". */
   d: string;
+  /** Member id of the recipient (`phone:+1555…`, `webhook:billing`). */
   to: string;
-  from: string;
-  body: string;
-  /** JSON array of media URLs, or "". */
-  media: string;
   room: string;
   /** Envelope id of the message (relay, receipt) or the inbound MessageSid (reply). */
   msg: string;
-  /** Attempts that failed (5xx, network, timeouts); 429s are counted in `throttled`. */
+  /** Attempts that failed; throttled ones are counted in `throttled`. */
   attempt: string;
-  /** 429s so far (their backoff grows with it), "" for none. */
+  /** The message frame (JSON), "" for a job that carries no message (a keyword reply). */
+  m: string;
+  /** Throttled answers so far (their backoff grows with it), "" for none. */
   throttled?: string;
   /** When the job first entered the outbox (ms), for the retry time budget; "" = its entry id. */
   since?: string;
-  /** Marker of the attempt known not to have reached Twilio (see begin-send-2.lua), or "". */
+  /** Marker of the attempt known not to have reached the receiver (begin-send-2.lua), or "". */
   clean?: string;
-  /** The time slot (ms) a parked job was given behind its number's backlog, or "". */
+  /** The time slot (ms) a parked job was given behind its lane's backlog, or "". */
   slot?: string;
+  /** Fields of the channel's plan (SMS: from, body, media). */
+  [field: string]: string | undefined;
 }
 
 /** A job read by this node, with what fences its writes. */
@@ -39,14 +45,14 @@ export interface Held {
   job: OutboxJob;
 }
 
-/** What logs may say about a job: never its body (texts are private). */
+/** What logs may say about a job: never its body (messages are private). */
 export function context(held: Held) {
   const { job } = held;
   return {
     partition: held.partition,
+    channel: job.ch,
     kind: job.kind,
     to: job.to,
-    from: job.from,
     room: job.room,
     msg: job.msg,
   };
@@ -69,7 +75,7 @@ export function retrySince(member: string): number | undefined {
   }
 }
 
-/** The media URLs of a job (its `media` field, a JSON array). */
+/** The media URLs of a job (a `media` field, a JSON array). */
 export function parseMedia(media: string): string[] {
   const urls = JSON.parse(media) as unknown;
   if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string'))
@@ -79,31 +85,55 @@ export function parseMedia(media: string): string[] {
 
 /** An outbox entry's fields as a job, with the defaults of fields it lacks. */
 export function toJob(fields: string[]): OutboxJob {
-  const job: Record<string, string> = {
+  const job: OutboxJob = {
+    ch: '',
     kind: 'relay',
     d: '',
     to: '',
-    from: '',
-    body: '',
-    media: '',
     room: '',
     msg: '',
     attempt: '0',
-    throttled: '',
-    since: '',
-    clean: '',
-    slot: '',
+    m: '',
   };
   for (let i = 0; i + 1 < fields.length; i += 2) job[fields[i] as string] = fields[i + 1] as string;
-  return job as unknown as OutboxJob;
+  return job;
 }
 
-/** Creates the `senders` group on every partition's outbox (idempotent). */
-export async function prepareOutbox(redis: Redis, keys: Keys): Promise<void> {
-  const pipe = redis.pipeline();
-  for (let p = 0; p < keys.partitions; p++)
-    pipe.xgroup('CREATE', keys.outbox(p), SENDERS_GROUP, '0', 'MKSTREAM');
-  for (const [err] of (await pipe.exec()) ?? []) {
-    if (err && !String(err.message).includes('BUSYGROUP')) throw err;
+interface MessageFrame {
+  id: string;
+  seq: number;
+  body: string;
+  media?: string[];
+  sender: Sender;
+  kind?: 'chat' | 'notification';
+  ts: number;
+}
+
+/** What a channel is given: the job's message (from its frame) and its own fields. */
+export function channelJob(job: OutboxJob): ChannelJob & { fields: Readonly<OutboxJob> } {
+  let message: ChannelMessage;
+  if (job.m) {
+    const f = JSON.parse(job.m) as MessageFrame;
+    message = {
+      id: f.id,
+      seq: f.seq,
+      body: f.body,
+      sender: f.sender,
+      kind: f.kind ?? 'chat',
+      ts: f.ts,
+    };
+    if (f.media) message.media = f.media;
+  } else {
+    const sender: Sender = { kind: 'service', id: job.room };
+    message = { id: job.msg, seq: 0, body: job.body ?? '', sender, kind: 'notification', ts: 0 };
   }
+  return {
+    deliveryId: job.d || `${job.kind}~${job.to}~${job.msg}`,
+    channel: job.ch,
+    member: job.to,
+    room: job.room,
+    attempt: Number(job.attempt) || 0,
+    message,
+    fields: job,
+  };
 }

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { type Envelope, relayBodyLimit, relayPrefix } from '../funnel/envelope.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RoomSettings } from '../rooms/store.ts';
+import type { ChannelPlan, ChannelPlanner } from './delivery-plan.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 
 /** The longest body a room with phone numbers takes: what Twilio sends as one (segmented) SMS. */
@@ -32,17 +33,22 @@ export function relayText(env: Envelope, roomName: string): string {
 const NO_NUMBERS_MAX = 100_000;
 
 /**
- * Before a batch is committed: which phone members to text and whether the sender gets a
- * receipt. Member settings live outside the partition's hash slot, so they are read here
- * and handed to the commit script (ARGV[14]); the outbox sender checks opt-outs again
- * before each text.
+ * The SMS channel's planner: before a batch is committed, which phone members to text (the
+ * opted out and invalid are skipped), the relay text, the number it goes out from, and
+ * whether the sender gets a receipt (an extra job). Member settings live outside the
+ * partition's hash slot, so they are read here and handed to the commit script; the channel
+ * checks opt-outs again before each text.
  *
- * Most rooms have no numbers, and reading each batch's room hashes first was a Redis round
- * trip between every read and its commit. Rooms seen without numbers are remembered and not
- * read again: the commit script checks (status -4 when a room has numbers after all, say
- * added since), and the committer then calls {@link forget} and retries the entry.
+ * SMS is active in a room while the room has numbers (its gate, `numbers`). Most rooms have
+ * none, and reading each batch's room hashes first was a Redis round trip between every read
+ * and its commit. Rooms seen without numbers are remembered and not read again: the commit
+ * script checks (UNPLANNED when a room has numbers after all, say added since), and the
+ * committer then calls {@link forget} and retries the entry.
  */
-export class SmsPlanner {
+export class SmsPlanner implements ChannelPlanner {
+  readonly channel = 'sms';
+  readonly gate = 'numbers';
+
   private readonly noNumbers = new Set<string>();
 
   constructor(
@@ -56,9 +62,9 @@ export class SmsPlanner {
     this.noNumbers.delete(room);
   }
 
-  /** envelope id → the commit script's SMS plan ("" when the room has no numbers). */
-  async plan(envelopes: Envelope[]): Promise<Map<string, string>> {
-    const plans = new Map<string, string>();
+  /** envelope id → the SMS plan of its commit (none when the room has no numbers). */
+  async plan(envelopes: Envelope[]): Promise<Map<string, ChannelPlan>> {
+    const plans = new Map<string, ChannelPlan>();
     const roomIds = [...new Set(envelopes.map((e) => e.room))].filter(
       (r) => !this.noNumbers.has(r),
     );
@@ -118,16 +124,28 @@ export class SmsPlanner {
           !s?.invalid &&
           (s?.confirmations ?? room.settings.confirmations ?? true);
       }
-      plans.set(
-        env.id,
-        JSON.stringify({
-          body: relayText(env, room.name),
-          media: env.media?.length ? JSON.stringify(env.media) : '',
-          skip,
-          confirm,
-          via: env.via ?? '',
-        }),
-      );
+      const media = env.media?.length ? JSON.stringify(env.media) : '';
+      const plan: ChannelPlan = {
+        skip,
+        f: ['from', room.from, 'body', relayText(env, room.name), 'media', media],
+      };
+      if (confirm)
+        plan.extra = [
+          {
+            to: `phone:${env.sender.id}`,
+            kind: 'receipt',
+            // The script puts the count of members the message reaches in.
+            f: [
+              'from',
+              env.via || room.from,
+              'body',
+              `Sent to ${room.name} ({recipients})`,
+              'media',
+              '',
+            ],
+          },
+        ];
+      plans.set(env.id, plan);
     }
     return plans;
   }

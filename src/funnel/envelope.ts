@@ -15,6 +15,19 @@ export const MemberId = z
   .string()
   .regex(MEMBER_ID, 'expected a member id such as user:alice or phone:+15551234567');
 
+/**
+ * Room members: the members who publish (MEMBER_ID), or a delivery channel's recipients,
+ * `<channel prefix>:<id>` (`webhook:billing`, `pager:ops`).
+ */
+export const RecipientId = z
+  .string()
+  .refine(
+    (m) =>
+      MEMBER_ID.test(m) ||
+      (!/^(user|phone):/.test(m) && /^[a-z][a-z0-9-]{0,31}:[A-Za-z0-9._@+-]{1,128}$/.test(m)),
+    'expected a member id such as user:alice, phone:+15551234567 or webhook:billing',
+  );
+
 export const Sender = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('user'), id: z.string().regex(/^[A-Za-z0-9._@-]{1,64}$/) }),
   z.object({ kind: z.literal('phone'), id: z.string().regex(E164) }),

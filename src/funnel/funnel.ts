@@ -8,6 +8,7 @@ import {
   isRedisUnavailable,
 } from '../errors.ts';
 import type { Publisher } from '../ingress/publisher.ts';
+import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
 import { type Envelope, memberIdOf, relayBodyLimit, relayPrefix } from './envelope.ts';
 
@@ -54,12 +55,12 @@ export class Funnel implements Publisher {
         cause: err,
       });
     }
-    if (result === -1) throw new NotFoundError(`room ${envelope.room} does not exist`);
-    if (result === -2)
+    if (result === Code.NO_ROOM) throw new NotFoundError(`room ${envelope.room} does not exist`);
+    if (result === Code.NOT_MEMBER)
       throw new ForbiddenError(
         `${memberIdOf(envelope.sender)} is not a member of room ${envelope.room}`,
       );
-    if (result === -4) {
+    if (result === Code.TOO_LONG) {
       const max = this.options.maxSmsBodyChars ?? 0;
       throw new ValidationError(
         envelope.sender.kind === 'service'
@@ -68,7 +69,7 @@ export class Funnel implements Publisher {
         'body',
       );
     }
-    if (result === -3)
+    if (result === Code.FUNNEL_FULL)
       throw new UnavailableError(`room ${envelope.room}'s funnel partition is full; retry later`);
     return String(result);
   }

@@ -9,7 +9,7 @@ import {
   UnavailableError,
   ValidationError,
 } from '../errors.ts';
-import { MemberId, RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
+import { MemberId, RecipientId, RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterView } from '../mesh/cluster-view.ts';
@@ -37,6 +37,8 @@ export interface AppDeps {
   options: {
     maxBodyBytes: number;
     maxBodyChars: number;
+    /** Member-id prefixes some channel reaches (`user`, `phone`, `webhook`…); others are refused. */
+    memberPrefixes?: readonly string[];
   };
 }
 
@@ -154,6 +156,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     admin(c);
     const room = roomParam(c);
     const member = memberParam(c);
+    const prefix = member.slice(0, member.indexOf(':'));
+    const known = options.memberPrefixes;
+    if (known && !known.includes(prefix))
+      throw new ValidationError(
+        `member: no channel delivers to "${prefix}:" members (known: ${known.map((k) => `${k}:`).join(', ')})`,
+        'member',
+      );
     const added = await rooms.addMember(room, member);
     return c.json({ room, member }, added ? 201 : 200);
   });
@@ -279,22 +288,23 @@ function problemHeaders(err: unknown, status: number): Record<string, string> | 
   return status === 503 ? { 'retry-after': '1' } : undefined;
 }
 
-/** Per-channel delivery counts of a message (SMS: each recipient counted in its current state). */
+/** Per-channel delivery counts of a message: each recipient counted in its current state. */
 function channelStatus(hash: Record<string, string>): { channels?: Record<string, unknown> } {
-  if (hash['sms:recipients'] === undefined) return {};
-  const count = (state: string) => Number(hash[`sms:${state}`] ?? 0);
-  return {
-    channels: {
-      sms: {
-        recipients: count('recipients'),
-        queued: count('queued'),
-        sent: count('sent'),
-        delivered: count('delivered'),
-        undelivered: count('undelivered'),
-        failed: count('failed'),
-      },
-    },
-  };
+  const channels: Record<string, Record<string, number>> = {};
+  for (const field of Object.keys(hash)) {
+    const ch = /^([a-z][a-z0-9_-]*):recipients$/.exec(field)?.[1];
+    if (!ch) continue;
+    const count = (state: string) => Number(hash[`${ch}:${state}`] ?? 0);
+    channels[ch] = {
+      recipients: count('recipients'),
+      queued: count('queued'),
+      sent: count('sent'),
+      delivered: count('delivered'),
+      ...(hash[`${ch}:undelivered`] !== undefined ? { undelivered: count('undelivered') } : {}),
+      failed: count('failed'),
+    };
+  }
+  return Object.keys(channels).length > 0 ? { channels } : {};
 }
 
 function senderFor(principal: Principal, requested: string | undefined): Sender {
@@ -317,7 +327,7 @@ function senderFor(principal: Principal, requested: string | undefined): Sender 
 }
 
 /** A path parameter checked against its schema; a bad one is a 400 naming it. */
-function param(c: Context, name: 'room' | 'member', schema: z.ZodString): string {
+function param(c: Context, name: 'room' | 'member', schema: z.ZodType<string>): string {
   const value = c.req.param(name) ?? '';
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
@@ -327,7 +337,7 @@ function param(c: Context, name: 'room' | 'member', schema: z.ZodString): string
 }
 
 const roomParam = (c: Context) => param(c, 'room', RoomId);
-const memberParam = (c: Context) => param(c, 'member', MemberId);
+const memberParam = (c: Context) => param(c, 'member', RecipientId);
 
 function intQuery(c: Context, name: string, fallback: number, min: number, max: number): number {
   const raw = c.req.query(name);

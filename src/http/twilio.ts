@@ -14,6 +14,7 @@ import { E164 } from '../funnel/envelope.ts';
 import type { InboundSms, SmsInbound } from '../ingress/sms-inbound.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Redis } from 'ioredis';
 import type { AppEnv } from './app.ts';
@@ -157,16 +158,19 @@ export function mountTwilio(
     if (!room || !to || !envelopeId) throw new ValidationError('d: not a delivery id', 'd');
     if (!status) return c.body(null, 204);
     // The sid is recorded whatever the status: a text Twilio has is never sent again.
+    // Delivery ids name the member (`phone:+1555…`); older ones the bare number.
+    const member = to.startsWith('phone:') ? to : `phone:${to}`;
     const moved = await redis.recordStatus(
       keys.msg(keys.partitionOf(room), envelopeId),
-      to,
+      'sms',
+      member,
       status,
       form.ErrorCode ?? '',
       MESSAGE_SID.test(form.MessageSid ?? '') ? (form.MessageSid ?? '') : '',
     );
-    const result = moved === 1 ? 'moved' : moved === 2 ? 'unchanged' : 'stale';
+    const result = moved === Code.OK ? 'moved' : moved === Code.ALREADY ? 'unchanged' : 'stale';
     metrics.smsStatus.inc({ status, result });
-    if (moved === 1 && status !== 'queued' && status !== 'sent')
+    if (moved === Code.OK && status !== 'queued' && status !== 'sent')
       metrics.deliveries.inc({ channel: 'sms', outcome: status });
     return c.body(null, 204);
   });

@@ -211,8 +211,9 @@ export class SmsInbound {
     // prettier-ignore
     await this.redis.xadd(
       this.keys.outbox(p), '*',
-      'kind', 'reply', 'd', '', 'to', sms.from, 'from', sms.to, 'body', body, 'media', '',
-      'room', room.id, 'msg', `twilio:${sms.messageSid}`, 'attempt', 0,
+      'ch', 'sms', 'kind', 'reply', 'd', '', 'to', `phone:${sms.from}`, 'room', room.id,
+      'msg', `twilio:${sms.messageSid}`, 'attempt', 0, 'm', '',
+      'from', sms.to, 'body', body, 'media', '',
     );
   }
 }

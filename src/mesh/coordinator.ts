@@ -47,15 +47,24 @@ export class Coordinator {
   constructor(
     private readonly membership: Membership,
     private readonly leases: Leases,
-    private readonly consumer: PartitionConsumer,
+    /** The funnel's consumer first, then the other readers of our partitions (the outbox). */
+    consumers: PartitionConsumer | PartitionConsumer[],
     private readonly options: CoordinatorOptions,
     private readonly hooks: CoordinatorHooks,
     private readonly log: Logger,
   ) {
-    consumer.onFenced = (p) => {
-      this.held.delete(p);
-      this.isReady = false;
-    };
+    this.consumers = Array.isArray(consumers) ? consumers : [consumers];
+    for (const consumer of this.consumers)
+      consumer.onFenced = (p) => {
+        this.held.delete(p);
+        this.isReady = false;
+      };
+  }
+
+  private readonly consumers: PartitionConsumer[];
+
+  private async removeFromConsumers(p: number): Promise<void> {
+    for (const c of this.consumers) await c.remove(p);
   }
 
   /**
@@ -125,7 +134,7 @@ export class Coordinator {
     for (const p of await this.leases.renew(this.held)) {
       this.log.warn({ partition: p }, 'lease expired or taken over; stopped reading the partition');
       this.held.delete(p);
-      await this.consumer.remove(p);
+      await this.removeFromConsumers(p);
     }
     this.lastRenewal = Date.now();
 
@@ -137,16 +146,19 @@ export class Coordinator {
       await this.membership.announce('released');
     }
     // A partition we hold must be read; re-add any the consumer dropped.
-    const reading = new Set(this.consumer.partitions);
-    for (const [p, value] of this.held) if (!reading.has(p)) await this.consumer.add(p, value);
+    for (const consumer of this.consumers) {
+      const reading = new Set(consumer.partitions);
+      for (const [p, value] of this.held) if (!reading.has(p)) await consumer.add(p, value);
+    }
     if (Date.now() - this.lastReclaim >= this.options.leaseTtlMs) {
       this.lastReclaim = Date.now();
-      await this.consumer.reclaimIdle(this.options.leaseTtlMs);
+      // The funnel's: an outbox job may rightly stay pending for long (waiting for a retry).
+      await this.consumers[0]?.reclaimIdle(this.options.leaseTtlMs);
     }
 
     const wanted = [...desired].filter((p) => !this.held.has(p));
     for (const [p, value] of await this.leases.acquire(wanted)) {
-      await this.consumer.add(p, value);
+      for (const consumer of this.consumers) await consumer.add(p, value);
       this.held.set(p, value);
       if (this.handoff) this.handoff.acquired++;
     }
@@ -187,7 +199,7 @@ export class Coordinator {
     // Forget them first: should a release fail, the lease simply expires.
     for (const [p] of partitions) {
       this.held.delete(p);
-      await this.consumer.remove(p);
+      await this.removeFromConsumers(p);
     }
     const hooks = partitions.map(([p]) => this.hooks.beforeRelease?.(p));
     let timer: NodeJS.Timeout | undefined;
@@ -216,7 +228,7 @@ export class Coordinator {
         { partitions: this.ownedPartitions },
         'could not renew leases in time; gave up every partition',
       );
-      for (const p of this.held.keys()) void this.consumer.remove(p);
+      for (const p of this.held.keys()) void this.removeFromConsumers(p);
       this.held.clear();
       this.isReady = false;
     }

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
 import type { Keys } from '../redis/keys.ts';
 import {
@@ -12,12 +11,16 @@ import {
   type StreamEntry,
 } from '../redis/streams.ts';
 
-/** One funnel entry read by the owner of its partition. `data` is null if it was trimmed away. */
+/**
+ * One entry read by the owner of its partition (a funnel entry, an outbox job). `fields` is
+ * null if it was trimmed or deleted while pending; `data` is its `e` field (an envelope).
+ */
 export interface FunnelEntry {
   partition: number;
   lease: string;
   id: string;
   data: string | null;
+  fields: string[] | null;
 }
 
 export interface BatchOutcome {
@@ -27,13 +30,21 @@ export interface BatchOutcome {
   fenced: ReadonlySet<number>;
 }
 
-/** What the consumer hands its entries to: the commit path. */
+/** What the consumer hands its entries to: the commit path, the outbox runner. */
 export interface BatchProcessor {
   process(entries: FunnelEntry[]): Promise<BatchOutcome>;
+  /** Entries it can take now (unbounded when absent); at 0 the consumer waits. */
+  capacity?(): number;
 }
 
 export interface PartitionConsumerOptions {
   nodeId: string;
+  /** The stream of a partition it reads (the funnel, the outbox). */
+  stream: (partition: number) => string;
+  /** Its consumer group on every such stream. */
+  group: string;
+  /** Re-read our own pending entries this often (0: only after failures and claims). */
+  rescanMs?: number;
   /** Entries read per partition per round. */
   batch: number;
   /** How long one XREADGROUP waits for new entries. */
@@ -42,8 +53,12 @@ export interface PartitionConsumerOptions {
 
 interface Owned {
   lease: string;
-  /** '0' re-reads our own pending entries (after a claim or a failure) before '>' reads new ones. */
-  cursor: '0' | '>';
+  /**
+   * An entry id walks our own pending entries after it (from '0' after a claim or a failure)
+   * before '>' reads new ones. Entries still in hand (an outbox job in flight) stay pending,
+   * so the walk moves on past them rather than reading them again.
+   */
+  cursor: string;
   /** Counts the times the cursor was set back to '0'. */
   rewinds: number;
   /**
@@ -56,7 +71,8 @@ interface Owned {
 }
 
 /**
- * Reads the funnel partitions this node owns and feeds each batch to the processor. Reads
+ * Reads a stream of every partition this node owns (the funnel, the outbox: one reader of
+ * "the partitions I hold", two instances) and feeds each batch to the processor. Reads
  * are fenced (lua/read-fenced-2.lua, one per partition in a pipeline), and only of the
  * partitions that have something to read: those re-reading their pending entries, those
  * whose last read filled its batch, and those the wait saw new entries on. When none has,
@@ -88,7 +104,7 @@ export class PartitionConsumer {
     private readonly log: Logger,
   ) {
     this.waiting = new BlockingWait(reader, redis);
-    this.fencedReader = new FencedReader(redis, RELAY_GROUP, options.nodeId);
+    this.fencedReader = new FencedReader(redis, options.group, options.nodeId);
   }
 
   get partitions(): number[] {
@@ -107,8 +123,8 @@ export class PartitionConsumer {
   async add(partition: number, lease: string): Promise<void> {
     await claimAllPending(
       this.redis,
-      this.keys.funnel(partition),
-      RELAY_GROUP,
+      this.options.stream(partition),
+      this.options.group,
       this.options.nodeId,
     );
     this.owned.set(partition, { lease, cursor: '0', rewinds: 0, due: true, newest: '' });
@@ -127,7 +143,7 @@ export class PartitionConsumer {
     const pipe = this.redis.pipeline();
     for (const p of partitions) {
       // prettier-ignore
-      pipe.xautoclaim(this.keys.funnel(p), RELAY_GROUP, this.options.nodeId, minIdleMs, '0-0', 'COUNT', 100, 'JUSTID');
+      pipe.xautoclaim(this.options.stream(p), this.options.group, this.options.nodeId, minIdleMs, '0-0', 'COUNT', 100, 'JUSTID');
     }
     const results = (await pipe.exec()) ?? [];
     partitions.forEach((p, i) => {
@@ -144,9 +160,10 @@ export class PartitionConsumer {
     });
   }
 
-  /** Re-reads our own pending entries of every partition before anything new. */
-  private rewind(): void {
-    for (const o of this.owned.values()) rewind(o);
+  /** Re-reads our own pending entries of one partition (every one when absent) before anything new. */
+  rewind(partition?: number): void {
+    for (const [p, o] of this.owned) if (partition === undefined || p === partition) rewind(o);
+    this.interrupt();
   }
 
   /** Stops reading a partition; resolves once the batch in hand (if any) is finished. */
@@ -182,7 +199,7 @@ export class PartitionConsumer {
    * keep the loop busy), and marks all of them due only after a failure.
    */
   private async watch(partitions: [number, Owned][], blockMs?: number): Promise<void> {
-    const byStream = new Map(partitions.map(([p, o]) => [this.keys.funnel(p), o]));
+    const byStream = new Map(partitions.map(([p, o]) => [this.options.stream(p), o]));
     const streams = [...byStream].map(([stream, o]): [string, string] => [
       stream,
       o.newest || '0-0',
@@ -210,7 +227,23 @@ export class PartitionConsumer {
     let failures = 0;
     /** The last round ended in a wait: it saw which partitions have new entries. */
     let watchedAll = false;
+    let lastRescan = Date.now();
     while (this.running) {
+      const { rescanMs = 0 } = this.options;
+      if (rescanMs > 0 && Date.now() - lastRescan >= rescanMs) {
+        lastRescan = Date.now();
+        for (const o of this.owned.values()) rewind(o);
+      }
+      const capacity = this.processor.capacity?.() ?? Infinity;
+      if (capacity <= 0 && this.owned.size > 0) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          setTimeout(resolve, Math.min(this.options.blockMs, 100));
+        });
+        this.wake = undefined;
+        continue;
+      }
+      const batch = Math.max(1, Math.min(this.options.batch, capacity));
       if (this.owned.size === 0) {
         await new Promise<void>((resolve) => {
           this.wake = resolve;
@@ -227,7 +260,7 @@ export class PartitionConsumer {
       }
       // The cursors as sent, and their rewinds: one rewound while we read must stay '0'.
       const partitions = owned
-        .filter(([, o]) => o.due || o.cursor === '0')
+        .filter(([, o]) => o.due || o.cursor !== '>')
         .map(([p, o]) => [p, o, o.cursor, o.rewinds] as const);
       // Meanwhile, on the reader's connection: which of the others have new entries (unless
       // the wait that started this round just told).
@@ -238,11 +271,11 @@ export class PartitionConsumer {
       try {
         const requests = partitions.map(([p, o, cursor]) => ({
           lease: this.keys.lease(p),
-          stream: this.keys.funnel(p),
+          stream: this.options.stream(p),
           value: o.lease,
           cursor,
         }));
-        const replies = await this.fencedReader.read(requests, this.options.batch);
+        const replies = await this.fencedReader.read(requests, batch);
         failures = 0;
         // Partitions whose whole pending list came back with room to spare: new entries too.
         const topUps: (FencedReadRequest & { p: number; o: Owned })[] = [];
@@ -262,7 +295,7 @@ export class PartitionConsumer {
           if (items.length > 0) read.add(p);
           if (request.cursor === '>') {
             // Fewer new entries than asked for: that was all of them, up to the last one read.
-            o.due = items.length >= (request.count ?? this.options.batch);
+            o.due = items.length >= (request.count ?? batch);
             if (!o.due) o.newest = items.at(-1)?.[0] ?? last;
           }
           for (const [id, fields] of items) {
@@ -271,32 +304,28 @@ export class PartitionConsumer {
               lease: o.lease,
               id,
               data: fields ? fieldValue(fields, 'e') : null,
+              fields,
             });
           }
           return items;
         };
         partitions.forEach(([p, o, cursor, rewinds], i) => {
           const items = take(p, o, replies[i] as FencedRead, requests[i]!);
-          if (!items || cursor !== '0') return;
-          // Our pending list is exhausted once a read from '0' returns nothing: new entries
-          // are read in the same round (the newest id such a read reports is no use for the
-          // wait, which would skip whatever was added before it and never read).
-          if (items.length === 0 && o.rewinds === rewinds) o.cursor = '>';
-          if (items.length < this.options.batch && o.rewinds === rewinds)
-            topUps.push({
-              ...requests[i]!,
-              cursor: '>',
-              count: this.options.batch - items.length,
-              p,
-              o,
-            });
+          if (!items || cursor === '>' || o.rewinds !== rewinds) return;
+          // Walk on through our pending list; it is exhausted once a read returns fewer than
+          // asked for: new entries are read in the same round (the newest id such a read
+          // reports is no use for the wait, which would skip whatever was added before it).
+          // Entries handed back for a retry rewind the cursor to '0' after the batch.
+          o.cursor = items.length < batch ? '>' : (items.at(-1)?.[0] ?? '>');
+          if (items.length < batch)
+            topUps.push({ ...requests[i]!, cursor: '>', count: batch - items.length, p, o });
         });
         // Entries being retried (a poison message, a room waiting for its previous entry) must
         // not hold up the partition's other rooms: new entries join the batch after every
         // pending one, so a room's new entry still finds its pending predecessor (commit
         // script, ARGV[12]) and waits for it, while other rooms' entries commit.
         if (topUps.length > 0) {
-          const more = await this.fencedReader.read(topUps, this.options.batch);
+          const more = await this.fencedReader.read(topUps, batch);
           topUps.forEach((r, i) => take(r.p, r.o, more[i] as FencedRead, r));
         }
         await watched;

@@ -142,15 +142,16 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
-  readonly smsOutbound = new Counter({
-    name: 'threshold_sms_outbound_total',
-    help: 'Outbox send attempts, by outcome (sent, retried, failed, dead, skipped, postponed, reconciled, fenced_after_send) and Twilio error code ("" when sent; unreached, ambiguous or error without an answer)',
-    labelNames: ['outcome', 'code'] as const,
+  readonly outboxJobs = new Counter({
+    name: 'threshold_outbox_jobs_total',
+    help: 'Outbox send attempts, by channel, outcome (sent, delivered, retried, failed, dead, skipped, postponed, reconciled, fenced_after_send) and error code ("" when sent; for SMS the Twilio code, or unreached, ambiguous, error without an answer)',
+    labelNames: ['channel', 'outcome', 'code'] as const,
     registers: [this.registry],
   });
-  readonly smsAmbiguous = new Counter({
-    name: 'threshold_sms_ambiguous_total',
-    help: 'Texts sent again after an attempt whose outcome was unknown (a Twilio timeout, or an owner that died or paused mid-send): the recipient may have got them twice',
+  readonly outboxAmbiguous = new Counter({
+    name: 'threshold_outbox_ambiguous_total',
+    help: 'Deliveries sent again after an attempt whose outcome was unknown (a timeout, or an owner that died or paused mid-send): the recipient may have got them twice',
+    labelNames: ['channel'] as const,
     registers: [this.registry],
   });
   readonly smsSent = new Counter({

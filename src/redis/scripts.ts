@@ -41,10 +41,11 @@ declare module 'ioredis' {
     /** lua/record-status-1.lua */
     recordStatus(
       msg: string,
-      to: string,
+      channel: string,
+      member: string,
       status: string,
       errorCode: string,
-      sid?: string,
+      ref?: string,
     ): Result<number, Context>;
     /** lua/begin-send-2.lua */
     beginSend(
@@ -57,8 +58,8 @@ declare module 'ioredis' {
       inFlightMs: number,
       ttlMs: number,
     ): Result<[number, ...(string | number)[]], Context>;
-    /** lua/record-sid-1.lua */
-    recordSid(delivery: string, prefix: string, sid: string): Result<number, Context>;
+    /** lua/record-ref-1.lua */
+    recordRef(delivery: string, prefix: string, ref: string): Result<number, Context>;
     /** lua/settle-job-3.lua */
     settleJob(
       ...args: [string, string, string, string, string, string, Arg, string]

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { Code } from './codes.ts';
 
 /** A stream entry as XREADGROUP returns it (`null` fields: a pending entry trimmed away). */
 export type StreamEntry = [id: string, fields: string[] | null];
@@ -54,7 +55,7 @@ export class FencedReader {
     return reads.map((_, i) => {
       const [err, reply] = results[i] ?? [new Error('no reply')];
       if (err) throw err;
-      if (reply === -1) return 'fenced';
+      if (reply === Code.FENCED) return 'fenced';
       const [entries, newest] = reply as [StreamEntry[], string];
       return { entries, newest };
     });

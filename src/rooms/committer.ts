@@ -1,13 +1,29 @@
-import type { Redis } from 'ioredis';
-import type { Receipts } from '../delivery/receipts.ts';
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { Receipt } from '../delivery/receipts.ts';
 import { type Envelope, memberIdOf, messageFrameParts, parseEnvelope } from '../funnel/envelope.ts';
 import { RELAY_GROUP } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
 import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { Code } from '../redis/codes.ts';
 import { entryKey, type Keys } from '../redis/keys.ts';
-import type { SmsPlanner } from '../delivery/sms-plan.ts';
 import { isRedisUnavailable } from '../errors.ts';
+
+/** Where the commit path sends each outcome: the node that accepted the message. */
+export interface ReceiptSink {
+  /** Delivers locally, or queues a PUBLISH to the accepting node on `pipe`. */
+  route(origin: Envelope['origin'], receipt: Receipt, pipe: ChainableCommander): void;
+}
+
+/** What the delivery channels decide at commit (commit-message-9.lua, ARGV[14] and [15]). */
+export interface CommitPlanner {
+  /** Member-id prefixes → channels, as the script takes them. */
+  readonly routes: string;
+  /** envelope id → its channels' plans ("" or absent for none). */
+  plan(envelopes: Envelope[]): Promise<Map<string, string>>;
+  /** A commit of the room came back UNPLANNED: read it again before the next. */
+  forget(room: string): void;
+}
 
 export interface CommitterOptions {
   /** Default history length of a room (its historyLength setting wins). */
@@ -21,9 +37,9 @@ export interface CommitterOptions {
 }
 
 /**
- * KEYS and ARGV of lua/commit-message-9.lua for one funnel entry. `smsPlan` is what
- * {@link SmsPlanner} made of it: the phone members to text and the sender's receipt, as
- * outbox jobs the script adds atomically with the commit ("" for none).
+ * KEYS and ARGV of lua/commit-message-9.lua for one funnel entry. `plans` is what the
+ * channels' planners made of it (their jobs are added atomically with the commit), `routes`
+ * which channel reaches which member-id prefix.
  */
 export function commitArgs(
   keys: Keys,
@@ -33,7 +49,8 @@ export function commitArgs(
   options: Pick<CommitterOptions, 'historyLength' | 'dedupeTtlMs'>,
   now: number,
   previousEntry = '',
-  smsPlan = '',
+  plans = '',
+  routes = LIVE_ONLY,
 ): (string | number)[] {
   const p = keys.partitionOf(env.room);
   const [head, tail] = messageFrameParts(env);
@@ -60,16 +77,13 @@ export function commitArgs(
     env.room,
     previousEntry,
     env.id,
-    smsPlan,
+    plans,
+    routes,
   ];
 }
 
-const COMMITTED = 1;
-const DUPLICATE = 2;
-const FENCED = -1;
-const NO_ROOM = -2;
-const OUT_OF_ORDER = -3;
-const UNPLANNED = -4;
+/** Routes with no outbox channel: only `user:` members, over the live path. */
+const LIVE_ONLY = '{"user":["",""]}';
 
 /**
  * The commit path: a batch of funnel entries becomes one pipeline of commit scripts (in
@@ -82,12 +96,12 @@ export class Committer implements BatchProcessor {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-    private readonly receipts: Receipts,
+    private readonly receipts: ReceiptSink,
     private readonly metrics: Metrics,
     private readonly options: CommitterOptions,
     private readonly log: Logger,
-    /** Plans the SMS outbox jobs of each commit. */
-    private readonly sms: SmsPlanner,
+    /** The channels' say in each commit (SMS texts, opt-outs). */
+    private readonly planner: CommitPlanner,
   ) {}
 
   async process(entries: FunnelEntry[]): Promise<BatchOutcome> {
@@ -114,10 +128,10 @@ export class Committer implements BatchProcessor {
     }
     let plans = new Map<string, string>();
     try {
-      plans = await this.sms.plan(parsed.map((p) => p.env));
+      plans = await this.planner.plan(parsed.map((p) => p.env));
     } catch (err) {
-      // Without the plan nothing may commit (its texts would be lost): the batch waits.
-      this.log.warn({ err }, 'could not plan the SMS deliveries of a batch; retrying it');
+      // Without the plan nothing may commit (its deliveries would be lost): the batch waits.
+      this.log.warn({ err }, 'could not plan the deliveries of a batch; retrying it');
       for (const { entry } of parsed) retry.add(entry.partition);
       parsed.length = 0;
     }
@@ -126,7 +140,17 @@ export class Committer implements BatchProcessor {
       lastOfRoom.set(env.room, entry.id);
       const plan = plans.get(env.id) ?? '';
       pipe.commitMessage(
-        ...commitArgs(keys, env, entry.lease, entry.id, options, now, previous, plan),
+        ...commitArgs(
+          keys,
+          env,
+          entry.lease,
+          entry.id,
+          options,
+          now,
+          previous,
+          plan,
+          this.planner.routes,
+        ),
       );
       commits.push({ entry, env });
     }
@@ -140,16 +164,16 @@ export class Committer implements BatchProcessor {
         this.failed(entry, err, retry, dead, postponed);
         return;
       }
-      const [status, seq, recipients] = reply as [number, number, number];
-      if (status === FENCED) {
+      const [status, seq, recipients] = reply as [Code, number, number];
+      if (status === Code.FENCED) {
         fenced.add(entry.partition);
-      } else if (status === OUT_OF_ORDER) {
+      } else if (status === Code.OUT_OF_ORDER) {
         retry.add(entry.partition);
-      } else if (status === UNPLANNED) {
-        // The room has numbers now, the planner thought not: it reads the room again.
-        this.sms.forget(env.room);
+      } else if (status === Code.UNPLANNED) {
+        // A planner thought its channel inactive in the room (SMS: no numbers): it reads again.
+        this.planner.forget(env.room);
         retry.add(entry.partition);
-      } else if (status === NO_ROOM) {
+      } else if (status === Code.NO_ROOM) {
         dead.push({ entry, reason: 'room_deleted', detail: `room ${env.room} no longer exists` });
         const message = `room ${env.room} does not exist`;
         const rejected = {
@@ -162,14 +186,14 @@ export class Committer implements BatchProcessor {
         this.receipts.route(env.origin, rejected, receipts);
       } else {
         this.attempts.delete(entryKey(entry.partition, entry.id));
-        if (status === COMMITTED) {
+        if (status === Code.OK) {
           committed++;
           this.metrics.relayed.inc({ source: env.source });
           this.metrics.ingressToCommit.observe(Math.max(0, committedAt - env.receivedAt) / 1000);
-        } else if (status === DUPLICATE) {
+        } else if (status === Code.ALREADY) {
           this.metrics.duplicates.inc();
         }
-        const kind = status === COMMITTED ? 'committed' : 'duplicate';
+        const kind = status === Code.OK ? 'committed' : 'duplicate';
         this.receipts.route(
           env.origin,
           { id: env.id, room: env.room, status: kind, seq, recipients },

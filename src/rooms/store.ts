@@ -136,6 +136,8 @@ export class RedisRoomsStore implements RoomsStore {
     const [[, added]] = (await this.redis
       .multi()
       .sadd(this.keys.members(room), member)
+      // The commit script's cached count of members outside the live path (it recounts).
+      .hdel(this.keys.room(room), 'oob')
       .sadd(this.keys.memberRooms(member), room)
       .exec()) as [[Error | null, number], ...unknown[]];
     return added === 1;
@@ -146,6 +148,7 @@ export class RedisRoomsStore implements RoomsStore {
     const [[, removed]] = (await this.redis
       .multi()
       .srem(this.keys.members(room), member)
+      .hdel(this.keys.room(room), 'oob')
       .srem(this.keys.memberRooms(member), room)
       // In the same MULTI: the member's sessions hear of it before any later message.
       .publish(this.keys.live(room), revocationPayload({ room, reason: 'removed', member }))

@@ -156,10 +156,13 @@ describe('a fourth node joining while texts are in flight', () => {
     // reconciling: no attempt left ambiguous, postponed or found sent, no send outliving its lease.
     for (const n of mesh.nodes) {
       const metrics = await (await fetch(`${n.url}/metrics`)).text();
-      expect(metric(metrics, 'threshold_sms_ambiguous_total'), n.id).toBe(0);
+      expect(metric(metrics, 'threshold_outbox_ambiguous_total{channel="sms"}'), n.id).toBe(0);
       for (const outcome of ['postponed', 'reconciled', 'fenced_after_send'])
         expect(metrics, `${n.id} ${outcome}`).not.toMatch(
-          new RegExp(`^threshold_sms_outbound_total\\{outcome="${outcome}"[^}]*\\} [1-9]`, 'm'),
+          new RegExp(
+            `^threshold_outbox_jobs_total\\{channel="sms",outcome="${outcome}"[^}]*\\} [1-9]`,
+            'm',
+          ),
         );
     }
   }, 90_000);

@@ -31,6 +31,8 @@ export interface TestNodeOptions {
   name?: string;
   /** Config settings over the test defaults, e.g. `{ ws: { maxBufferedBytes: 4096 } }`. */
   overrides?: Record<string, unknown>;
+  /** A config file (`THRESHOLD_CONFIG`), under the test defaults and overrides. */
+  config?: string;
 }
 
 /**
@@ -74,10 +76,10 @@ export function useTestNode(options: TestNodeOptions = {}): () => TestNode {
   };
 }
 
-async function createTestNode({ name = 'node', overrides = {} }: TestNodeOptions) {
+async function createTestNode({ name = 'node', overrides = {}, config: file }: TestNodeOptions) {
   const prefix = uniquePrefix(name);
   const config = loadConfig({
-    env: {},
+    env: file ? { THRESHOLD_CONFIG: file } : {},
     overrides: {
       redisUrl: redisUrl(),
       port: 0,

@@ -4,14 +4,12 @@ import { RELAY_GROUP } from '../../src/funnel/funnel.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { commitArgs } from '../../src/rooms/committer.ts';
+import { Code } from '../../src/redis/codes.ts';
 import { deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
 
-const COMMITTED = 1;
-const DUPLICATE = 2;
-const FENCED = -1;
-const NO_ROOM = -2;
-const OUT_OF_ORDER = -3;
-const UNPLANNED = -4;
+const { OK: COMMITTED, ALREADY: DUPLICATE, FENCED, NO_ROOM, OUT_OF_ORDER, UNPLANNED } = Code;
+/** Users over the live path; phones texted by the SMS channel while the room has numbers. */
+const ROUTES = JSON.stringify({ user: ['', ''], phone: ['sms', 'numbers'] });
 const CONSUMER = 'node-a';
 const ROOM = 'lobby';
 const TTL = 30_000;
@@ -73,6 +71,8 @@ async function deployment(name: string, { room = true } = {}) {
         { historyLength: 1000, dedupeTtlMs: TTL },
         Date.now(),
         previousEntry,
+        '',
+        ROUTES,
       ),
     );
 
@@ -205,7 +205,7 @@ describe('commit-message script', () => {
     expect(await d.commit(second, secondEntry, lease, firstEntry)).toEqual([COMMITTED, 2, 1]);
   });
 
-  it('refuses (-4) to commit without an SMS plan to a room that has numbers, and writes nothing', async () => {
+  it('refuses (UNPLANNED) to commit without an SMS plan to a room that has numbers, and writes nothing', async () => {
     const d = await deployment('commit-unplanned');
     const lease = (await d.acquire(CONSUMER)) as string;
     await redis.hset(d.keys.room(ROOM), 'numbers', JSON.stringify(['+15550001111']));

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
 import { Receipts } from '../../src/delivery/receipts.ts';
+import { DeliveryPlanner } from '../../src/delivery/delivery-plan.ts';
 import { SmsPlanner } from '../../src/delivery/sms-plan.ts';
 import { RELAY_GROUP, prepareFunnel } from '../../src/funnel/funnel.ts';
 import { createLogger } from '../../src/log.ts';
@@ -41,8 +42,11 @@ async function funnelEntry(
   const data = JSON.stringify(serviceEnvelope(room, body));
   const entryId = (await redis.xadd(keys.funnel(p), id, 'e', data)) as string;
   await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
-  return { partition: p, lease, id: entryId, data };
+  return { partition: p, lease, id: entryId, data, fields: ['e', data] };
 }
+
+/** Phones are texted by the SMS channel; users get the live path. */
+const SMS_ROUTES = new Map([['phone', 'sms']]);
 
 describe('Committer', () => {
   const redis = defineScripts(useRedis());
@@ -65,7 +69,9 @@ describe('Committer', () => {
         metrics,
         { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 2, deadLength: 100 },
         createLogger('silent'),
-        new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+        new DeliveryPlanner(SMS_ROUTES, [
+          new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+        ]),
       );
 
       await redis.config('SET', 'maxmemory-policy', 'noeviction');
@@ -116,7 +122,9 @@ describe('Committer', () => {
         new Metrics(),
         { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 3, deadLength: 100 },
         createLogger('silent'),
-        new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+        new DeliveryPlanner(SMS_ROUTES, [
+          new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+        ]),
       );
 
       await committer.process([a]);
@@ -153,26 +161,36 @@ describe('Committer', () => {
       new Metrics(),
       { historyLength: 100, dedupeTtlMs: 60_000, maxAttempts: 2, deadLength: 100 },
       createLogger('silent'),
-      new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+      new DeliveryPlanner(SMS_ROUTES, [
+        new SmsPlanner(redis, keys, new MemberSettingsStore(redis, keys)),
+      ]),
     );
     const read = async (body: string) => {
       const env = serviceEnvelope('pantry', body);
       const id = (await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(env))) as string;
       await redis.xreadgroup('GROUP', RELAY_GROUP, NODE, 'STREAMS', keys.funnel(p), '>');
-      return { partition: p, lease, id, data: JSON.stringify(env) };
+      return {
+        partition: p,
+        lease,
+        id,
+        data: JSON.stringify(env),
+        fields: ['e', JSON.stringify(env)],
+      };
     };
 
     expect((await committer.process([await read('before')])).retry.size).toBe(0);
     // Deleted and created again with a number, say: the planner remembers the room without.
     await redis.hset(keys.room('pantry'), 'numbers', JSON.stringify(['+15550001111']));
-    await redis.sadd(keys.members('pantry'), 'phone:+15550002222');
+    await rooms.addMember('pantry', 'phone:+15550002222');
     const after = await read('after');
     expect((await committer.process([after])).retry.has(p)).toBe(true);
     expect(await redis.xlen(keys.outbox(p))).toBe(0);
     expect((await committer.process([after])).retry.size).toBe(0);
     const jobs = (await redis.xrange(keys.outbox(p), '-', '+')).map(([, f]) => f);
     expect(jobs).toHaveLength(1);
-    expect(jobs[0]).toEqual(expect.arrayContaining(['to', '+15550002222', 'from', '+15550001111']));
+    expect(jobs[0]).toEqual(
+      expect.arrayContaining(['to', 'phone:+15550002222', 'from', '+15550001111']),
+    );
     expect(await redis.get(keys.seq('pantry'))).toBe('2');
   });
 });

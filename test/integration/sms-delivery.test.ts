@@ -32,14 +32,17 @@ describe('SMS delivery', () => {
     await eventually(
       'the ambiguous resend counted',
       () => node.metrics(),
-      (m) => metric(m, 'threshold_sms_ambiguous_total') === 1,
+      (m) => metric(m, 'threshold_outbox_ambiguous_total{channel="sms"}') === 1,
     );
     await s.waitFor('the resend', (t) => textsTo(t, bob).length === 2);
     await new Promise((r) => setTimeout(r, 300));
     expect(textsTo(s.messages(), bob)).toHaveLength(2);
     const metrics = await node.metrics();
     expect(
-      metric(metrics, 'threshold_sms_outbound_total{outcome="retried",code="ambiguous"}'),
+      metric(
+        metrics,
+        'threshold_outbox_jobs_total{channel="sms",outcome="retried",code="ambiguous"}',
+      ),
     ).toBe(1);
   });
 
@@ -63,12 +66,13 @@ describe('SMS delivery', () => {
     await eventually(
       'the retry reconciled with the recorded sid',
       () => node.metrics(),
-      (m) => metric(m, 'threshold_sms_outbound_total{outcome="reconciled",code=""}') === 1,
+      (m) =>
+        metric(m, 'threshold_outbox_jobs_total{channel="sms",outcome="reconciled",code=""}') === 1,
     );
     expect(textsTo(s.messages(), bob)).toHaveLength(1);
     const status = await node.status(sid, 'slow2');
     expect(status.channels?.sms).toMatchObject({ recipients: 1, delivered: 1, queued: 0 });
-    expect(metric(await node.metrics(), 'threshold_sms_ambiguous_total')).toBe(0);
+    expect(metric(await node.metrics(), 'threshold_outbox_ambiguous_total{channel="sms"}')).toBe(0);
   });
 
   it('21211 marks the number invalid and is not retried; 20003 (credentials) is dead-lettered with its code', async () => {
@@ -93,8 +97,12 @@ describe('SMS delivery', () => {
     expect(status.channels?.sms).toMatchObject({ recipients: 3, failed: 2 });
     const metrics = await node.metrics();
     expect(metric(metrics, 'threshold_dead_letters_total{reason="sms_rejected"}')).toBe(1);
-    expect(metric(metrics, 'threshold_sms_outbound_total{outcome="dead",code="20003"}')).toBe(1);
-    expect(metric(metrics, 'threshold_sms_outbound_total{outcome="failed",code="21211"}')).toBe(1);
+    expect(
+      metric(metrics, 'threshold_outbox_jobs_total{channel="sms",outcome="dead",code="20003"}'),
+    ).toBe(1);
+    expect(
+      metric(metrics, 'threshold_outbox_jobs_total{channel="sms",outcome="failed",code="21211"}'),
+    ).toBe(1);
     const redis = connect(node.node.redisUrl);
     try {
       const dead = await redis.xrange(`${node.prefix}dead`, '-', '+');
@@ -178,7 +186,9 @@ describe('SMS delivery', () => {
     await node.text(ann, room, 'through the storm');
     await s.waitFor('bob gets it', (t) => textsTo(t, bob).length === 1, 20_000);
     const metrics = await node.metrics();
-    expect(metric(metrics, 'threshold_sms_outbound_total{outcome="retried",code="20429"}')).toBe(8);
+    expect(
+      metric(metrics, 'threshold_outbox_jobs_total{channel="sms",outcome="retried",code="20429"}'),
+    ).toBe(8);
     expect(metric(metrics, 'threshold_dead_letters_total{reason="sms_attempts"}')).toBe(0);
   });
 

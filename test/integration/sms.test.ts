@@ -271,13 +271,14 @@ describe('SMS rooms over Twilio', () => {
     );
     const retried = metric(
       await node.metrics(),
-      'threshold_sms_outbound_total{outcome="retried",code="20429"}',
+      'threshold_outbox_jobs_total{channel="sms",outcome="retried",code="20429"}',
     );
     expect(retried).toBe(3);
     await eventually(
       'the 21610 counted',
       () => node.metrics(),
-      (m) => metric(m, 'threshold_sms_outbound_total{outcome="failed",code="21610"}') === 1,
+      (m) =>
+        metric(m, 'threshold_outbox_jobs_total{channel="sms",outcome="failed",code="21610"}') === 1,
     );
     // A 429 may have hit cat's first try too; the 21610 itself is tried once, never again.
     const tries = s.attempts(cat);
@@ -311,7 +312,9 @@ describe('SMS rooms over Twilio', () => {
     expect(s.attempts(bob)).toBe(2);
     const metrics = await node.metrics();
     expect(metric(metrics, 'threshold_dead_letters_total{reason="sms_attempts"}')).toBe(1);
-    expect(metric(metrics, 'threshold_sms_outbound_total{outcome="dead",code="20503"}')).toBe(1);
+    expect(
+      metric(metrics, 'threshold_outbox_jobs_total{channel="sms",outcome="dead",code="20503"}'),
+    ).toBe(1);
   });
 
   it('WebSocket and SMS members of one room see each other, and a room with numbers takes at most 1600 characters', async () => {

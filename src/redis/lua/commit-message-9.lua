@@ -1,5 +1,7 @@
 --[[
-  Commit one funnel entry: the fenced, idempotent heart of the relay (DESIGN §4).
+  Commit one funnel entry: the fenced, idempotent heart of the relay (DESIGN §4). It knows
+  no channel: members are routed by the prefix of their id, and whatever a channel decides
+  at commit time comes in its plan.
 
   Input:
     KEYS[1] partition lease     thr:{p<n>}:lease
@@ -26,33 +28,34 @@
              be acknowledged already, so a failure earlier in a pipelined batch can never let
              a later message of the room overtake it
     ARGV[13] envelope id
-    ARGV[14] SMS plan, JSON, or "" when the planner found (or remembers) that the room has
-             no numbers; should it have numbers now, nothing is written (-4: plan again):
-             { body: relay text, media: JSON array text or "", skip: [member ids not to text
-               (opted out, invalid)], confirm: true to text the sender a receipt,
-               via: the number the sender texted ("" = the room's first number) }
-             Phone members other than the sender and the skipped get one outbox job each;
-             the receipt's count leaves the skipped out (they are not reached),
-             from the room's first number; their delivery id is "<room>~<E.164>~<envelope id>".
+    ARGV[14] channel plans, JSON, or "": { <channel>: { skip: [member ids not reached],
+             f: [field, value, ...] added to each of its jobs, extra: [{ to, kind,
+             f: [...] }] jobs beside the members' (a text in f may hold "{recipients}") } }
+    ARGV[15] routes, JSON: { <member-id prefix>: [<channel>, <gate>] }. Channel "" is the live
+             path (counted, no job). A gate is a room hash field: the channel is active in a
+             room only while that field is set (not "" or "[]"), and then needs a plan.
+             Members of an unrouted prefix, or of an inactive channel, are not reached.
 
-  Outbox jobs (stream fields): kind (relay | receipt), d (delivery id, "" for receipts), to,
-  from, body, media, room, msg (envelope id), attempt (0).
+  The room hash caches its count of members outside the live path (field oob); membership
+  changes delete it. Outbox jobs (stream fields): ch, kind (relay, or an extra job's),
+  d (delivery id "<room>~<member>~<envelope id>", "" for extras), to (member id), room,
+  msg (envelope id), attempt (0), m (the message frame), then the plan's fields.
+  Recipient states: <channel>:<member> = queued; counters <channel>:recipients and :queued.
 
-  Output: { status, seq, recipients }
-    status  1 committed now
-            2 already committed earlier (seq is the original one; the entry is acknowledged)
-           -1 fenced: the lease is not ours, nothing was written
-           -2 the room no longer exists, nothing was written (the caller dead-letters it)
-           -3 the previous entry of the room is not committed yet, nothing was written (retry)
-           -4 the room has numbers but no SMS plan came with the entry (the planner's
-              knowledge is out of date), nothing was written (plan again, retry)
+  Output: { code, seq, recipients } with code (redis/codes.ts)
+     1 OK committed now
+     2 ALREADY committed earlier (seq is the original one; the entry is acknowledged)
+    -1 FENCED the lease is not ours, nothing written
+    -2 NO_ROOM the room no longer exists, nothing written (the caller dead-letters it)
+    -6 OUT_OF_ORDER the previous entry of the room is not committed yet, nothing written
+    -7 UNPLANNED a gated channel is active in the room and has no plan, nothing written
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return { -1, 0, 0 }
 end
 
 if ARGV[12] ~= '' and #redis.call('XPENDING', KEYS[2], ARGV[3], ARGV[12], ARGV[12], 1) > 0 then
-  return { -3, 0, 0 }
+  return { -6, 0, 0 }
 end
 
 local previous = redis.call('GET', KEYS[3])
@@ -65,10 +68,20 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
   return { -2, 0, 0 }
 end
 
-if ARGV[14] == '' then
-  local numbers = redis.call('HGET', KEYS[5], 'numbers')
-  if numbers and numbers ~= '[]' then
-    return { -4, 0, 0 }
+local routes = cjson.decode(ARGV[15])
+local plans = {}
+if ARGV[14] ~= '' then plans = cjson.decode(ARGV[14]) end
+local active = {}
+for prefix, route in pairs(routes) do
+  local ch, gate = route[1], route[2]
+  if ch == '' or gate == '' then
+    active[prefix] = true
+  else
+    local value = redis.call('HGET', KEYS[5], gate)
+    if value and value ~= '' and value ~= '[]' then
+      if not plans[ch] then return { -7, 0, 0 } end
+      active[prefix] = true
+    end
   end
 end
 
@@ -77,51 +90,67 @@ local frame = ARGV[4] .. seq .. ARGV[5]
 local historyLength = tonumber(redis.call('HGET', KEYS[5], 'historyLength') or ARGV[7])
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', historyLength, seq .. '-0', 'm', frame)
 
-local recipients = redis.call('SCARD', KEYS[8])
-if ARGV[10] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[10]) == 1 then
-  recipients = recipients - 1
+local oob = redis.call('HGET', KEYS[5], 'oob')
+local members
+if not oob then
+  members = redis.call('SMEMBERS', KEYS[8])
+  oob = 0
+  for _, m in ipairs(members) do
+    if string.sub(m, 1, 5) ~= 'user:' then oob = oob + 1 end
+  end
+  redis.call('HSET', KEYS[5], 'oob', oob)
+end
+
+local recipients = 0
+if tonumber(oob) == 0 then
+  recipients = redis.call('SCARD', KEYS[8])
+  if ARGV[10] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[10]) == 1 then
+    recipients = recipients - 1
+  end
+else
+  members = members or redis.call('SMEMBERS', KEYS[8])
+  local skip, queued = {}, {}
+  for ch, plan in pairs(plans) do
+    skip[ch] = {}
+    for _, m in ipairs(plan.skip or {}) do skip[ch][m] = true end
+  end
+  for _, m in ipairs(members) do
+    local prefix = string.match(m, '^([^:]+):')
+    local route = prefix and routes[prefix]
+    if m ~= ARGV[10] and route and active[prefix] then
+      local ch = route[1]
+      if ch == '' then
+        recipients = recipients + 1
+      elseif not (skip[ch] and skip[ch][m]) then
+        recipients = recipients + 1
+        local job = { 'ch', ch, 'kind', 'relay', 'd', ARGV[11] .. '~' .. m .. '~' .. ARGV[13],
+          'to', m, 'room', ARGV[11], 'msg', ARGV[13], 'attempt', 0, 'm', frame }
+        for _, v in ipairs(plans[ch] and plans[ch].f or {}) do job[#job + 1] = v end
+        redis.call('XADD', KEYS[9], '*', unpack(job))
+        redis.call('HSET', KEYS[4], ch .. ':' .. m, 'queued')
+        queued[ch] = (queued[ch] or 0) + 1
+      end
+    end
+  end
+  for ch, n in pairs(queued) do
+    redis.call('HSET', KEYS[4], ch .. ':recipients', n, ch .. ':queued', n)
+  end
+end
+
+for ch, plan in pairs(plans) do
+  for _, extra in ipairs(plan.extra or {}) do
+    local job = { 'ch', ch, 'kind', extra.kind, 'd', '', 'to', extra.to, 'room', ARGV[11],
+      'msg', ARGV[13], 'attempt', 0, 'm', frame }
+    for _, v in ipairs(extra.f or {}) do
+      job[#job + 1] = (string.gsub(v, '{recipients}', tostring(recipients)))
+    end
+    redis.call('XADD', KEYS[9], '*', unpack(job))
+  end
 end
 
 redis.call('SET', KEYS[3], seq, 'PX', ARGV[8])
 redis.call('HSET', KEYS[4], 'room', ARGV[11], 'seq', seq, 'status', 'committed',
   'committedAt', ARGV[9], 'recipients', recipients)
-
-if ARGV[14] ~= '' then
-  local plan = cjson.decode(ARGV[14])
-  local numbers = cjson.decode(redis.call('HGET', KEYS[5], 'numbers') or '[]')
-  local from = numbers[1]
-  if from then
-    local skip = {}
-    for _, m in ipairs(plan.skip) do skip[m] = true end
-    local texted = 0
-    for _, m in ipairs(redis.call('SMEMBERS', KEYS[8])) do
-      if string.sub(m, 1, 6) == 'phone:' and m ~= ARGV[10] and not skip[m] then
-        local to = string.sub(m, 7)
-        redis.call('XADD', KEYS[9], '*', 'kind', 'relay', 'd', ARGV[11] .. '~' .. to .. '~' .. ARGV[13],
-          'to', to, 'from', from, 'body', plan.body, 'media', plan.media, 'room', ARGV[11],
-          'msg', ARGV[13], 'attempt', 0)
-        redis.call('HSET', KEYS[4], 'sms:' .. to, 'queued')
-        texted = texted + 1
-      end
-    end
-    redis.call('HSET', KEYS[4], 'sms:recipients', texted, 'sms:queued', texted)
-    if plan.confirm and string.sub(ARGV[10], 1, 6) == 'phone:' then
-      local via = plan.via
-      if via == '' then via = from end
-      local name = redis.call('HGET', KEYS[5], 'name') or ARGV[11]
-      -- The members it reaches: not those skipped (opted out of the room's number, invalid).
-      local reached = recipients
-      for m in pairs(skip) do
-        if m ~= ARGV[10] and redis.call('SISMEMBER', KEYS[8], m) == 1 then
-          reached = reached - 1
-        end
-      end
-      redis.call('XADD', KEYS[9], '*', 'kind', 'receipt', 'd', '', 'to', string.sub(ARGV[10], 7),
-        'from', via, 'body', 'Sent to ' .. name .. ' (' .. reached .. ')', 'media', '',
-        'room', ARGV[11], 'msg', ARGV[13], 'attempt', 0)
-    end
-  end
-end
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 redis.call('PUBLISH', ARGV[6], frame)
 redis.call('XACK', KEYS[2], ARGV[3], ARGV[2])

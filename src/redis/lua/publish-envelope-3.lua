@@ -13,18 +13,17 @@
     ARGV[5] the relayed text's length in characters: the body and its "<sender>: " prefix
     ARGV[6] "1" when the prefix is the room's name (a service's message): its length is added
 
-  Output:
-    the funnel entry id, or
-    -1 room does not exist
-    -2 sender is not a member
-    -3 funnel partition is full
-    -4 body too long for a room with phone numbers (SMS rooms)
+  Output: the funnel entry id, or (redis/codes.ts)
+    -2 NO_ROOM the room does not exist
+    -3 NOT_MEMBER the sender is not a member
+    -4 FUNNEL_FULL the funnel partition is full
+    -5 TOO_LONG the body is too long for a room with phone numbers (SMS rooms)
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return -1
+  return -2
 end
 if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
-  return -2
+  return -3
 end
 local smsLimit = tonumber(ARGV[4] or '0')
 if smsLimit > 0 then
@@ -38,12 +37,12 @@ if smsLimit > 0 then
   if length > smsLimit then
     local numbers = redis.call('HGET', KEYS[1], 'numbers')
     if numbers and numbers ~= '[]' then
-      return -4
+      return -5
     end
   end
 end
 local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('XLEN', KEYS[3]) >= limit then
-  return -3
+  return -4
 end
 return redis.call('XADD', KEYS[3], '*', 'e', ARGV[2])

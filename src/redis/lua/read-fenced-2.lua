@@ -13,7 +13,7 @@
     ARGV[4] count
     ARGV[5] '>' (new entries), or an id: our pending entries after it ('0' for all)
 
-  Output: -1 when the lease is not ours (nothing read), else { entries, last id }
+  Output: -1 FENCED (redis/codes.ts) when the lease is not ours (nothing read), else { entries, last id }
     entries  { {id, {field, value, ...}}, ... } as XREADGROUP returns them (fields false
              for a pending entry trimmed away)
     last id  when nothing was read, the stream's newest entry id ('0-0' if empty), for an

@@ -6,7 +6,7 @@
     ARGV[1] expected lease value "<node>:<token>"
     ARGV[2] ttl, ms
 
-  Output: 1 renewed, 0 lost (expired or taken by another node)
+  Output (redis/codes.ts): 1 OK renewed, 0 NONE lost (expired or taken by another node)
 ]]
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])

@@ -13,7 +13,8 @@
     ARGV[4] retry time, ms since epoch, or "" for no retry
     ARGV[5] the job to retry: JSON array of its stream fields [name, value, ...]
 
-  Output: 1 settled, -1 fenced (nothing changed; the partition's new owner has the job)
+  Output (redis/codes.ts): 1 OK settled, -1 FENCED (nothing changed; the partition's new
+  owner has the job)
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1

@@ -64,7 +64,7 @@ it('SIGSTOP the owner of busy SMS rooms for 2 × lease ttl: no stale commit, no 
   for (const t of texts)
     perText.set(`${t.to}|${t.body}`, (perText.get(`${t.to}|${t.body}`) ?? 0) + 1);
   const repeated = [...perText.values()].filter((n) => n > 1);
-  const ambiguous = await sumMetric(mesh.nodes, 'threshold_sms_ambiguous_total');
+  const ambiguous = await sumMetric(mesh.nodes, 'threshold_outbox_ambiguous_total{channel="sms"}');
   figures('sigstop-sms', {
     paused: `${2 * LEASE_TTL_MS}ms`,
     ...historyFigures(check),

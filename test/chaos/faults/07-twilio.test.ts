@@ -114,11 +114,11 @@ it('Twilio failing (429 storm, 5xx, timeouts): no text lost, none to an opted-ou
       repeats += Math.max(0, n - 1);
       worst = Math.max(worst, n);
     }
-  const ambiguous = await sumMetric(mesh.nodes, 'threshold_sms_ambiguous_total');
+  const ambiguous = await sumMetric(mesh.nodes, 'threshold_outbox_ambiguous_total{channel="sms"}');
   // Timed out, then found already with Twilio (its status callback came): settled, not resent.
   const reconciled = await sumMetric(
     mesh.nodes,
-    'threshold_sms_outbound_total{outcome="reconciled",code=""}',
+    'threshold_outbox_jobs_total{channel="sms",outcome="reconciled",code=""}',
   );
   const toStopped = stopped.reduce((sum, p) => sum + standin.attempts(p), 0);
   const requests = [...reached.values()].flat().reduce((sum, p) => sum + standin.attempts(p), 0);

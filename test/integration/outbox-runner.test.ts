@@ -3,9 +3,12 @@ import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { eventually } from '../helpers/eventually.ts';
 import { MemberSettingsStore } from '../../src/delivery/member-settings.ts';
-import { prepareOutbox } from '../../src/delivery/outbox-job.ts';
-import { OutboxSender, type OutboxSenderOptions } from '../../src/delivery/outbox-sender.ts';
+import { createSmsChannel, type SmsChannelOptions } from '../../src/delivery/channels/sms.ts';
+import { SENDERS_GROUP } from '../../src/delivery/outbox-job.ts';
+import { OutboxLedger, prepareOutbox } from '../../src/delivery/outbox-ledger.ts';
+import { OutboxRunner } from '../../src/delivery/outbox-runner.ts';
 import type { OutboundSms, SmsClient } from '../../src/delivery/sms-client.ts';
+import { PartitionConsumer } from '../../src/mesh/partition-consumer.ts';
 import type { Clock } from '../../src/delivery/token-bucket.ts';
 import { SmsSendError } from '../../src/errors.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
@@ -16,22 +19,20 @@ import { connect, deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts
 const redis = defineScripts(useRedis());
 const NODE = 'sender-node';
 
-const OPTIONS: OutboxSenderOptions = {
-  nodeId: NODE,
+interface Options extends Omit<SmsChannelOptions, 'retry'> {
+  maxAttempts: number;
+  blockMs: number;
+}
+
+const OPTIONS: Options = {
   ratePerSecond: 1000,
   burst: 100,
   maxAttempts: 3,
-  maxRetryMs: 3_600_000,
   sendTimeoutMs: 1000,
-  markerTtlMs: 3_600_000,
-  backoffBaseMs: 10,
-  backoffMaxMs: 20,
-  readBatch: 10,
   maxInFlight: 1,
   maxQueuedPerNumber: 10,
   blockMs: 50,
   publicUrl: 'https://relay.example.test',
-  deadLength: 100,
 };
 
 /** A client that records texts and fails as scripted. */
@@ -90,8 +91,8 @@ function deferred() {
   return { promise, resolve };
 }
 
-/** The lease is not ours: what the sender logs when a fenced read (or settle) tells it so. */
-const FENCED_LOG = /the partition lease is not ours/;
+/** The lease is not ours: what the reader or runner logs when a fenced read (or settle) tells it so. */
+const FENCED_LOG = /lease lost \(fenced read\)|the partition lease is not ours/;
 
 async function setup(
   name: string,
@@ -104,7 +105,7 @@ async function setup(
   }: {
     maxAttempts?: number;
     commands?: Redis;
-    options?: Partial<OutboxSenderOptions>;
+    options?: Partial<Options>;
     clock?: Clock;
   } = {},
 ) {
@@ -120,33 +121,74 @@ async function setup(
   const metrics = new Metrics();
   const members = new FlakyMembers(redis, keys);
   const { log, logged } = captureLog();
-  const sender = new OutboxSender(
-    reader,
+  const opts = { ...OPTIONS, maxAttempts, ...options };
+  const retry = { maxAttempts, maxRetryMs: 3_600_000, backoffBaseMs: 10, backoffMaxMs: 20 };
+  const sms = createSmsChannel({ client, members, metrics }, { ...opts, retry });
+  const ledger = new OutboxLedger(
     commands,
     keys,
-    client,
-    members,
+    { inFlightMs: () => opts.sendTimeoutMs, markerTtlMs: 3_600_000, deadLength: 100 },
+    log,
+  );
+  const runner = new OutboxRunner(
+    new Map([['sms', sms]]),
+    ledger,
     metrics,
     () => leases,
-    { ...OPTIONS, maxAttempts, ...options },
+    { readBatch: 10, promoteMs: opts.blockMs },
     log,
     clock,
   );
+  const consumer = new PartitionConsumer(
+    reader,
+    commands,
+    keys,
+    runner,
+    {
+      nodeId: NODE,
+      batch: 10,
+      blockMs: opts.blockMs,
+      stream: (p) => keys.outbox(p),
+      group: SENDERS_GROUP,
+    },
+    log,
+  );
+  runner.rewind = (p) => consumer.rewind(p);
+  // As the coordinator does: a partition we hold that the reader dropped is added again.
+  let stopped = false;
+  consumer.onFenced = (p) => {
+    setTimeout(() => {
+      const lease = leases.get(p);
+      if (lease && !stopped) void consumer.add(p, lease);
+    }, 250);
+  };
+  const sender = {
+    async start() {
+      for (const [p, lease] of leases) await consumer.add(p, lease);
+      await consumer.start();
+    },
+    release: (p: number) => consumer.remove(p).then(() => runner.release(p)),
+    async stop() {
+      stopped = true;
+      await consumer.stop();
+      await runner.stop(1000);
+    },
+  };
   // prettier-ignore
   const job = (to: string, body: string) => redis.xadd(
-    keys.outbox(0), '*', 'kind', 'relay', 'd', `r~${to}~m1`, 'to', to, 'from', '+15550000000',
-    'body', body, 'media', '', 'room', 'r', 'msg', 'm1', 'attempt', 0,
+    keys.outbox(0), '*', 'ch', 'sms', 'kind', 'relay', 'd', `r~phone:${to}~m1`, 'to', `phone:${to}`,
+    'from', '+15550000000', 'body', body, 'media', '', 'room', 'r', 'msg', 'm1', 'attempt', 0,
   );
   return { keys, client, metrics, sender, job, members, logged };
 }
 
-describe('OutboxSender', () => {
+describe('OutboxRunner (SMS channel)', () => {
   it('sends nothing for a partition whose lease is not ours, and sends once it is', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
     const { keys, client, sender, job, logged } = await setup('outbox-fenced', leases);
     await redis.set(keys.lease(0), 'other-node:7');
     await job('+15550000001', 'fenced');
-    sender.start();
+    await sender.start();
     // Proof that it read (fenced) before we look for what it did not do.
     await logged(FENCED_LOG);
     expect(client.sent).toEqual([]);
@@ -163,7 +205,7 @@ describe('OutboxSender', () => {
     expect(client.sent[0]).toMatchObject({
       to: '+15550000001',
       body: 'fenced',
-      statusCallback: `https://relay.example.test/twilio/status?d=${encodeURIComponent('r~+15550000001~m1')}`,
+      statusCallback: `https://relay.example.test/twilio/status?d=${encodeURIComponent('r~phone:+15550000001~m1')}`,
     });
     await eventually(
       'acknowledged and deleted',
@@ -178,7 +220,7 @@ describe('OutboxSender', () => {
     const { keys, client, sender, job, logged } = await setup('outbox-stale', leases);
     await redis.set(keys.lease(0), 'new-owner:2');
     await job('+15550000004', 'for the new owner');
-    sender.start();
+    await sender.start();
     await logged(FENCED_LOG);
     expect(client.sent).toEqual([]);
     // Unread: the new owner reads it with '>' instead of finding it in a stranger's pending list.
@@ -196,12 +238,12 @@ describe('OutboxSender', () => {
       await redis.set(keys.lease(p), `${NODE}:1`);
       // prettier-ignore
       await redis.xadd(
-        keys.outbox(p), '1-1', 'kind', 'relay', 'd', `r${p}~+1555000000${p}~m${p}`,
-        'to', `+1555000000${p}`, 'from', `+1555000010${p}`, 'body', `from partition ${p}`,
+        keys.outbox(p), '1-1', 'ch', 'sms', 'kind', 'relay', 'd', `r${p}~phone:+1555000000${p}~m${p}`,
+        'to', `phone:+1555000000${p}`, 'from', `+1555000010${p}`, 'body', `from partition ${p}`,
         'media', '', 'room', `r${p}`, 'msg', `m${p}`, 'attempt', 0,
       );
     }
-    sender.start();
+    await sender.start();
     // Not one now and the other at the next rescan of pending jobs (30 s).
     await eventually(
       'both texts',
@@ -218,7 +260,7 @@ describe('OutboxSender', () => {
     await redis.set(keys.lease(0), `${NODE}:1`);
     client.failures.push(new SmsSendError('Twilio 500', 500, 20500));
     await job('+15550000002', 'again');
-    sender.start();
+    await sender.start();
     await eventually(
       'sent on the second try',
       async () => client.sent.length,
@@ -229,9 +271,11 @@ describe('OutboxSender', () => {
     const text = await eventually(
       'the send settled',
       () => metrics.registry.metrics(),
-      (t) => /threshold_sms_outbound_total\{outcome="sent",code=""\} 1/.test(t),
+      (t) => /threshold_outbox_jobs_total\{channel="sms",outcome="sent",code=""\} 1/.test(t),
     );
-    expect(text).toMatch(/threshold_sms_outbound_total\{outcome="retried",code="20500"\} 1/);
+    expect(text).toMatch(
+      /threshold_outbox_jobs_total\{channel="sms",outcome="retried",code="20500"\} 1/,
+    );
     expect(await redis.zcard(keys.outboxRetry(0))).toBe(0);
   });
 
@@ -241,7 +285,7 @@ describe('OutboxSender', () => {
     await redis.set(keys.lease(0), `${NODE}:1`);
     members.failures.push(new Error('Command timed out'));
     await job('+15550000003', 'despite Redis');
-    sender.start();
+    await sender.start();
     await eventually(
       'the text',
       async () => client.sent.length,
@@ -264,12 +308,12 @@ describe('OutboxSender', () => {
     await redis.set(keys.lease(0), `${NODE}:1`);
     // prettier-ignore
     await redis.xadd(
-      keys.outbox(0), '*', 'kind', 'relay', 'd', 'r~+15550000004~m2', 'to', '+15550000004',
+      keys.outbox(0), '*', 'ch', 'sms', 'kind', 'relay', 'd', 'r~phone:+15550000004~m2', 'to', 'phone:+15550000004',
       'from', '+15550000000', 'body', 'with bad media', 'media', '{not json', 'room', 'r',
       'msg', 'm2', 'attempt', 0,
     );
     await job('+15550000005', 'the next one');
-    sender.start();
+    await sender.start();
     const dead = await eventually(
       'the dead letter',
       () => redis.xrange(keys.dead, '-', '+'),
@@ -302,7 +346,7 @@ describe('OutboxSender', () => {
     };
     await job('+15550000006', 'in flight');
     await job('+15550000007', 'queued');
-    sender.start();
+    await sender.start();
     await inFlight;
     const released = sender.release(0);
     setTimeout(finish, 100);
@@ -328,7 +372,7 @@ describe('OutboxSender', () => {
     members.failures.push(new Error('a malformed setting'));
     members.beforeFailure = () => redis.set(keys.lease(0), 'next-owner:2');
     await job('+15550000008', 'for whoever holds the lease');
-    sender.start();
+    await sender.start();
     await logged(FENCED_LOG);
     expect(await redis.xlen(keys.dead)).toBe(0);
 
@@ -366,10 +410,10 @@ describe('OutboxSender', () => {
     members.failures.push(new Error('a malformed setting'));
     // prettier-ignore
     await redis.xadd(
-      keys.outbox(0), '*', 'kind', 'relay', 'd', 'r~+15550000009~m1', 'to', '+15550000009',
+      keys.outbox(0), '*', 'ch', 'sms', 'kind', 'relay', 'd', 'r~phone:+15550000009~m1', 'to', 'phone:+15550000009',
       'from', '+15550000000', 'body', 'doomed', 'media', '', 'room', 'r', 'msg', 'm1', 'attempt', 0,
     );
-    sender.start();
+    await sender.start();
     await deadLettering;
     let done = false;
     const released = sender.release(0).then(() => {
@@ -395,7 +439,7 @@ describe('OutboxSender', () => {
     await redis.set(keys.lease(0), `${NODE}:1`);
     await job('+15550000010', 'first');
     await job('+15550000010', 'second');
-    sender.start();
+    await sender.start();
     await eventually(
       'the first sent and the second parked',
       async () => [client.sent.length, await redis.zcard(keys.outboxRetry(0))],

@@ -1,0 +1,130 @@
+import type { Redis } from 'ioredis';
+import { type Config, isLoopback } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { PartitionConsumer } from '../mesh/partition-consumer.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { Keys } from '../redis/keys.ts';
+import type { RunnerChannel } from './channel.ts';
+import { createChannels } from './channels.ts';
+import { DeliveryPlanner } from './delivery-plan.ts';
+import type { MemberSettingsStore } from './member-settings.ts';
+import { SENDERS_GROUP } from './outbox-job.ts';
+import { OutboxLedger } from './outbox-ledger.ts';
+import { OutboxRunner } from './outbox-runner.ts';
+import { DevSmsClient, type SmsClient, TwilioSmsClient } from './sms-client.ts';
+import { SmsPlanner } from './sms-plan.ts';
+import { WebhookEndpoints } from './webhook-endpoints.ts';
+
+/**
+ * Twilio with both credentials; without them, on loopback, development mode (texts are
+ * logged and kept for GET /v1/dev/outbox); elsewhere none: nothing is sent, and the outbox
+ * keeps every text until a node with credentials runs.
+ */
+export function smsClientFor(
+  config: Pick<Config, 'twilio' | 'sms' | 'host'>,
+  log: Logger,
+): { client: SmsClient | undefined; dev: DevSmsClient | undefined; live: boolean } {
+  const live = Boolean(config.twilio.accountSid && config.twilio.authToken);
+  const dev = !live && isLoopback(config.host) ? new DevSmsClient(log) : undefined;
+  const client = live
+    ? new TwilioSmsClient({
+        accountSid: config.twilio.accountSid,
+        authToken: config.twilio.authToken,
+        apiUrl: config.twilio.apiUrl,
+        timeoutMs: config.sms.sendTimeoutMs,
+      })
+    : dev;
+  return { client, dev, live };
+}
+
+export interface OutboxDeps {
+  config: Config;
+  nodeId: string;
+  /** Commands connection. */
+  redis: Redis;
+  /** A connection of its own for the outbox reader's blocking waits. */
+  reader: Redis;
+  keys: Keys;
+  members: MemberSettingsStore;
+  metrics: Metrics;
+  log: Logger;
+  smsClient: SmsClient | undefined;
+  /** partition → our lease value (the coordinator's `heldLeases()`). */
+  leases: () => ReadonlyMap<number, string>;
+}
+
+/**
+ * The delivery side of a node (DESIGN §7): the channels, what they decide at commit (the
+ * committer's planner), and the runner that sends the outbox jobs of the partitions we hold,
+ * fed by a reader of those partitions' outboxes (added to the coordinator beside the funnel's).
+ */
+export async function createOutbox({ config, redis, keys, log, ...deps }: OutboxDeps) {
+  const webhooks = new WebhookEndpoints(redis, keys);
+  const stopping = new AbortController();
+  const channels: Map<string, RunnerChannel> = await createChannels(config.channels, {
+    config,
+    smsClient: deps.smsClient,
+    members: deps.members,
+    webhooks,
+    metrics: deps.metrics,
+    log,
+    signal: stopping.signal,
+  });
+  // Texts are committed to the outbox even on a node that cannot send them (no Twilio).
+  const routes = new Map([
+    ['phone', 'sms'],
+    ...[...channels.values()].map((c): [string, string] => [c.prefix, c.name]),
+  ]);
+  const planner = new DeliveryPlanner(routes, [new SmsPlanner(redis, keys, deps.members)]);
+  const blockMs = Math.min(config.mesh.readBlockMs, 500);
+  const ledger = new OutboxLedger(
+    redis,
+    keys,
+    {
+      inFlightMs: (ch) => channels.get(ch)?.sendTimeoutMs ?? config.outbox.sendTimeoutMs,
+      markerTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000),
+      deadLength: 100_000,
+    },
+    log,
+  );
+  const runner = new OutboxRunner(
+    channels,
+    ledger,
+    deps.metrics,
+    deps.leases,
+    { readBatch: config.outbox.readBatch, promoteMs: blockMs },
+    log,
+  );
+  const reader = new PartitionConsumer(
+    deps.reader,
+    redis,
+    keys,
+    runner,
+    {
+      nodeId: deps.nodeId,
+      batch: config.outbox.readBatch,
+      blockMs,
+      stream: (p) => keys.outbox(p),
+      group: SENDERS_GROUP,
+      // Pending jobs no lane holds (a channel this node lacked, a failure) are read again.
+      rescanMs: 30_000,
+    },
+    log,
+  );
+  runner.rewind = (p) => reader.rewind(p);
+  return {
+    channels,
+    routes,
+    planner,
+    webhooks,
+    runner,
+    reader,
+    /** Stops reading, waits (at most `waitMs`) for sends in flight, then stops the channels. */
+    async stop(waitMs: number): Promise<void> {
+      stopping.abort();
+      await reader.stop();
+      await runner.stop(waitMs);
+      for (const c of channels.values()) await c.stop?.();
+    },
+  };
+}
