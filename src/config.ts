@@ -25,6 +25,19 @@ export type { ChannelSetting } from './config-file.ts';
  */
 const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
 
+/** How a channel's deliveries are retried (`sms.*`, `outbox.*`: see RetryPolicy). */
+const retrySettings = {
+  /** Attempts before a delivery is dead-lettered (throttled answers count none). */
+  maxAttempts: z.coerce.number().int().min(1).max(100),
+  /** How long a delivery may keep being retried, throttled answers included. */
+  maxRetryHours: z.coerce
+    .number()
+    .positive()
+    .max(24 * 30),
+  backoffBaseMs: ms(1),
+  backoffMaxMs: ms(1),
+};
+
 const ConfigSchema = z.object({
   redisUrl: z.string().refine((v) => v === '' || /^rediss?:\/\//.test(v), {
     message: 'expected a redis:// or rediss:// URL (or empty to start a local redis-server)',
@@ -119,15 +132,8 @@ const ConfigSchema = z.object({
     /** Texts per second per sending number (a US long code takes about 1). */
     ratePerSecond: z.coerce.number().positive().max(1000),
     burst: z.coerce.number().int().min(1).max(10_000),
-    /** Send attempts before a text is dead-lettered (5xx, network errors, timeouts; not 429s). */
-    maxAttempts: z.coerce.number().int().min(1).max(100),
-    /** How long a text may keep being retried (429s count no attempt, only this budget). */
-    maxRetryHours: z.coerce
-      .number()
-      .positive()
-      .max(24 * 30),
-    backoffBaseMs: ms(1),
-    backoffMaxMs: ms(1),
+    /** Send attempts (not 429s) and hours before a text is dead-lettered; backoff. */
+    ...retrySettings,
     sendTimeoutMs: ms(100),
     /** Twilio requests in flight at once, over all numbers. */
     maxInFlight: z.coerce.number().int().min(1).max(1000),
@@ -144,15 +150,7 @@ const ConfigSchema = z.object({
     maxQueuedPerLane: z.coerce.number().int().min(1).max(100_000),
     /** How long one send may take before it counts as possibly in flight. */
     sendTimeoutMs: ms(100),
-    /** Attempts before a delivery is dead-lettered. */
-    maxAttempts: z.coerce.number().int().min(1).max(100),
-    /** How long a delivery may keep being retried. */
-    maxRetryHours: z.coerce
-      .number()
-      .positive()
-      .max(24 * 30),
-    backoffBaseMs: ms(1),
-    backoffMaxMs: ms(1),
+    ...retrySettings,
   }),
   /** The built-in webhook channel (its endpoints are set over the admin API). */
   webhooks: z.object({

@@ -50,3 +50,17 @@ export function decideRetry(
     : `${attempt} attempts: ${why}`;
   return { kind: 'exhausted', reason: expired ? 'expired' : 'attempts', detail, attempt };
 }
+
+/**
+ * A `Retry-After` header in ms: delay-seconds, or an HTTP date (RFC 9110 §10.2.3); undefined
+ * when absent or unreadable.
+ */
+export function parseRetryAfter(value: unknown, now = Date.now()): number | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const text = value.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  // Every HTTP-date form starts with the day's name; Date.parse alone would take `-5` as a year.
+  if (!/^[A-Za-z]{3}/.test(text)) return undefined;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}

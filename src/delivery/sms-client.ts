@@ -3,6 +3,7 @@ import twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import { type SmsReach, SmsSendError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { parseRetryAfter } from './retry-policy.ts';
 
 /** One text as the Messages API takes it. */
 export interface OutboundSms {
@@ -49,15 +50,6 @@ function socketCode(err: unknown): string | undefined {
     if (typeof e !== 'object') break;
   }
   return undefined;
-}
-
-/** `Retry-After` in ms: seconds, or an HTTP date. */
-export function parseRetryAfter(value: unknown, now = Date.now()): number | undefined {
-  if (typeof value !== 'string' || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /**

@@ -5,7 +5,8 @@ import { sign } from 'hono/jwt';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChannelJob, DeliveryChannel } from '../../src/delivery/channel.ts';
-import { createWebhookChannel, parseRetryAfter } from '../../src/delivery/channels/webhook.ts';
+import { createWebhookChannel } from '../../src/delivery/channels/webhook.ts';
+import { parseRetryAfter } from '../../src/delivery/retry-policy.ts';
 import {
   generateSecret,
   secretProblem,

@@ -6,6 +6,7 @@ import type {
   DeliveryChannel,
   SendResult,
 } from '../channel.ts';
+import { parseRetryAfter } from '../retry-policy.ts';
 import type { ResolvedEndpoint } from '../webhook-endpoints.ts';
 
 export const WEBHOOK_PREFIX = 'webhook';
@@ -129,17 +130,6 @@ export function messageFrame(room: string, m: ChannelMessage): string {
     ...(m.media?.length ? { media: m.media } : {}),
     ts: m.ts,
   });
-}
-
-/** `Retry-After` in ms: delay-seconds or an HTTP date (RFC 9110 §10.2.3); undefined when absent or bad. */
-export function parseRetryAfter(header: string | null, nowMs: number): number | undefined {
-  if (header === null) return undefined;
-  const value = header.trim();
-  if (/^\d+$/.test(value)) return Number(value) * 1000;
-  // Every HTTP-date form starts with the day's name; Date.parse alone would take `-5` as a year.
-  if (!/^[A-Za-z]{3}/.test(value)) return undefined;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
 }
 
 function message(err: unknown): string {
