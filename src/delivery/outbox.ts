@@ -121,9 +121,10 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     reader,
     /** Stops reading, waits (at most `waitMs`) for sends in flight, then stops the channels. */
     async stop(waitMs: number): Promise<void> {
-      stopping.abort();
       await reader.stop();
       await runner.stop(waitMs);
+      // Only now: a send still in flight after waitMs is cut short (its next owner retries).
+      stopping.abort();
       for (const c of channels.values()) await c.stop?.();
     },
   };
