@@ -35,6 +35,8 @@ export class OutboxRunner implements BatchProcessor {
   private readonly timer: NodeJS.Timeout;
   /** Reads our pending jobs of a partition again (the partition reader's rewind). */
   rewind: (partition: number) => void = () => {};
+  /** There is room for more jobs again (the partition reader's resume). */
+  resume: () => void = () => {};
 
   constructor(
     private readonly channels: ReadonlyMap<string, RunnerChannel>,
@@ -146,6 +148,7 @@ export class OutboxRunner implements BatchProcessor {
         this.lanes.finished(lane, held, retryAt);
         this.sends.delete(send);
         this.pump();
+        if (this.capacity() > 0) this.resume();
       });
     this.sends.set(send, held.partition);
   }

@@ -112,6 +112,7 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     log,
   );
   runner.rewind = (p) => reader.rewind(p);
+  runner.resume = () => reader.resume?.();
   return {
     channels,
     routes,

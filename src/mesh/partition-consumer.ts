@@ -92,6 +92,11 @@ export class PartitionConsumer {
   /** The wait for new entries, on the reader's connection. */
   private readonly waiting: BlockingWait;
   private readonly fencedReader: FencedReader;
+  /**
+   * Set while the processor has no capacity: it calls this once it has some again (an outbox
+   * send finished), so the next read need not wait for the poll.
+   */
+  resume: (() => void) | undefined;
   /** Called when a fenced read or the commit script reports that a lease is no longer ours. */
   onFenced: (partition: number) => void = () => {};
 
@@ -237,10 +242,10 @@ export class PartitionConsumer {
       const capacity = this.processor.capacity?.() ?? Infinity;
       if (capacity <= 0 && this.owned.size > 0) {
         await new Promise<void>((resolve) => {
-          this.wake = resolve;
+          this.wake = this.resume = resolve;
           setTimeout(resolve, Math.min(this.options.blockMs, 100));
         });
-        this.wake = undefined;
+        this.wake = this.resume = undefined;
         continue;
       }
       const batch = Math.max(1, Math.min(this.options.batch, capacity));
