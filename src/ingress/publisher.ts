@@ -9,10 +9,3 @@ export interface Publisher {
    */
   publish(envelope: Envelope): Promise<string>;
 }
-
-/** A plug-in message source (DESIGN §1): turns its input into envelopes, nothing more. */
-export interface Source {
-  readonly name: string;
-  start(publisher: Publisher): Promise<void>;
-  stop(): Promise<void>;
-}
