@@ -6,45 +6,75 @@ import { ConfigError } from './errors.ts';
 
 /*
  * Config files (`config/default.json`, `--config FILE`) and the plug-in lists only they can
- * set (`channels`): their module paths are resolved against the file that names them.
+ * set (`channels`, `sources`, `validators`, `handlers`): their module paths are resolved
+ * against the file that names them.
  */
 
-/** Plug-in names (`channels[].name`): they appear in logs, metrics and member ids. */
+/** Plug-in names (`channels[].name`…): they appear in logs, metrics, ids and member ids. */
 export const PLUGIN_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
-/** Channels that ship with Threshold; any other `module` is a package or a file. */
-export const BUILT_IN_CHANNELS = ['sms', 'webhook'] as const;
+/** Each plug-in family's built-in modules; any other `module` is a package or a file. */
+export const BUILT_INS = {
+  channels: ['sms', 'webhook'],
+  sources: ['http', 'websocket', 'twilio', 'mqtt'],
+  validators: ['max-length', 'deny-words'],
+  handlers: ['echo'],
+} as const;
+export type PluginFamily = keyof typeof BUILT_INS;
+export const PLUGIN_FAMILIES = Object.keys(BUILT_INS) as PluginFamily[];
+
+/** Channels that ship with Threshold. */
+export const BUILT_IN_CHANNELS = BUILT_INS.channels;
 
 /** A module given as a file path: resolved against the directory of the file that names it. */
 const isFilePath = (module: string) => /^(\.\.?\/|\/)/.test(module);
 /** An npm package name, optionally with a subpath (`@acme/pager`, `pager/channel`). */
 const PACKAGE_NAME = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*(\/[^\s]*)?$/;
 
-export const ChannelSetting = z
-  .object({
-    name: z
-      .string()
-      .regex(PLUGIN_NAME, 'expected 1-32 characters of a-z 0-9 _ -, starting with a letter'),
-    /**
-     * A built-in channel (`sms`, `webhook`), a package name, or a file: a file path in a
-     * config file is stored as a `file://` URL, resolved against that file's directory.
-     */
-    module: z
-      .string()
-      .refine(
-        (m) =>
-          (BUILT_IN_CHANNELS as readonly string[]).includes(m) ||
-          m.startsWith('file://') ||
-          PACKAGE_NAME.test(m),
-        {
-          message: `expected a built-in channel (${BUILT_IN_CHANNELS.join(', ')}), a package name, or a file path starting with ./, ../ or /`,
-        },
-      ),
-    /** Passed to the channel's factory as `ctx.options`, as written. */
-    options: z.record(z.string(), z.unknown()).default({}),
-  })
-  .strict();
-export type ChannelSetting = z.infer<typeof ChannelSetting>;
+/** One entry of a plug-in list: `{ name, module, options }`. */
+function pluginSetting(family: PluginFamily) {
+  const builtIns: readonly string[] = BUILT_INS[family];
+  const kind = family.slice(0, -1);
+  return z
+    .object({
+      name: z
+        .string()
+        .regex(PLUGIN_NAME, 'expected 1-32 characters of a-z 0-9 _ -, starting with a letter'),
+      /**
+       * A built-in, a package name, or a file: a file path in a config file is stored as a
+       * `file://` URL, resolved against that file's directory.
+       */
+      module: z
+        .string()
+        .refine((m) => builtIns.includes(m) || m.startsWith('file://') || PACKAGE_NAME.test(m), {
+          message: `expected a built-in ${kind} (${builtIns.join(', ')}), a package name, or a file path starting with ./, ../ or /`,
+        }),
+      /** Passed to the plug-in's factory as `ctx.options`, as written. */
+      options: z.record(z.string(), z.unknown()).default({}),
+    })
+    .strict();
+}
+
+/** A plug-in family's list: unique names. */
+export function pluginList(family: PluginFamily) {
+  const kind = family.slice(0, -1);
+  return z.array(pluginSetting(family)).superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    list.forEach((entry, i) => {
+      if (seen.has(entry.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'name'],
+          message: `duplicate ${kind} name "${entry.name}": each ${kind} needs its own name`,
+        });
+      }
+      seen.add(entry.name);
+    });
+  });
+}
+
+export type PluginSetting = z.infer<ReturnType<typeof pluginSetting>>;
+export type ChannelSetting = PluginSetting;
 
 /**
  * One JSON config file, its channels' file paths resolved against its directory. A missing
@@ -67,20 +97,27 @@ export function readConfigFile(path: string): Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigError('config', `config file ${path}: expected a JSON object of settings`);
   }
-  const settings = value as Record<string, unknown>;
-  if (Array.isArray(settings.channels)) {
-    settings.channels = settings.channels.map((channel: unknown) =>
-      withResolvedModule(channel, dirname(path)),
-    );
-  }
-  return settings;
+  return withResolvedModules(value as Record<string, unknown>, dirname(path));
 }
 
-export function withResolvedModule(channel: unknown, dir: string): unknown {
-  if (channel === null || typeof channel !== 'object') return channel;
-  const { module } = channel as { module?: unknown };
-  if (typeof module !== 'string' || !isFilePath(module)) return channel;
-  return { ...channel, module: pathToFileURL(resolve(dir, module)).href };
+/** The settings with the file paths of every plug-in list's modules resolved against `dir`. */
+export function withResolvedModules(
+  settings: Record<string, unknown>,
+  dir: string,
+): Record<string, unknown> {
+  const out = { ...settings };
+  for (const family of PLUGIN_FAMILIES) {
+    const list = out[family];
+    if (Array.isArray(list)) out[family] = list.map((entry: unknown) => resolved(entry, dir));
+  }
+  return out;
+}
+
+function resolved(entry: unknown, dir: string): unknown {
+  if (entry === null || typeof entry !== 'object') return entry;
+  const { module } = entry as { module?: unknown };
+  if (typeof module !== 'string' || !isFilePath(module)) return entry;
+  return { ...entry, module: pathToFileURL(resolve(dir, module)).href };
 }
 
 /** Keys of a config file that are no setting (typos), as `a.b` paths. */

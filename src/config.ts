@@ -4,17 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import {
-  ChannelSetting,
   isPlainObject,
   merge,
+  pluginList,
   readConfigFile,
   unknownKeys,
-  withResolvedModule,
+  withResolvedModules,
 } from './config-file.ts';
 import { ConfigError } from './errors.ts';
 
-export { BUILT_IN_CHANNELS, PLUGIN_NAME, readConfigFile } from './config-file.ts';
-export type { ChannelSetting } from './config-file.ts';
+export { BUILT_IN_CHANNELS, BUILT_INS, PLUGIN_NAME, readConfigFile } from './config-file.ts';
+export type { ChannelSetting, PluginSetting } from './config-file.ts';
 
 /**
  * Settings come from `config/default.json` (and `config/local.json` when present), then the
@@ -157,20 +157,11 @@ const ConfigSchema = z.object({
     /** How long one POST to an endpoint may take; a timeout is retried. */
     timeoutMs: ms(100),
   }),
-  /** Out-of-band delivery channels (DESIGN §7), by name; set in a config file. */
-  channels: z.array(ChannelSetting).superRefine((channels, ctx) => {
-    const seen = new Set<string>();
-    channels.forEach((channel, i) => {
-      if (seen.has(channel.name)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [i, 'name'],
-          message: `duplicate channel name "${channel.name}": each channel needs its own name`,
-        });
-      }
-      seen.add(channel.name);
-    });
-  }),
+  /** Plug-ins (DESIGN §7), by name; lists, so set in a config file only. */
+  channels: pluginList('channels'),
+  sources: pluginList('sources'),
+  validators: pluginList('validators'),
+  handlers: pluginList('handlers'),
   shutdownTimeoutMs: ms(100),
 });
 
@@ -272,10 +263,7 @@ export function loadConfig({
 
   const merged = merge(raw, overrides);
   // Channels from overrides (tests, launchers) name files relative to the working directory.
-  if (Array.isArray(merged.channels)) {
-    merged.channels = merged.channels.map((c: unknown) => withResolvedModule(c, process.cwd()));
-  }
-  const parsed = ConfigSchema.safeParse(merged);
+  const parsed = ConfigSchema.safeParse(withResolvedModules(merged, process.cwd()));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const path = (issue?.path ?? []).map(String);

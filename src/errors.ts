@@ -34,6 +34,17 @@ export class ValidationError extends ThresholdError {
   }
 }
 
+/** A room's validator refused the message (DESIGN §7); `message` is its reason. */
+export class RejectedError extends ThresholdError {
+  constructor(
+    message: string,
+    readonly validator: string,
+  ) {
+    super('rejected', 400, message);
+    this.name = 'RejectedError';
+  }
+}
+
 export class UnauthorizedError extends ThresholdError {
   constructor(message = 'missing or invalid credentials') {
     super('unauthorized', 401, message);

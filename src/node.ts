@@ -1,28 +1,28 @@
-import type { Server as HttpServer } from 'node:http';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
-import { type ServerType, serve } from '@hono/node-server';
-import { Redis } from 'ioredis';
 import { type Config, isLoopback, list } from './config.ts';
-import { newUlid } from './ids.ts';
+import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
-import { SMS_MAX_BODY_CHARS } from './delivery/sms-plan.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
-import { ConfigError, UnavailableError } from './errors.ts';
+import { SMS_MAX_BODY_CHARS } from './delivery/sms-plan.ts';
+import { ConfigError } from './errors.ts';
 import { Funnel, prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
-import { answerClientError } from './http/problem.ts';
+import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
 import { mountWebSocket } from './http/websocket.ts';
+import { newUlid } from './ids.ts';
 import { Ingress } from './ingress/ingress.ts';
 import { PublishRateLimiter } from './ingress/rate-limit.ts';
 import { SmsInbound } from './ingress/sms-inbound.ts';
+import { SourceRunner } from './ingress/source-runner.ts';
+import { loadSources, publisherFor } from './ingress/sources.ts';
+import { createValidators, RoomValidators } from './ingress/validators.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ClusterView } from './mesh/cluster-view.ts';
 import { Coordinator } from './mesh/coordinator.ts';
@@ -30,12 +30,12 @@ import { Leases } from './mesh/leases.ts';
 import { Membership, type MeshEvent } from './mesh/membership.ts';
 import { PartitionConsumer } from './mesh/partition-consumer.ts';
 import { Metrics } from './metrics/metrics.ts';
-import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
+import { RedisConnections } from './redis/connections.ts';
 import { Keys } from './redis/keys.ts';
-import { defineScripts } from './redis/scripts.ts';
 import { Committer } from './rooms/committer.ts';
 import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
+import { ServiceManager } from './services.ts';
 
 export const VERSION = '0.1.0';
 
@@ -70,55 +70,12 @@ export async function startNode(
     );
   }
 
-  let embedded: EmbeddedRedis | undefined;
-  let redisUrl = config.redisUrl;
-  if (!redisUrl) {
-    const dir = resolve(config.dataDir, 'redis');
-    embedded = await startEmbeddedRedis({ dir, appendFsync: config.appendFsync });
-    redisUrl = embedded.url;
-    log.info(
-      { redis: redisUrl, redisPid: embedded.pid, dir, appendFsync: config.appendFsync },
-      'no THRESHOLD_REDIS_URL: started a local redis-server (append-only file on)',
-    );
-  }
-
-  const redisOptions = {
-    lazyConnect: true,
-    maxRetriesPerRequest: 2,
-    connectionName: `threshold:${nodeId}`,
-  };
-  // A Redis that stops answering without closing the connection must fail commands, not hang them.
-  const redis = defineScripts(
-    new Redis(redisUrl, { ...redisOptions, commandTimeout: config.redisCommandTimeoutMs }),
-  );
-  const reader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
-  const sub = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
-  const outboxReader = new Redis(redisUrl, { ...redisOptions, maxRetriesPerRequest: null });
-  for (const [name, client] of [
-    ['commands', redis],
-    ['reader', reader],
-    ['subscriber', sub],
-    ['outbox', outboxReader],
-  ] as const) {
-    client.on('error', (err) =>
-      log.warn({ err: err.message, connection: name }, 'Redis connection error (retrying)'),
-    );
-  }
-  let listening: ServerType | undefined;
-  const closeAll = async () => {
-    listening?.close();
-    for (const c of [redis, reader, sub, outboxReader]) c.disconnect();
-    await embedded?.stop();
-  };
-
+  const services = new ServiceManager(log);
+  const conns = new RedisConnections(config, nodeId, log);
+  await conns.start();
+  services.adopt(conns);
   try {
-    const connecting = [redis, reader, sub, outboxReader].map((c) => c.connect());
-    await Promise.all(connecting).catch((err: Error) => {
-      throw new UnavailableError(
-        `cannot reach Redis at ${redisUrl} (${err.message}): is it running? check THRESHOLD_REDIS_URL`,
-        { cause: err },
-      );
-    });
+    const { redis, reader, sub, outboxReader } = conns;
     const keys = new Keys(config.keyPrefix, config.partitions);
     await prepareFunnel(redis, keys);
     await prepareOutbox(redis, keys);
@@ -133,6 +90,7 @@ export async function startNode(
       maxLength: config.mesh.maxFunnelLength,
       maxSmsBodyChars: SMS_MAX_BODY_CHARS,
     });
+    const validators = await createValidators(config.validators, log);
     const ingress = new Ingress(
       funnel,
       receipts,
@@ -145,7 +103,12 @@ export async function startNode(
         { perSecond: config.rateLimit.publishPerSecond, burst: config.rateLimit.publishBurst },
         log,
       ),
+      new RoomValidators(
+        validators,
+        async (room) => (await rooms.get(room))?.settings.validators ?? [],
+      ),
     );
+    const handlers = await createHandlers(config.handlers, log);
     const sms = smsClientFor(config, log);
     let coordinator: Coordinator | undefined;
     const outbox = await createOutbox({
@@ -159,6 +122,21 @@ export async function startNode(
       log,
       smsClient: sms.client,
       leases: () => coordinator?.heldLeases() ?? new Map(),
+      handlers,
+      // A reply's id comes from the message: a handler run again replies once.
+      reply: async (handler, message, body) => {
+        await ingress.submit(
+          {
+            room: message.room,
+            source: `${HANDLER_SOURCE}:${handler}`,
+            sender: { kind: 'service', id: handler },
+            kind: 'notification',
+            body,
+            id: `${handler}:reply:${message.id}`,
+          },
+          false,
+        );
+      },
     });
     const committer = new Committer(
       redis,
@@ -189,16 +167,20 @@ export async function startNode(
       log,
     );
 
-    let draining = false;
+    let http: HttpServer | undefined;
+    let sources: SourceRunner | undefined;
     const auth = new Auth({ adminToken: config.adminToken, jwtSecret: config.jwtSecret, devMode });
-    const cluster = new ClusterView(redis, keys, nodeId, {
+    const mesh = {
       get view() {
         return coordinator?.view ?? { live: [], owners: [] };
       },
       get ownedPartitions() {
         return coordinator?.ownedPartitions ?? [];
       },
-    });
+    };
+    const cluster = new ClusterView(redis, keys, nodeId, mesh, async () =>
+      sources ? sources.holders() : {},
+    );
     const app = createApp({
       auth,
       cluster,
@@ -207,11 +189,15 @@ export async function startNode(
       history,
       metrics,
       log,
-      health: { ready: () => coordinator?.ready ?? false, draining: () => draining },
+      health: {
+        ready: () => coordinator?.ready ?? false,
+        draining: () => http?.isDraining ?? false,
+      },
       options: {
         maxBodyBytes: config.http.maxBodyBytes,
         maxBodyChars: config.http.maxBodyChars,
-        memberPrefixes: ['user', ...outbox.routes.keys()],
+        memberPrefixes: outbox.memberPrefixes,
+        plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
       },
     });
     const inbound = new SmsInbound(
@@ -257,11 +243,20 @@ export async function startNode(
       maxConnectionsPerMember: config.ws.maxConnectionsPerMember,
     });
 
-    const server = await listen(app.fetch, config.host, config.port);
-    listening = server;
-    ws.inject(server);
-    const address = server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
+    http = new HttpServer(
+      app.fetch,
+      ws,
+      {
+        host: config.host,
+        port: config.port,
+        graceMs: Math.min(2000, config.shutdownTimeoutMs / 4),
+      },
+      log,
+    );
+    // Bound before the mesh is joined: peers learn this node's URL from its heartbeat.
+    await http.start();
+    services.adopt(http);
+    const port = http.port;
     const listenUrl = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     // This node's own address, for peers and for clients sent here by /v1/connect; the public
     // URL (Twilio's view, often a load balancer in front of every node) is another matter.
@@ -316,18 +311,41 @@ export async function startNode(
       log,
     );
 
+    sources = new SourceRunner(
+      redis,
+      keys,
+      await loadSources(config.sources, {
+        http: { start() {}, stop: () => http?.drain() },
+        websocket: { start() {}, stop: () => (ws.closeAll(), ws.stop()) },
+        twilio: { start() {}, stop() {} },
+      }),
+      (key) => coordinator?.ownerOf(key),
+      (name) => publisherFor(name, ingress),
+      { nodeId, leaseTtlMs: config.mesh.leaseTtlMs, heartbeatMs: config.mesh.heartbeatMs },
+      log,
+    );
+
     await hub.listen(keys.nodeChannel(nodeId), (payload) =>
       receipts.deliver(JSON.parse(payload) as Receipt),
     );
     await hub.listen(keys.meshChannel, (payload) => {
       const event = JSON.parse(payload) as MeshEvent;
-      if (event.node !== nodeId) coordinator?.poke();
+      if (event.node !== nodeId) {
+        coordinator?.poke();
+        void sources?.tick();
+      }
     });
     await membership.assertNoTwin(config.mesh.heartbeatMs * 2 + 100);
-    await consumer.start();
-    await outbox.reader.start();
-    await coordinator.start();
-    maintenance.start();
+    // Stopped in reverse: sources (ingress first), then the mesh lets go of its partitions
+    // (sends in flight settled while the leases are ours), then the readers, the listener, Redis.
+    services.add(
+      { name: 'funnel', start: () => consumer.start(), stop: () => consumer.stop() },
+      outbox,
+      { name: 'mesh', start: () => coordinator?.start(), stop: () => coordinator?.stop() },
+      { name: 'maintenance', start: () => maintenance.start(), stop: () => maintenance.stop() },
+      sources,
+    );
+    await services.start();
 
     if (devMode)
       log.warn(
@@ -356,44 +374,12 @@ export async function startNode(
     const stop = () =>
       (stopping ??= (async () => {
         log.info('stopping: no new ingress, finishing in-flight work, releasing leases');
-        draining = true;
-        ws.closeAll();
-        ws.stop();
-        const closed = new Promise<void>((r) => server.close(() => r()));
-        // A peer that never completes the close handshake, or a request that hangs, must not
-        // hold the partitions hostage: after a grace period their connections are cut.
-        const grace = Math.min(2000, config.shutdownTimeoutMs / 4);
-        const timer = setTimeout(() => {
-          log.warn('connections still open after the grace period; closing them');
-          ws.terminateAll();
-          (server as HttpServer).closeAllConnections?.();
-        }, grace);
-        await closed;
-        clearTimeout(timer);
-        maintenance.stop();
-        // Before the leases go: sends in flight are settled while they are still ours.
-        await outbox.stop(Math.min(2000, config.shutdownTimeoutMs / 4));
-        await coordinator?.stop();
-        await consumer.stop();
-        await Promise.all([redis, reader, sub, outboxReader].map((c) => c.quit().catch(() => {})));
-        await embedded?.stop();
+        await services.stop(config.shutdownTimeoutMs);
         log.info('stopped');
       })());
-    return { id: nodeId, url, listenUrl, redisUrl, stop };
+    return { id: nodeId, url, listenUrl, redisUrl: conns.url, stop };
   } catch (err) {
-    await closeAll();
+    await services.stop(2000);
     throw err;
   }
-}
-
-function listen(
-  fetch: (req: Request) => Response | Promise<Response>,
-  hostname: string,
-  port: number,
-): Promise<ServerType> {
-  return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, () => resolve(server));
-    server.once('error', reject);
-    server.on('clientError', answerClientError);
-  });
 }

@@ -1,5 +1,6 @@
 import type { ChannelSetting, Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
+import { loadPlugin } from '../plugins.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ChannelContext, ChannelFactory, DeliveryChannel, RunnerChannel } from './channel.ts';
@@ -120,32 +121,24 @@ async function load(
   ctx: ChannelContext,
 ): Promise<{ channel: DeliveryChannel; prefix: string }> {
   const where = `channels.${setting.name}`;
-  let mod: { default?: unknown };
-  try {
-    mod = (await import(setting.module)) as { default?: unknown };
-  } catch (err) {
-    throw new ConfigError(
-      where,
-      `cannot load channel module ${setting.module}: ${(err as Error).message}`,
-    );
-  }
-  if (typeof mod.default !== 'function')
-    throw new ConfigError(
-      where,
-      `channel module ${setting.module} has no default export createChannel(ctx)`,
-    );
-  const channel = (await (mod.default as ChannelFactory)(ctx)) as
-    Partial<DeliveryChannel> | undefined;
+  const { factory } = await loadPlugin<ChannelFactory>('channels', setting);
+  const channel = (await factory(ctx)) as Partial<DeliveryChannel> | undefined;
   const prefix = typeof channel?.prefix === 'string' ? channel.prefix.replace(/:$/, '') : '';
   if (!/^[a-z][a-z0-9-]{0,31}$/.test(prefix) || typeof channel?.send !== 'function')
     throw new ConfigError(
       where,
       `channel module ${setting.module}: createChannel(ctx) must return { prefix, send(job) } with a prefix of a-z 0-9 - (like "pager")`,
     );
-  if (prefix === 'user')
-    throw new ConfigError(where, 'the prefix "user:" is the live WebSocket path: choose another');
+  if (RESERVED.includes(prefix))
+    throw new ConfigError(
+      where,
+      `the prefix "${prefix}:" is taken (user: is the live WebSocket path, handler: runs handlers): choose another`,
+    );
   return { channel: channel as DeliveryChannel, prefix };
 }
+
+/** Member-id prefixes no plug-in channel may claim. */
+const RESERVED = ['user', 'handler'];
 
 /** A plug-in's channel as the runner sees it (its own methods bound to it). */
 function plain(

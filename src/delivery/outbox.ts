@@ -6,7 +6,13 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RunnerChannel } from './channel.ts';
 import { createChannels } from './channels.ts';
-import { DeliveryPlanner } from './delivery-plan.ts';
+import { type ChannelPlanner, DeliveryPlanner } from './delivery-plan.ts';
+import {
+  createHandlerChannel,
+  type Handler,
+  type HandlerMessage,
+  HandlerPlanner,
+} from './handlers.ts';
 import type { MemberSettingsStore } from './member-settings.ts';
 import { SENDERS_GROUP } from './outbox-job.ts';
 import { OutboxLedger } from './outbox-ledger.ts';
@@ -51,6 +57,9 @@ export interface OutboxDeps {
   smsClient: SmsClient | undefined;
   /** partition → our lease value (the coordinator's `heldLeases()`). */
   leases: () => ReadonlyMap<number, string>;
+  /** The configured handlers, run through the outbox, and how they reply. */
+  handlers: ReadonlyMap<string, Handler>;
+  reply: (handler: string, message: HandlerMessage, body: string) => Promise<void>;
 }
 
 /**
@@ -75,7 +84,26 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     ['phone', 'sms'],
     ...[...channels.values()].map((c): [string, string] => [c.prefix, c.name]),
   ]);
-  const planner = new DeliveryPlanner(routes, [new SmsPlanner(redis, keys, deps.members)]);
+  const memberPrefixes = ['user', ...routes.keys()];
+  const planners: ChannelPlanner[] = [new SmsPlanner(redis, keys, deps.members)];
+  if (deps.handlers.size > 0) {
+    // Handlers ride the outbox as an internal channel, routed by a prefix no member has.
+    const { outbox } = config;
+    const retry = {
+      maxAttempts: outbox.maxAttempts,
+      maxRetryMs: Math.round(outbox.maxRetryHours * 3_600_000),
+      backoffBaseMs: outbox.backoffBaseMs,
+      backoffMaxMs: outbox.backoffMaxMs,
+    };
+    // prettier-ignore
+    channels.set('handler', createHandlerChannel(deps.handlers, deps.reply, {
+      maxInFlight: outbox.maxInFlight, maxQueuedPerLane: outbox.maxQueuedPerLane,
+      sendTimeoutMs: outbox.sendTimeoutMs, retry,
+    }));
+    routes.set('handler', 'handler');
+    planners.push(new HandlerPlanner(redis, keys));
+  }
+  const planner = new DeliveryPlanner(routes, planners);
   const blockMs = Math.min(config.mesh.readBlockMs, 500);
   const ledger = new OutboxLedger(
     redis,
@@ -114,14 +142,17 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
   runner.rewind = (p) => reader.rewind(p);
   runner.resume = () => reader.resume?.();
   return {
+    name: 'outbox',
     channels,
-    routes,
+    /** Prefixes of the member ids a channel delivers to (room members may have these). */
+    memberPrefixes,
     planner,
     webhooks,
     runner,
     reader,
+    start: () => reader.start(),
     /** Stops reading, waits (at most `waitMs`) for sends in flight, then stops the channels. */
-    async stop(waitMs: number): Promise<void> {
+    async stop(waitMs = 2000): Promise<void> {
       await reader.stop();
       await runner.stop(waitMs);
       // Only now: a send still in flight after waitMs is cut short (its next owner retries).

@@ -7,7 +7,7 @@ import {
   ValidationError,
   isRedisUnavailable,
 } from '../errors.ts';
-import type { Publisher } from '../ingress/publisher.ts';
+import type { Published, Publisher } from '../ingress/publisher.ts';
 import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
 import { type Envelope, memberIdOf, relayBodyLimit, relayPrefix } from './envelope.ts';
@@ -30,15 +30,16 @@ export class Funnel implements Publisher {
     private readonly options: FunnelOptions = { maxLength: 0 },
   ) {}
 
-  async publish(envelope: Envelope): Promise<string> {
+  async publish(envelope: Envelope): Promise<Published> {
     const { keys } = this;
     const p = keys.partitionOf(envelope.room);
-    let result: string | number;
+    let result: string | number | [2, number];
     try {
       result = await this.redis.publishEnvelope(
         keys.room(envelope.room),
         keys.members(envelope.room),
         keys.funnel(p),
+        keys.seen(p, envelope.id),
         memberIdOf(envelope.sender),
         JSON.stringify(envelope),
         this.options.maxLength,
@@ -55,6 +56,7 @@ export class Funnel implements Publisher {
         cause: err,
       });
     }
+    if (Array.isArray(result)) return { duplicateOf: result[1] };
     if (result === Code.NO_ROOM) throw new NotFoundError(`room ${envelope.room} does not exist`);
     if (result === Code.NOT_MEMBER)
       throw new ForbiddenError(
@@ -71,7 +73,7 @@ export class Funnel implements Publisher {
     }
     if (result === Code.FUNNEL_FULL)
       throw new UnavailableError(`room ${envelope.room}'s funnel partition is full; retry later`);
-    return String(result);
+    return { entryId: String(result) };
   }
 }
 

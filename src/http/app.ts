@@ -39,6 +39,8 @@ export interface AppDeps {
     maxBodyChars: number;
     /** Member-id prefixes some channel reaches (`user`, `phone`, `webhook`…); others are refused. */
     memberPrefixes?: readonly string[];
+    /** The configured validators and handlers a room's settings may name. */
+    plugins?: { validators: readonly string[]; handlers: readonly string[] };
   };
 }
 
@@ -133,6 +135,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post('/v1/rooms', async (c) => {
     admin(c);
     const body = await readJson(c, NewRoomBody);
+    for (const family of ['validators', 'handlers'] as const) {
+      const known = options.plugins?.[family] ?? [];
+      const unknown = body.settings?.[family]?.find((name) => !known.includes(name));
+      if (unknown !== undefined)
+        throw new ValidationError(
+          `settings.${family}: no ${family.slice(0, -1)} named ${unknown} in the config (known: ${known.join(', ') || 'none'})`,
+          `settings.${family}`,
+        );
+    }
     return c.json(await rooms.create(body), 201);
   });
   app.get('/v1/rooms', async (c) => {

@@ -2,7 +2,7 @@ import { newUlid } from '../ids.ts';
 import { ThresholdError, TimeoutError } from '../errors.ts';
 import { ENVELOPE_VERSION, type Envelope, type Sender } from '../funnel/envelope.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Publisher } from './publisher.ts';
+import type { Published, Publisher } from './publisher.ts';
 import type { PublishRateLimiter } from './rate-limit.ts';
 
 export interface IngressOptions {
@@ -57,6 +57,13 @@ export interface Accepted {
   id: string;
   /** Present when the caller asked to wait for the commit. */
   receipt?: PendingReceipt;
+  /** The envelope id was committed before (a replay): nothing was added. */
+  duplicate?: boolean;
+}
+
+/** The rooms' validators (DESIGN §7): throws RejectedError when one refuses the message. */
+export interface MessageCheck {
+  check(message: Submission): Promise<void>;
 }
 
 /** Turns a client's message into an envelope and puts it in the funnel: what HTTP and WebSocket share. */
@@ -67,12 +74,24 @@ export class Ingress {
     private readonly metrics: Metrics,
     private readonly options: IngressOptions,
     private readonly limiter?: PublishRateLimiter,
+    private readonly validators?: MessageCheck,
   ) {}
 
   async submit(s: Submission, wait: boolean): Promise<Accepted> {
     if (s.rateLimited !== undefined && this.limiter) {
       try {
         await this.limiter.take(s.rateLimited);
+      } catch (err) {
+        this.metrics.ingressRejected.inc({
+          source: s.source,
+          reason: err instanceof ThresholdError ? err.code : 'error',
+        });
+        throw err;
+      }
+    }
+    if (this.validators) {
+      try {
+        await this.validators.check(s);
       } catch (err) {
         this.metrics.ingressRejected.inc({
           source: s.source,
@@ -110,8 +129,9 @@ export class Ingress {
             ),
         )
       : undefined;
+    let published: Published;
     try {
-      await this.publisher.publish(envelope);
+      published = await this.publisher.publish(envelope);
     } catch (err) {
       receipt?.cancel();
       this.metrics.ingressRejected.inc({
@@ -121,6 +141,15 @@ export class Ingress {
       throw err;
     }
     this.metrics.ingress.inc({ source: s.source });
+    if ('duplicateOf' in published) {
+      // Committed before: no commit will answer the waiter, so ingress does.
+      receipt?.cancel();
+      this.metrics.duplicates.inc();
+      const outcome: Outcome = { status: 'duplicate', seq: published.duplicateOf };
+      return wait
+        ? { id, duplicate: true, receipt: { promise: Promise.resolve(outcome), cancel() {} } }
+        : { id, duplicate: true };
+    }
     return receipt ? { id, receipt } : { id };
   }
 }

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { isOptedOut, type MemberSettingsStore } from '../delivery/member-settings.ts';
 import { smsBodyLimit } from '../delivery/sms-plan.ts';
-import { ForbiddenError, NotFoundError } from '../errors.ts';
+import { ForbiddenError, NotFoundError, RejectedError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -24,7 +24,14 @@ export interface InboundSms {
 }
 
 export type InboundOutcome =
-  'relayed' | 'keyword' | 'opt_out' | 'duplicate' | 'not_member' | 'unknown_number' | 'too_long';
+  | 'relayed'
+  | 'keyword'
+  | 'opt_out'
+  | 'duplicate'
+  | 'not_member'
+  | 'unknown_number'
+  | 'too_long'
+  | 'rejected';
 
 export interface SmsInboundOptions {
   /** How long a MessageSid is remembered (Twilio retries a webhook for a while). */
@@ -135,6 +142,12 @@ export class SmsInbound {
         return 'not_member';
       }
       if (err instanceof NotFoundError) return 'unknown_number';
+      if (err instanceof RejectedError) {
+        // A room's validator refused it: the sender is told why, by text.
+        await this.reply(sms, room, `Not sent to ${room.name}: ${err.message}`);
+        await this.handled(seen);
+        return 'rejected';
+      }
       await this.redis.del(seen).catch(() => {});
       throw err;
     }

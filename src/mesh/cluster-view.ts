@@ -22,6 +22,8 @@ export interface ClusterState {
   partitions: (string | null)[];
   /** Partitions whose lease the answering node holds right now. */
   held: number[];
+  /** One-node sources → the node running each (null: none right now). */
+  sources: Record<string, string | null>;
 }
 
 /** What the coordinator knows that the view needs. */
@@ -37,6 +39,7 @@ export class ClusterView {
     private readonly keys: Keys,
     private readonly nodeId: string,
     private readonly mesh: MeshState,
+    private readonly sources: () => Promise<Record<string, string | null>> = async () => ({}),
   ) {}
 
   async state(): Promise<ClusterState> {
@@ -46,6 +49,7 @@ export class ClusterView {
       nodes: await this.nodes(live),
       partitions: owners.map((o) => o ?? null),
       held: this.mesh.ownedPartitions,
+      sources: await this.sources(),
     };
   }
 

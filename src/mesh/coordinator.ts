@@ -84,6 +84,11 @@ export class Coordinator {
     return { live: this.ring.nodes, owners: this.ring.owners(this.options.partitions) };
   }
 
+  /** The live node the ring names for a key (`src:<name>`: a one-node source), if any. */
+  ownerOf(key: string): string | undefined {
+    return this.ring.ownerOf(key);
+  }
+
   /** partition → our lease value, for work that must be fenced like commits (the outbox). */
   heldLeases(): ReadonlyMap<number, string> {
     return new Map(this.held);

@@ -23,6 +23,11 @@ export class Ring {
     return this.hash.get(partitionKey(partition)) ?? undefined;
   }
 
+  /** The node that should run a named thing (a one-node source), or undefined with no nodes. */
+  ownerOf(key: string): string | undefined {
+    return this.hash.get(crc32(key).toString(36)) ?? undefined;
+  }
+
   /** `owners[n]` is the owner of partition n. */
   owners(partitions: number): (string | undefined)[] {
     return Array.from({ length: partitions }, (_, n) => this.owner(n));

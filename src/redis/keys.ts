@@ -75,6 +75,14 @@ export class Keys {
     return `${this.prefix}rl:${member}`;
   }
 
+  /** The lease of a one-node source: `<node>:<token>`, with its token counter in the same slot. */
+  sourceLease(name: string) {
+    return `${this.prefix}{src:${name}}:lease`;
+  }
+  sourceLeaseToken(name: string) {
+    return `${this.prefix}{src:${name}}:lease-token`;
+  }
+
   // Pub/sub channels.
   live(room: string) {
     return `${this.prefix}live:${room}`;

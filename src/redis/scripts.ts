@@ -9,10 +9,10 @@ type Arg = string | number;
  */
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** lua/publish-envelope-3.lua */
+    /** lua/publish-envelope-4.lua */
     publishEnvelope(
-      ...args: [string, string, string, Arg, Arg, Arg, Arg, Arg, Arg]
-    ): Result<string | number, Context>;
+      ...args: [string, string, string, string, Arg, Arg, Arg, Arg, Arg, Arg]
+    ): Result<string | number | [2, number], Context>;
     /** lua/commit-message-9.lua */
     commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
     /** lua/acquire-lease-2.lua */

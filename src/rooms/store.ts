@@ -13,6 +13,10 @@ export const RoomSettings = z
     confirmations: z.boolean().optional(),
     /** Committed messages kept in the room's history (approximate, trimmed in blocks). */
     historyLength: z.number().int().min(1).max(100_000_000).optional(),
+    /** Validators (config `validators`) every message to the room must pass, at ingress. */
+    validators: z.array(z.string().min(1).max(32)).max(16).optional(),
+    /** Handlers (config `handlers`) run on each committed message, on the room's owner. */
+    handlers: z.array(z.string().min(1).max(32)).max(16).optional(),
   })
   .strict();
 export type RoomSettings = z.infer<typeof RoomSettings>;
@@ -77,6 +81,8 @@ export class RedisRoomsStore implements RoomsStore {
       settings: JSON.stringify(settings),
     };
     if (settings.historyLength) fields.historyLength = settings.historyLength;
+    // The handler planner's gate (commit-message-9.lua, ARGV[15]).
+    if (settings.handlers?.length) fields.handlers = JSON.stringify(settings.handlers);
     await this.redis.multi().hset(keys.room(id), fields).sadd(keys.rooms, id).exec();
     return { id, name: name ?? id, numbers, settings, createdAt, seq: 0, members: 0 };
   }

@@ -1,20 +1,10 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { eventually } from '../helpers/eventually.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
-
-/** The channel plug-in of the README's "Writing a channel", as an operator copies it. */
-async function readmeChannel(): Promise<string> {
-  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
-  const block = /```js\n(\/\/ pager\.mjs[\s\S]*?)```/.exec(readme)?.[1];
-  if (!block) throw new Error('README: no pager.mjs example under "Writing a channel"');
-  return block;
-}
+import { configFile, readmeExample } from '../helpers/readme-example.ts';
 
 /** `GET /v1/messages/:id`'s answer, as far as these tests read it. */
 interface Status {
@@ -53,16 +43,6 @@ async function receiver(answer: (req: IncomingMessage, body: string) => number) 
   return { url: `http://127.0.0.1:${port}/`, requests };
 }
 
-/** A config file in a directory of its own, naming the channel module by a relative path. */
-async function configFile(settings: Record<string, unknown>, files: Record<string, string>) {
-  const dir = await mkdtemp(join(tmpdir(), 'threshold-channel-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
-  const path = join(dir, 'threshold.json');
-  await writeFile(path, JSON.stringify(settings));
-  return path;
-}
-
 describe('delivery channel plug-ins', () => {
   it("the README's channel module, named in a config file, gets every message of its members in seq order, retried when it answers retry", async () => {
     let refused = false;
@@ -80,7 +60,7 @@ describe('delivery channel plug-ins', () => {
         channels: [{ name: 'pager', module: './pager.mjs', options: { url: pager.url } }],
         outbox: { backoffBaseMs: 50, backoffMaxMs: 100 },
       },
-      { 'pager.mjs': await readmeChannel() },
+      { 'pager.mjs': await readmeExample('pager.mjs') },
     );
     const node = await startTestNode({ name: 'channel plug-in', config });
     await node.createRoom('ops', ['pager:ops', 'pager:oncall', 'user:alice']);

@@ -7,7 +7,7 @@ import { Envelope, memberIdOf } from '../../src/funnel/envelope.ts';
 import { type AppDeps, createApp, type HistoryReader } from '../../src/http/app.ts';
 import { Auth } from '../../src/http/auth.ts';
 import { Ingress } from '../../src/ingress/ingress.ts';
-import type { Publisher } from '../../src/ingress/publisher.ts';
+import type { Published, Publisher } from '../../src/ingress/publisher.ts';
 import { createLogger } from '../../src/log.ts';
 import { ClusterView } from '../../src/mesh/cluster-view.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
@@ -68,19 +68,19 @@ class MemoryRoomsStore implements RoomsStore {
   }
 }
 
-/** The Funnel's rules (publish-envelope-3.lua) over the memory store; records what it accepts. */
+/** The Funnel's rules (publish-envelope-4.lua) over the memory store; records what it accepts. */
 class RecordingPublisher implements Publisher {
   readonly envelopes: Envelope[] = [];
   constructor(private readonly store: MemoryRoomsStore) {}
 
-  async publish(envelope: Envelope): Promise<string> {
+  async publish(envelope: Envelope): Promise<Published> {
     if (!this.store.rooms.has(envelope.room))
       throw new NotFoundError(`room ${envelope.room} does not exist`);
     const member = memberIdOf(envelope.sender);
     if (member !== '' && !(await this.store.isMember(envelope.room, member)))
       throw new ForbiddenError(`${member} is not a member of room ${envelope.room}`);
     this.envelopes.push(envelope);
-    return `${this.envelopes.length}-0`;
+    return { entryId: `${this.envelopes.length}-0` };
   }
 }
 
@@ -91,7 +91,7 @@ const emptyHistory: HistoryReader = {
 
 /** A mesh with no live node: the view of a node that has not joined yet. */
 const noCluster: AppDeps['cluster'] = {
-  state: async () => ({ node: 'node-test', nodes: [], partitions: [], held: [] }),
+  state: async () => ({ node: 'node-test', nodes: [], partitions: [], held: [], sources: {} }),
   leastLoaded: async () => undefined,
 };
 

@@ -13,7 +13,8 @@
     ARGV[5] the relayed text's length in characters: the body and its "<sender>: " prefix
     ARGV[6] "1" when the prefix is the room's name (a service's message): its length is added
 
-  Output: the funnel entry id, or (redis/codes.ts)
+  Output: the funnel entry id, or { 2 ALREADY, seq }: the envelope id was committed before
+  (a replay), nothing added; or (redis/codes.ts)
     -2 NO_ROOM the room does not exist
     -3 NOT_MEMBER the sender is not a member
     -4 FUNNEL_FULL the funnel partition is full
@@ -21,6 +22,10 @@
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -2
+end
+local seen = redis.call('GET', KEYS[4])
+if seen then
+  return { 2, tonumber(seen) }
 end
 if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   return -3
