@@ -39,9 +39,8 @@ describe('message source plug-ins', () => {
       (await mesh.cluster(node)).sources.ticker;
 
     // Both nodes name the same one; let it get going.
-    let running: string | null | undefined;
     for (let i = 0; i < 100 && (await history()).length < 10; i++) await sleep(50);
-    running = await holder(mesh.nodes[0]!);
+    const running = await holder(mesh.nodes[0]!);
     expect(running).toBeTruthy();
     expect(await holder(mesh.nodes[1]!)).toBe(running);
 
