@@ -66,3 +66,28 @@ export class DeliveryPlanner {
     for (const planner of this.planners) planner.forget(room);
   }
 }
+
+/** Rooms remembered at most (then forgotten all at once and relearned). */
+const INACTIVE_MAX = 100_000;
+
+/**
+ * The rooms a planner found its channel inactive in (no gate field): they are not read again
+ * until the commit script says otherwise (UNPLANNED) and the planner forgets them.
+ */
+export class InactiveRooms {
+  private readonly rooms = new Set<string>();
+
+  /** The distinct rooms of these envelopes not known to be inactive. */
+  unknown(envelopes: readonly Envelope[]): string[] {
+    return [...new Set(envelopes.map((e) => e.room))].filter((r) => !this.rooms.has(r));
+  }
+
+  remember(room: string): void {
+    if (this.rooms.size >= INACTIVE_MAX) this.rooms.clear();
+    this.rooms.add(room);
+  }
+
+  forget(room: string): void {
+    this.rooms.delete(room);
+  }
+}

@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { loadPlugin } from '../plugins.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { ChannelMessage, RunnerChannel } from './channel.ts';
-import type { ChannelPlan, ChannelPlanner } from './delivery-plan.ts';
+import { type ChannelPlan, type ChannelPlanner, InactiveRooms } from './delivery-plan.ts';
 
 /** A committed message as a handler sees it. */
 export interface HandlerMessage extends ChannelMessage {
@@ -78,7 +78,7 @@ export const HANDLER_SOURCE = 'handler';
 export class HandlerPlanner implements ChannelPlanner {
   readonly channel = 'handler';
   readonly gate = 'handlers';
-  private readonly none = new Set<string>();
+  private readonly none = new InactiveRooms();
 
   constructor(
     private readonly redis: Redis,
@@ -86,12 +86,12 @@ export class HandlerPlanner implements ChannelPlanner {
   ) {}
 
   forget(room: string): void {
-    this.none.delete(room);
+    this.none.forget(room);
   }
 
   async plan(envelopes: Envelope[]): Promise<Map<string, ChannelPlan>> {
     const plans = new Map<string, ChannelPlan>();
-    const rooms = [...new Set(envelopes.map((e) => e.room))].filter((r) => !this.none.has(r));
+    const rooms = this.none.unknown(envelopes);
     if (rooms.length === 0) return plans;
     const pipe = this.redis.pipeline();
     for (const r of rooms) pipe.hget(this.keys.room(r), 'handlers');
@@ -101,10 +101,7 @@ export class HandlerPlanner implements ChannelPlanner {
       const room = rooms[i] as string;
       const names = value ? (JSON.parse(value as string) as string[]) : [];
       if (names.length > 0) byRoom.set(room, names);
-      else {
-        if (this.none.size > 100_000) this.none.clear();
-        this.none.add(room);
-      }
+      else this.none.remember(room);
     });
     for (const env of envelopes) {
       const names = byRoom.get(env.room);

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { type Envelope, relayBodyLimit, relayPrefix } from '../funnel/envelope.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RoomSettings } from '../rooms/store.ts';
-import type { ChannelPlan, ChannelPlanner } from './delivery-plan.ts';
+import { type ChannelPlan, type ChannelPlanner, InactiveRooms } from './delivery-plan.ts';
 import { isOptedOut, type MemberSettingsStore } from './member-settings.ts';
 
 /** The longest body a room with phone numbers takes: what Twilio sends as one (segmented) SMS. */
@@ -29,9 +29,6 @@ export function relayText(env: Envelope, roomName: string): string {
   return `${chars.slice(0, SMS_MAX_BODY_CHARS - 1).join('')}…`;
 }
 
-/** Rooms remembered as having no numbers, at most (then forgotten all at once and relearned). */
-const NO_NUMBERS_MAX = 100_000;
-
 /**
  * The SMS channel's planner: before a batch is committed, which phone members to text (the
  * opted out and invalid are skipped), the relay text, the number it goes out from, and
@@ -49,7 +46,7 @@ export class SmsPlanner implements ChannelPlanner {
   readonly channel = 'sms';
   readonly gate = 'numbers';
 
-  private readonly noNumbers = new Set<string>();
+  private readonly noNumbers = new InactiveRooms();
 
   constructor(
     private readonly redis: Redis,
@@ -59,15 +56,13 @@ export class SmsPlanner implements ChannelPlanner {
 
   /** The room may have numbers now: read its hash again before its next commit. */
   forget(room: string): void {
-    this.noNumbers.delete(room);
+    this.noNumbers.forget(room);
   }
 
   /** envelope id → the SMS plan of its commit (none when the room has no numbers). */
   async plan(envelopes: Envelope[]): Promise<Map<string, ChannelPlan>> {
     const plans = new Map<string, ChannelPlan>();
-    const roomIds = [...new Set(envelopes.map((e) => e.room))].filter(
-      (r) => !this.noNumbers.has(r),
-    );
+    const roomIds = this.noNumbers.unknown(envelopes);
     if (roomIds.length === 0) return plans;
     // Most rooms have no numbers: their members are not read at all.
     const hashes = this.redis.pipeline();
@@ -78,7 +73,7 @@ export class SmsPlanner implements ChannelPlanner {
       const [name, numbers, settings] = hash as [string | null, string | null, string | null];
       const id = roomIds[i] as string;
       if (numbers && numbers !== '[]') smsRooms.push({ id, name: name ?? id, numbers, settings });
-      else this.remember(id);
+      else this.noNumbers.remember(id);
     });
     if (smsRooms.length === 0) return plans;
     const memberSets = this.redis.pipeline();
@@ -148,10 +143,5 @@ export class SmsPlanner implements ChannelPlanner {
       plans.set(env.id, plan);
     }
     return plans;
-  }
-
-  private remember(room: string): void {
-    if (this.noNumbers.size >= NO_NUMBERS_MAX) this.noNumbers.clear();
-    this.noNumbers.add(room);
   }
 }
