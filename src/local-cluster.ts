@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
+import { onStopSignals, signalExitCode } from './stop-signals.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
 
 const BIN = fileURLToPath(new URL('../bin/threshold.js', import.meta.url));
@@ -54,9 +55,23 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   // Validates the flags (and the environment) once, before anything starts.
   const config = loadConfig({ argv: rest });
   const flags = withoutFlags(rest, ['port', 'node-id', 'redis-url']);
-  const stopRequested = new Promise<string>((r) => {
-    process.once('SIGINT', () => r('SIGINT'));
-    process.once('SIGTERM', () => r('SIGTERM'));
+  // The nodes and Redis run in sessions of their own, so a terminal's Ctrl-C reaches only us
+  // (and npx's forwarded copy of it), and we stop them in order: nodes, then Redis.
+  const members: Member[] = [];
+  let forced = false;
+  const stopRequested = onStopSignals({
+    repeated: () => out.write('already stopping; a third signal (Ctrl-C again) forces the exit\n'),
+    forced: (signal) => {
+      out.write('forced exit: killing every node (SIGKILL) and stopping Redis\n');
+      forced = true;
+      process.exit(signalExitCode(signal));
+    },
+  });
+  // Should we exit without stopping them (an error, a forced exit), the nodes go too.
+  process.once('exit', () => {
+    for (const m of members) {
+      if (m.child.exitCode === null) m.child.kill(forced ? 'SIGKILL' : 'SIGTERM');
+    }
   });
 
   const dir = resolve(config.dataDir, 'cluster');
@@ -72,12 +87,6 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   }
   out.write(`redis   ${redisUrl}${redis ? ` (local redis-server, pid ${redis.pid})` : ''}\n`);
 
-  // The nodes run in process groups of their own, so a terminal's Ctrl-C reaches only us and
-  // we stop them in order (nodes, then Redis). Should we die first, they are told to stop.
-  const members: Member[] = [];
-  process.once('exit', () => {
-    for (const m of members) if (m.child.exitCode === null) m.child.kill('SIGTERM');
-  });
   const stopAll = async () => {
     for (const m of members) m.child.kill('SIGTERM');
     const codes = await Promise.all(
@@ -93,6 +102,14 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
     );
     await redis?.stop();
     return codes.every((c) => c === 0) ? 0 : 1;
+  };
+  const stopOnSignal = async () => {
+    out.write('stopping every node (SIGTERM), then Redis\n');
+    const code = await stopAll();
+    out.write(
+      code === 0 ? 'stopped\n' : 'stopped; some nodes did not stop cleanly (see their logs)\n',
+    );
+    return code;
   };
 
   try {
@@ -117,7 +134,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       if (outcome !== 'ready') throw new Error(`${m.id} ${outcome}; see ${m.log}`);
     });
     const ready = Promise.all(started).then(() => 'ready' as const);
-    if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopAll();
+    if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopOnSignal();
   } catch (err) {
     await stopAll();
     throw err;
@@ -138,8 +155,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
     });
   }
   await stopRequested;
-  out.write('stopping every node (SIGTERM), then Redis\n');
-  return stopAll();
+  return stopOnSignal();
 }
 
 /** The same scrape job as cluster/prometheus.yml, for the nodes on this machine. */

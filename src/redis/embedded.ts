@@ -138,8 +138,9 @@ async function launch(opts: Required<EmbeddedRedisOptions>, port: number): Promi
     '--daemonize', 'no',
     '--pidfile', join(opts.dir, PID_FILE),
   ];
-  // Its own process group: Ctrl-C in a terminal must reach the node, which stops Redis last
-  // (after releasing its leases), not Redis at the same moment.
+  // Its own session (detached: setsid): Ctrl-C in a terminal, which signals the whole foreground
+  // process group, must reach the node, which stops Redis last (after releasing its leases), not
+  // Redis at the same moment. Every exit of this process still stops it (see `track`).
   const child = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   // A failed spawn emits 'error' and never 'exit'.
   const exited = new Promise<void>((resolve) => {
