@@ -1,4 +1,5 @@
 import { fileDefaults, loadConfig, settings } from './config.ts';
+import { lockDataDir } from './data-dir-lock.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
 import { runCluster } from './local-cluster.ts';
 import { createLogger } from './log.ts';
@@ -51,11 +52,13 @@ async function runNode(argv: string[]): Promise<number> {
       log.warn({ signal }, 'already stopping; a third signal (Ctrl-C again) forces the exit'),
     forced: (signal) => {
       log.error({ signal }, 'forced exit before the graceful stop finished');
-      // The exit handler still stops the local redis-server (SIGTERM: it flushes its
-      // append-only file).
+      // The exit handlers still stop the local redis-server (SIGTERM: it flushes its
+      // append-only file) and release the data directory.
       process.exit(signalExitCode(signal));
     },
   });
+  // Before anything starts: a second node on this directory would stop our redis-server.
+  if (!config.redisUrl) lockDataDir(config.dataDir, 'node');
   const node = await startNode(config, log);
   const signal = await signalled;
   log.info({ signal }, 'shutdown requested');

@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
+import { lockDataDir } from './data-dir-lock.ts';
 import { onStopSignals, signalExitCode } from './stop-signals.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
 
@@ -73,6 +74,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       if (m.child.exitCode === null) m.child.kill(forced ? 'SIGKILL' : 'SIGTERM');
     }
   });
+  if (!config.redisUrl) lockDataDir(config.dataDir, 'cluster');
 
   const dir = resolve(config.dataDir, 'cluster');
   await mkdir(dir, { recursive: true });

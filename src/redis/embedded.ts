@@ -88,7 +88,9 @@ const PID_FILE = 'redis-server.pid';
 /**
  * A node killed with SIGKILL cannot stop its redis-server, which then lives on, holding the
  * data directory's append-only file. The next start on that directory stops it first (it
- * flushes on SIGTERM), found through the pid file it wrote there.
+ * flushes on SIGTERM), found through the pid file it wrote there. That a live node's Redis is
+ * never taken for an orphan is the caller's to ensure (the CLI locks the data directory:
+ * data-dir-lock.ts).
  */
 async function stopOrphan(dir: string): Promise<void> {
   let pid: number;
