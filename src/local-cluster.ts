@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, ThresholdError } from './errors.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { onStopSignals, signalExitCode } from './stop-signals.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
@@ -25,6 +25,8 @@ interface Member {
   child: ChildProcess;
   log: string;
   exited: Promise<number | null>;
+  /** The last line the node wrote to stderr: why it refused to start, if it did. */
+  lastError(): string;
 }
 
 /** Splits `--nodes N` off the flags; every other flag is passed on to each node. */
@@ -124,16 +126,36 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       const child = spawn(process.execPath, [BIN, 'node', ...flags, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       child.stdout?.pipe(file);
       child.stderr?.pipe(file);
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      // A node that refuses to start says why in one line on stderr (a taken port...).
+      let lastError = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        const lines = chunk.toString('utf8').trim().split('\n');
+        lastError = lines[lines.length - 1] ?? lastError;
+      });
+      // 'close': after stderr is drained, so lastError holds the node's last words.
+      const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-      members.push({ id, url: `http://${host}:${port}`, child, log, exited });
+      members.push({
+        id,
+        url: `http://${host}:${port}`,
+        child,
+        log,
+        exited,
+        lastError: () => lastError,
+      });
     }
     const started = members.map(async (m) => {
       const outcome = await Promise.race([
         waitReady(m.url).then(() => 'ready' as const),
         m.exited.then((code) => `exited with code ${code}` as const),
       ]);
-      if (outcome !== 'ready') throw new Error(`${m.id} ${outcome}; see ${m.log}`);
+      if (outcome === 'ready') return;
+      const why = m.lastError().replace(/^threshold: /, '');
+      throw new ThresholdError(
+        'node_failed',
+        500,
+        `${m.id} ${outcome}${why ? `: ${why}` : ''} (log: ${m.log})`,
+      );
     });
     const ready = Promise.all(started).then(() => 'ready' as const);
     if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopOnSignal();

@@ -393,7 +393,16 @@ function listen(
 ): Promise<ServerType> {
   return new Promise((resolve, reject) => {
     const server = serve({ fetch, hostname, port }, () => resolve(server));
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new ConfigError(
+              'port',
+              `port ${port} is in use on ${hostname}: stop what uses it or pass --port`,
+            )
+          : err,
+      ),
+    );
     server.on('clientError', answerClientError);
   });
 }
