@@ -1,9 +1,11 @@
 import { fileDefaults, loadConfig, settings } from './config.ts';
+import { lockDataDir } from './data-dir-lock.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
 import { runCluster } from './local-cluster.ts';
 import { createLogger } from './log.ts';
 import { startNode } from './node.ts';
 import { RedisNotInstalledError } from './redis/embedded.ts';
+import { onStopSignals, signalExitCode } from './stop-signals.ts';
 
 const USAGE = `Usage: threshold <command> [--config FILE] [--setting value ...]
 
@@ -43,12 +45,20 @@ async function main(argv: string[]): Promise<number> {
 async function runNode(argv: string[]): Promise<number> {
   const config = loadConfig({ argv });
   const log = createLogger(config.logLevel);
-  // Listen before starting: a SIGTERM during start-up must stop the node gracefully once it
-  // is up, not kill it half-way.
-  const signalled = new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+  // Listen before starting: a signal during start-up must stop the node gracefully once it is
+  // up, not kill it half-way.
+  const signalled = onStopSignals({
+    repeated: (signal) =>
+      log.warn({ signal }, 'already stopping; a third signal (Ctrl-C again) forces the exit'),
+    forced: (signal) => {
+      log.error({ signal }, 'forced exit before the graceful stop finished');
+      // The exit handlers still stop the local redis-server (SIGTERM: it flushes its
+      // append-only file) and release the data directory.
+      process.exit(signalExitCode(signal));
+    },
   });
+  // Before anything starts: a second node on this directory would stop our redis-server.
+  if (!config.redisUrl) lockDataDir(config.dataDir, 'node');
   const node = await startNode(config, log);
   const signal = await signalled;
   log.info({ signal }, 'shutdown requested');

@@ -9,7 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, ThresholdError } from './errors.ts';
+import { lockDataDir } from './data-dir-lock.ts';
+import { onStopSignals, signalExitCode } from './stop-signals.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
 
 const BIN = fileURLToPath(new URL('../bin/threshold.js', import.meta.url));
@@ -23,6 +25,8 @@ interface Member {
   child: ChildProcess;
   log: string;
   exited: Promise<number | null>;
+  /** The last line the node wrote to stderr: why it refused to start, if it did. */
+  lastError(): string;
 }
 
 /** Splits `--nodes N` off the flags; every other flag is passed on to each node. */
@@ -54,10 +58,25 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   // Validates the flags (and the environment) once, before anything starts.
   const config = loadConfig({ argv: rest });
   const flags = withoutFlags(rest, ['port', 'node-id', 'redis-url']);
-  const stopRequested = new Promise<string>((r) => {
-    process.once('SIGINT', () => r('SIGINT'));
-    process.once('SIGTERM', () => r('SIGTERM'));
+  // The nodes and Redis run in sessions of their own, so a terminal's Ctrl-C reaches only us
+  // (and npx's forwarded copy of it), and we stop them in order: nodes, then Redis.
+  const members: Member[] = [];
+  let forced = false;
+  const stopRequested = onStopSignals({
+    repeated: () => out.write('already stopping; a third signal (Ctrl-C again) forces the exit\n'),
+    forced: (signal) => {
+      out.write('forced exit: killing every node (SIGKILL) and stopping Redis\n');
+      forced = true;
+      process.exit(signalExitCode(signal));
+    },
   });
+  // Should we exit without stopping them (an error, a forced exit), the nodes go too.
+  process.once('exit', () => {
+    for (const m of members) {
+      if (m.child.exitCode === null) m.child.kill(forced ? 'SIGKILL' : 'SIGTERM');
+    }
+  });
+  if (!config.redisUrl) lockDataDir(config.dataDir, 'cluster');
 
   const dir = resolve(config.dataDir, 'cluster');
   await mkdir(dir, { recursive: true });
@@ -72,12 +91,6 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   }
   out.write(`redis   ${redisUrl}${redis ? ` (local redis-server, pid ${redis.pid})` : ''}\n`);
 
-  // The nodes run in process groups of their own, so a terminal's Ctrl-C reaches only us and
-  // we stop them in order (nodes, then Redis). Should we die first, they are told to stop.
-  const members: Member[] = [];
-  process.once('exit', () => {
-    for (const m of members) if (m.child.exitCode === null) m.child.kill('SIGTERM');
-  });
   const stopAll = async () => {
     for (const m of members) m.child.kill('SIGTERM');
     const codes = await Promise.all(
@@ -94,6 +107,14 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
     await redis?.stop();
     return codes.every((c) => c === 0) ? 0 : 1;
   };
+  const stopOnSignal = async () => {
+    out.write('stopping every node (SIGTERM), then Redis\n');
+    const code = await stopAll();
+    out.write(
+      code === 0 ? 'stopped\n' : 'stopped; some nodes did not stop cleanly (see their logs)\n',
+    );
+    return code;
+  };
 
   try {
     for (let i = 0; i < count; i++) {
@@ -105,19 +126,39 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       const child = spawn(process.execPath, [BIN, 'node', ...flags, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       child.stdout?.pipe(file);
       child.stderr?.pipe(file);
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      // A node that refuses to start says why in one line on stderr (a taken port...).
+      let lastError = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        const lines = chunk.toString('utf8').trim().split('\n');
+        lastError = lines[lines.length - 1] ?? lastError;
+      });
+      // 'close': after stderr is drained, so lastError holds the node's last words.
+      const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-      members.push({ id, url: `http://${host}:${port}`, child, log, exited });
+      members.push({
+        id,
+        url: `http://${host}:${port}`,
+        child,
+        log,
+        exited,
+        lastError: () => lastError,
+      });
     }
     const started = members.map(async (m) => {
       const outcome = await Promise.race([
         waitReady(m.url).then(() => 'ready' as const),
         m.exited.then((code) => `exited with code ${code}` as const),
       ]);
-      if (outcome !== 'ready') throw new Error(`${m.id} ${outcome}; see ${m.log}`);
+      if (outcome === 'ready') return;
+      const why = m.lastError().replace(/^threshold: /, '');
+      throw new ThresholdError(
+        'node_failed',
+        500,
+        `${m.id} ${outcome}${why ? `: ${why}` : ''} (log: ${m.log})`,
+      );
     });
     const ready = Promise.all(started).then(() => 'ready' as const);
-    if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopAll();
+    if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopOnSignal();
   } catch (err) {
     await stopAll();
     throw err;
@@ -138,8 +179,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
     });
   }
   await stopRequested;
-  out.write('stopping every node (SIGTERM), then Redis\n');
-  return stopAll();
+  return stopOnSignal();
 }
 
 /** The same scrape job as cluster/prometheus.yml, for the nodes on this machine. */

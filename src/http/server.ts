@@ -1,12 +1,13 @@
 import type { Server } from 'node:http';
 import { type ServerType, serve } from '@hono/node-server';
+import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { answerClientError } from './problem.ts';
 import type { WebSocketEndpoint } from './websocket.ts';
 
 /**
  * The node's HTTP and WebSocket listener. `start` binds the port (a taken one is a
- * ListenError naming it); `drain` stops taking requests and connections: WebSocket clients
+ * ConfigError naming it); `drain` stops taking requests and connections: WebSocket clients
  * are told to go (1001), idle keep-alive sockets close, and after a grace period whatever
  * still hangs on is cut, so a peer that never finishes its close cannot hold the node.
  */
@@ -58,14 +59,6 @@ export class HttpServer {
   }
 }
 
-/** The port is taken (or the address is not this machine's). */
-export class ListenError extends Error {
-  constructor(message: string, options: { cause: unknown }) {
-    super(message, options);
-    this.name = 'ListenError';
-  }
-}
-
 function listen(
   fetch: (req: Request) => Response | Promise<Response>,
   hostname: string,
@@ -76,9 +69,10 @@ function listen(
     server.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE')
         reject(
-          new ListenError(
+          // A ConfigError: the CLI prints it as one line, no stack trace.
+          new ConfigError(
+            'port',
             `port ${port} is in use on ${hostname}: stop what uses it or pass --port`,
-            { cause: err },
           ),
         );
       else reject(err);

@@ -88,7 +88,9 @@ const PID_FILE = 'redis-server.pid';
 /**
  * A node killed with SIGKILL cannot stop its redis-server, which then lives on, holding the
  * data directory's append-only file. The next start on that directory stops it first (it
- * flushes on SIGTERM), found through the pid file it wrote there.
+ * flushes on SIGTERM), found through the pid file it wrote there. That a live node's Redis is
+ * never taken for an orphan is the caller's to ensure (the CLI locks the data directory:
+ * data-dir-lock.ts).
  */
 async function stopOrphan(dir: string): Promise<void> {
   let pid: number;
@@ -138,8 +140,9 @@ async function launch(opts: Required<EmbeddedRedisOptions>, port: number): Promi
     '--daemonize', 'no',
     '--pidfile', join(opts.dir, PID_FILE),
   ];
-  // Its own process group: Ctrl-C in a terminal must reach the node, which stops Redis last
-  // (after releasing its leases), not Redis at the same moment.
+  // Its own session (detached: setsid): Ctrl-C in a terminal, which signals the whole foreground
+  // process group, must reach the node, which stops Redis last (after releasing its leases), not
+  // Redis at the same moment. Every exit of this process still stops it (see `track`).
   const child = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   // A failed spawn emits 'error' and never 'exit'.
   const exited = new Promise<void>((resolve) => {

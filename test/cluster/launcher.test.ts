@@ -3,32 +3,11 @@
  * it: the command and the curl commands verbatim, on free ports.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { freePort } from '../../src/redis/embedded.ts';
-import { alive, runThreshold } from '../helpers/process.ts';
+import { alive, freePortRange, runThreshold } from '../helpers/process.ts';
 import { readmeLines, shell, tempDir } from '../helpers/readme.ts';
-
-/** Three consecutive free ports (the launcher numbers its nodes from --port). */
-async function freeRange(count: number): Promise<number> {
-  for (;;) {
-    const base = await freePort();
-    const free = await Promise.all(
-      Array.from({ length: count - 1 }, (_, i) => portFree(base + 1 + i)),
-    );
-    if (free.every(Boolean)) return base;
-  }
-}
-
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
 
 describe('README: a mesh on one machine', () => {
   it('`npx threshold cluster --nodes 3` starts Redis and three nodes that form one mesh; Ctrl-C stops them all', async () => {
@@ -37,7 +16,7 @@ describe('README: a mesh on one machine', () => {
     const curls = lines.filter((l) => l.startsWith('curl '));
     expect(curls).toHaveLength(2);
 
-    const base = await freeRange(3);
+    const base = await freePortRange(3);
     const dataDir = await tempDir('cluster');
     // The README's command is `npx threshold cluster --nodes 3`; the port and data directory
     // come from the environment so the test does not take 8080 or write into the checkout.
@@ -83,13 +62,16 @@ describe('README: a mesh on one machine', () => {
 
     // Ctrl-C: SIGINT to the terminal's whole foreground process group.
     process.kill(-(launcher.child.pid as number), 'SIGINT');
-    expect((await launcher.exited).code).toBe(0);
-    // Every node stopped gracefully (released its leases) before Redis went.
+    const { code } = await launcher.exited;
+    // Every node stopped gracefully (released its leases) before Redis went. Checked before
+    // the exit code, which is 1 when a node did not stop cleanly: its log says why.
     for (let i = 1; i <= 3; i++) {
       const log = readFileSync(join(dataDir, 'cluster', `node-${i}.log`), 'utf8');
       expect(log, `node-${i}`).toMatch(/"msg":"stopped"/);
       expect(log, `node-${i}`).not.toMatch(/could not release lease|graceful stop failed/);
     }
+    expect(code, launcher.output()).toBe(0);
+    expect(launcher.output()).toMatch(/^stopped$/m);
     for (const pid of [...pids, redisPid])
       expect(alive(pid), `pid ${pid} still running`).toBe(false);
   }, 60_000);

@@ -1,9 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { onTestFinished } from 'vitest';
+import { freePort } from '../../src/redis/embedded.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/threshold.js', import.meta.url));
+/** The repository's root, where a terminal command runs. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface NodeProcess {
   child: ChildProcess;
@@ -92,4 +96,128 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A command line running in a pseudo-terminal, as typed into a terminal. */
+export interface TerminalProcess extends NodeProcess {
+  /** Types Ctrl-C: the terminal sends SIGINT to its whole foreground process group. */
+  ctrlC(): void;
+}
+
+/**
+ * Runs `command` in a pseudo-terminal (util-linux `script`) from the repository's root, with
+ * only PATH and HOME (and `env`) from here. Its output is the terminal's (CRLF line ends, npm's
+ * progress codes). If the test leaves it running, it gets Ctrl-C four times (a forced exit,
+ * which still stops a local redis-server), then SIGKILL.
+ */
+export function runInTerminal(command: string, env: NodeJS.ProcessEnv = {}): TerminalProcess {
+  // `script -c` runs the line with /bin/sh, which, unlike an interactive shell, would die of
+  // the SIGINT itself and report 130 whatever the command did; `exec` hands the terminal over.
+  const child = spawn('script', ['-qfec', `exec ${command}`, '/dev/null'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const proc = watch(child);
+  const ctrlC = () => {
+    if (child.exitCode === null && child.signalCode === null) child.stdin?.write('\x03');
+  };
+  onTestFinished(async () => {
+    for (let i = 0; i < 4; i++) ctrlC();
+    const gone = await Promise.race([
+      proc.exited.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+    ]);
+    if (!gone) {
+      child.kill('SIGKILL');
+      await proc.exited;
+    }
+  });
+  return { ...proc, ctrlC };
+}
+
+/**
+ * Pids of the processes that run in `dir` or name it on their command line: a redis-server
+ * (which rewrites its command line, but runs in its data directory) or a node left behind.
+ */
+export function processesUsing(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      const cwd = readlinkSync(`/proc/${pid}/cwd`);
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if ((cwd === dir || cwd.startsWith(`${dir}/`) || cmdline.includes(dir)) && alive(pid)) {
+        pids.push(pid);
+      }
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+function watch(child: ChildProcess): NodeProcess {
+  let out = '';
+  const listeners = new Set<() => void>();
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.setEncoding('utf8');
+    stream?.on('data', (chunk: string) => {
+      out += chunk;
+      for (const l of listeners) l();
+    });
+  }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      resolve({ code, signal });
+      for (const l of listeners) l();
+    });
+  });
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const done = (f: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          f();
+        };
+        const check = () => {
+          const match = pattern.exec(out);
+          if (match) return done(() => resolve(match[0]));
+          if (child.exitCode !== null || child.signalCode !== null) {
+            done(() => reject(new Error(`process exited before ${pattern}:\n${out}`)));
+          }
+        };
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`timed out waiting for ${pattern}:\n${out}`))),
+          timeoutMs,
+        );
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/** The first of `count` consecutive free loopback ports (`threshold cluster` numbers its nodes from --port). */
+export async function freePortRange(count: number): Promise<number> {
+  for (;;) {
+    const base = await freePort();
+    const free = await Promise.all(
+      Array.from({ length: count - 1 }, (_, i) => portFree(base + 1 + i)),
+    );
+    if (free.every(Boolean)) return base;
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
