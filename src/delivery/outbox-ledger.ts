@@ -2,9 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
-import { type Held, type OutboxJob, SENDERS_GROUP } from './outbox-job.ts';
+import { type Held, type OutboxJob, retrySince, SENDERS_GROUP } from './outbox-job.ts';
 
 /** What begin-send-2.lua says about one attempt. */
 export type Begin =
@@ -120,6 +121,46 @@ export class OutboxLedger {
     for (const p of partitions)
       pipe.promoteRetries(this.keys.outboxRetry(p), this.keys.outbox(p), now, 1000);
     await pipe.exec();
+  }
+
+  /**
+   * The outbox gauges of these partitions (the ones we hold): jobs in each outbox (stream plus
+   * retry set) and the age of the oldest (a job in the retry set counts from its `since`; of
+   * the retry set, the job due first is looked at).
+   */
+  async gauge(
+    partitions: number[],
+    now: number,
+    metrics: Pick<Metrics, 'outboxDepth' | 'outboxOldest'>,
+  ): Promise<void> {
+    metrics.outboxDepth.reset();
+    metrics.outboxOldest.reset();
+    if (partitions.length === 0) return;
+    const pipe = this.redis.pipeline();
+    for (const p of partitions)
+      pipe
+        .xlen(this.keys.outbox(p))
+        .zcard(this.keys.outboxRetry(p))
+        .xrange(this.keys.outbox(p), '-', '+', 'COUNT', 1)
+        .zrange(this.keys.outboxRetry(p), 0, 0);
+    const replies = (await pipe.exec()) ?? [];
+    partitions.forEach((p, i) => {
+      const [len, retries, first, due] = replies.slice(i * 4, i * 4 + 4).map(([, v]) => v) as [
+        number,
+        number,
+        [string, string[]][],
+        string[],
+      ];
+      const times: number[] = [];
+      const head = first?.[0]?.[0];
+      if (head) times.push(Number.parseInt(head, 10));
+      const since = due?.[0] ? retrySince(due[0]) : undefined;
+      if (since !== undefined) times.push(since);
+      const label = { partition: String(p) };
+      metrics.outboxDepth.set(label, (len ?? 0) + (retries ?? 0));
+      const oldest = times.length > 0 ? Math.min(...times) : now;
+      metrics.outboxOldest.set(label, Math.max(0, now - oldest) / 1000);
+    });
   }
 
   /** Runs a Redis command, waiting out an outage while we run. */

@@ -31,6 +31,7 @@ export class OutboxRunner implements BatchProcessor {
   private readonly errors = new Map<string, number>();
   private readonly unknown = new Set<string>();
   private running = true;
+  private lastGauges = 0;
   private pumpTimer: NodeJS.Timeout | undefined;
   private readonly timer: NodeJS.Timeout;
   /** Reads our pending jobs of a partition again (the partition reader's rewind). */
@@ -349,10 +350,17 @@ export class OutboxRunner implements BatchProcessor {
     return undefined;
   }
 
+  /** Due retries back into the outbox; about once a second, the outbox gauges. */
   private async promote(): Promise<void> {
     if (!this.running) return;
+    const partitions = [...this.leases().keys()];
+    const now = this.clock.now();
     try {
-      await this.ledger.promote([...this.leases().keys()], this.clock.now());
+      await this.ledger.promote(partitions, now);
+      if (now - this.lastGauges >= 1000) {
+        this.lastGauges = now;
+        await this.ledger.gauge(partitions, now, this.metrics);
+      }
     } catch (err) {
       this.log.debug({ err }, 'promoting outbox retries failed; trying again');
     }

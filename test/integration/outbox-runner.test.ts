@@ -279,6 +279,24 @@ describe('OutboxRunner (SMS channel)', () => {
     expect(await redis.zcard(keys.outboxRetry(0))).toBe(0);
   });
 
+  it('a job waiting for its retry counts in threshold_outbox_depth and its age in threshold_outbox_oldest_seconds', async () => {
+    const leases = new Map([[0, `${NODE}:1`]]);
+    const { keys, client, metrics, sender, job } = await setup('outbox-gauges', leases);
+    await redis.set(keys.lease(0), `${NODE}:1`);
+    client.failures.push(new SmsSendError('slow down', 429, 20429, { retryAfterMs: 60_000 }));
+    await job('+15550000011', 'later');
+    await sender.start();
+    const text = await eventually(
+      'the gauges',
+      () => metrics.registry.metrics(),
+      (t) => /threshold_outbox_depth\{partition="0"\} 1$/m.test(t),
+    );
+    const age = Number(/threshold_outbox_oldest_seconds\{partition="0"\} ([\d.]+)/.exec(text)?.[1]);
+    expect(age).toBeGreaterThanOrEqual(0);
+    expect(age).toBeLessThan(60);
+    expect(await redis.zcard(keys.outboxRetry(0))).toBe(1);
+  });
+
   it('a Redis error in the middle of a send leaves the job pending, and it is read again and sent exactly once', async () => {
     const leases = new Map([[0, `${NODE}:1`]]);
     const { keys, client, sender, job, members } = await setup('outbox-redis-error', leases);
