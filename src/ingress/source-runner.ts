@@ -28,6 +28,8 @@ interface Running {
 export class SourceRunner {
   readonly name = 'sources';
   private readonly running = new Map<string, Running>();
+  /** Sources whose start failed: how often in a row, and not to be tried before when. */
+  private readonly failed = new Map<string, { times: number; until: number }>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
@@ -43,9 +45,8 @@ export class SourceRunner {
     private readonly log: Logger,
   ) {}
 
-  /** Starts the every-node sources, then takes the one-node ones the ring gives us. */
+  /** Starts the every-node sources and takes the one-node ones the ring gives us. */
   async start(): Promise<void> {
-    for (const s of this.sources) if (s.mode === 'every-node') await this.run(s);
     await this.tick();
     this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
   }
@@ -80,7 +81,13 @@ export class SourceRunner {
 
   private async round(): Promise<void> {
     for (const s of this.sources) {
-      if (s.mode !== 'one-node' || this.stopped) continue;
+      if (this.stopped) break;
+      const backingOff = (this.failed.get(s.name)?.until ?? 0) > Date.now();
+      if (s.mode === 'every-node') {
+        // Started with the node; one whose start failed is tried again after its backoff.
+        if (!this.running.has(s.name) && !backingOff) await this.run(s);
+        continue;
+      }
       const running = this.running.get(s.name);
       const mine = this.ownerOf(`src:${s.name}`) === this.options.nodeId;
       const lease = this.keys.sourceLease(s.name);
@@ -98,7 +105,7 @@ export class SourceRunner {
         }
         continue;
       }
-      if (!mine) continue;
+      if (!mine || backingOff) continue;
       // prettier-ignore
       const value = await this.redis.acquireLease(
         lease, this.keys.sourceLeaseToken(s.name), this.options.nodeId, this.options.leaseTtlMs,
@@ -119,9 +126,14 @@ export class SourceRunner {
       });
       this.running.set(s.name, lease ? { source, abort, lease } : { source, abort });
       await source.start();
+      this.failed.delete(s.name);
       this.log.info({ source: s.name, mode: s.mode }, 'source started');
     } catch (err) {
-      this.log.error({ err, source: s.name }, 'source failed to start; trying again later');
+      // Tried again after 1, 2, 4 … 60 s (a one-node source: here or on another node).
+      const times = (this.failed.get(s.name)?.times ?? 0) + 1;
+      const waitMs = Math.min(60_000, 1000 * 2 ** (times - 1));
+      this.failed.set(s.name, { times, until: Date.now() + waitMs });
+      this.log.error({ err, source: s.name, waitMs }, 'source failed to start; trying again later');
       await this.halt(s.name);
     }
   }
