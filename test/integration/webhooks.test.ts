@@ -192,6 +192,7 @@ describe('webhook channel', () => {
     receiver.answer = () => ({ status: 503, headers: { 'retry-after': '7' } });
     expect(await channel.send(job('busy'))).toEqual({
       status: 'retry',
+      code: '503',
       retryAfterMs: 7000,
       error: 'HTTP 503',
     });
@@ -205,15 +206,27 @@ describe('webhook channel', () => {
     expect(dated.retryAfterMs).toBeLessThanOrEqual(30_000);
 
     receiver.answer = () => ({ status: 429 });
-    expect(await channel.send(job('busy'))).toEqual({ status: 'retry', error: 'HTTP 429' });
+    expect(await channel.send(job('busy'))).toEqual({
+      status: 'retry',
+      code: '429',
+      error: 'HTTP 429',
+    });
   });
 
   it('fails other 4xx answers, and redirects, for good', async () => {
     await endpoint('strict');
     receiver.answer = () => ({ status: 400 });
-    expect(await channel.send(job('strict'))).toEqual({ status: 'failed', error: 'HTTP 400' });
+    expect(await channel.send(job('strict'))).toEqual({
+      status: 'failed',
+      code: '400',
+      error: 'HTTP 400',
+    });
     receiver.answer = () => ({ status: 308, headers: { location: 'https://example.com/' } });
-    expect(await channel.send(job('strict'))).toEqual({ status: 'failed', error: 'HTTP 308' });
+    expect(await channel.send(job('strict'))).toEqual({
+      status: 'failed',
+      code: '308',
+      error: 'HTTP 308',
+    });
   });
 
   it('disables an endpoint that answers 410 Gone, and a PUT enables it again', async () => {

@@ -4,7 +4,7 @@ import type {
   ChannelJob,
   ChannelMessage,
   DeliveryChannel,
-  SendResult,
+  SendOutcome,
 } from '../channel.ts';
 import { parseRetryAfter } from '../retry-policy.ts';
 import type { ResolvedEndpoint } from '../webhook-endpoints.ts';
@@ -40,7 +40,7 @@ export function createWebhookChannel(
   const fetch = deps.fetch ?? globalThis.fetch;
   const now = deps.now ?? Date.now;
 
-  async function send(job: ChannelJob): Promise<SendResult> {
+  async function send(job: ChannelJob): Promise<SendOutcome> {
     const name = job.member.startsWith(`${WEBHOOK_PREFIX}:`)
       ? job.member.slice(WEBHOOK_PREFIX.length + 1)
       : undefined;
@@ -83,9 +83,17 @@ export function createWebhookChannel(
     } catch (err) {
       if (ctx.signal.aborted) return { status: 'retry', error: 'the node is stopping' };
       if ((err as Error).name === 'TimeoutError') {
-        return { status: 'retry', error: `webhook ${name}: no answer within ${timeoutMs} ms` };
+        return {
+          status: 'retry',
+          code: 'timeout',
+          error: `webhook ${name}: no answer within ${timeoutMs} ms`,
+        };
       }
-      return { status: 'retry', error: `webhook ${name}: cannot reach it: ${message(err)}` };
+      return {
+        status: 'retry',
+        code: 'unreached',
+        error: `webhook ${name}: cannot reach it: ${message(err)}`,
+      };
     }
 
     const { status } = res;
@@ -101,17 +109,22 @@ export function createWebhookChannel(
       } catch (err) {
         ctx.log.error({ err, webhook: name }, 'could not disable webhook endpoint');
       }
-      return { status: 'failed', error: `webhook ${name}: ${reason}; endpoint disabled` };
+      return {
+        status: 'failed',
+        code: '410',
+        error: `webhook ${name}: ${reason}; endpoint disabled`,
+      };
     }
     if (status === 429 || status >= 500) {
       const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'), now());
       return {
         status: 'retry',
+        code: String(status),
         error: `HTTP ${status}`,
         ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       };
     }
-    return { status: 'failed', error: `HTTP ${status}` };
+    return { status: 'failed', code: String(status), error: `HTTP ${status}` };
   }
 
   return { prefix: WEBHOOK_PREFIX, send };
