@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.ts';
-import { UnavailableError } from '../errors.ts';
+import { ConfigError, UnavailableError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded.ts';
 import { defineScripts } from './scripts.ts';
@@ -73,6 +73,14 @@ export class RedisConnections {
       throw new UnavailableError(
         `cannot reach Redis at ${this.url} (${(err as Error).message}): is it running? check THRESHOLD_REDIS_URL`,
         { cause: err },
+      );
+    }
+    // A cluster node answers most commands with MOVED: say so now, not with a stack trace.
+    if (/^cluster_enabled:1/m.test(await this.redis.info('cluster'))) {
+      await this.close();
+      throw new ConfigError(
+        'redisUrl',
+        `${this.url} is a node of a Redis Cluster, which Threshold does not run on yet: point THRESHOLD_REDIS_URL at a standalone Redis (or leave it empty to start a local one)`,
       );
     }
   }

@@ -31,6 +31,8 @@ export interface EmbeddedRedisOptions {
    * @default 10_000
    */
   readyTimeoutMs?: number;
+  /** More `redis-server` arguments (`--cluster-enabled yes` for a test cluster). @default [] */
+  extraArgs?: string[];
 }
 
 export const DEFAULT_EMBEDDED_REDIS_OPTIONS: Required<Omit<EmbeddedRedisOptions, 'dir'>> = {
@@ -39,6 +41,7 @@ export const DEFAULT_EMBEDDED_REDIS_OPTIONS: Required<Omit<EmbeddedRedisOptions,
   appendFsync: 'everysec',
   binary: 'redis-server',
   readyTimeoutMs: 10_000,
+  extraArgs: [],
 };
 
 export interface EmbeddedRedis {
@@ -68,6 +71,7 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
     appendFsync: options.appendFsync ?? d.appendFsync,
     binary: options.binary ?? d.binary,
     readyTimeoutMs: options.readyTimeoutMs ?? d.readyTimeoutMs,
+    extraArgs: options.extraArgs ?? d.extraArgs,
   };
   await mkdir(opts.dir, { recursive: true });
   await stopOrphan(opts.dir);
@@ -139,6 +143,7 @@ async function launch(opts: Required<EmbeddedRedisOptions>, port: number): Promi
     '--save', '',
     '--daemonize', 'no',
     '--pidfile', join(opts.dir, PID_FILE),
+    ...opts.extraArgs,
   ];
   // Its own session (detached: setsid): Ctrl-C in a terminal, which signals the whole foreground
   // process group, must reach the node, which stops Redis last (after releasing its leases), not
