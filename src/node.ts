@@ -332,7 +332,7 @@ export async function startNode(
       const event = JSON.parse(payload) as MeshEvent;
       if (event.node !== nodeId) {
         coordinator?.poke();
-        void sources?.tick();
+        sources?.poke();
       }
     });
     await membership.assertNoTwin(config.mesh.heartbeatMs * 2 + 100);

@@ -33,6 +33,7 @@ export class SourceRunner {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
+  private started = false;
 
   constructor(
     private readonly redis: Redis,
@@ -47,6 +48,7 @@ export class SourceRunner {
 
   /** Starts the every-node sources and takes the one-node ones the ring gives us. */
   async start(): Promise<void> {
+    this.started = true;
     await this.tick();
     this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
   }
@@ -67,6 +69,11 @@ export class SourceRunner {
     return Object.fromEntries(
       oneNode.map((s, i) => [s.name, values[i]?.replace(/:\d+$/, '') ?? null]),
     );
+  }
+
+  /** A membership change: re-check where the sources belong now (not before start()). */
+  poke(): void {
+    if (this.started && !this.stopped) void this.tick();
   }
 
   /** Re-checks where each one-node source belongs (a membership change, a heartbeat). */

@@ -38,6 +38,8 @@ export class Coordinator {
   private ticking: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** start() was called: membership messages may trigger rounds (see poke). */
+  private started = false;
   private lastRenewal = Date.now();
   private lastReclaim = Date.now();
   private isReady = false;
@@ -95,13 +97,19 @@ export class Coordinator {
   }
 
   async start(): Promise<void> {
+    this.started = true;
     await this.tick();
     await this.membership.announce('join');
     this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
   }
 
-  /** Rebalance now (a peer joined or left), without waiting for the next heartbeat. */
+  /**
+   * Rebalance now (a peer joined or left), without waiting for the next heartbeat. Not before
+   * start(): a round heartbeats this node into the live set, and during start-up that would
+   * read as a twin of ours (Membership.assertNoTwin) and take partitions before we are ready.
+   */
   poke(): void {
+    if (!this.started || this.stopped) return;
     void this.tick();
   }
 

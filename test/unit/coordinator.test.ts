@@ -85,6 +85,19 @@ function coordinator(world: World, node: string, leaseTtlMs = 3000) {
 }
 
 describe('Coordinator', () => {
+  it('a membership message before start() runs no round: no heartbeat, no lease (a twin check is still running)', async () => {
+    const world = new World();
+    const a = coordinator(world, 'a');
+    a.c.poke();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(world.live.size).toBe(0);
+    expect(world.leases.size).toBe(0);
+    await a.c.start();
+    expect(world.live.has('a')).toBe(true);
+    a.c.poke();
+    await a.c.stop();
+  });
+
   it('a single node takes every partition and reads them all, then is ready', async () => {
     const world = new World();
     const a = coordinator(world, 'a');
