@@ -34,54 +34,14 @@ export function runThreshold(
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: ownGroup,
   });
-  let out = '';
-  const listeners = new Set<() => void>();
-  for (const stream of [child.stdout, child.stderr]) {
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
-      out += chunk;
-      for (const l of listeners) l();
-    });
-  }
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      resolve({ code, signal });
-      for (const l of listeners) l();
-    });
-  });
+  const proc = watch(child);
   onTestFinished(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
-      await exited;
+      await proc.exited;
     }
   });
-  return {
-    child,
-    output: () => out,
-    exited,
-    waitFor(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const match = pattern.exec(out);
-          if (match) return done(() => resolve(match[0]));
-          if (child.exitCode !== null || child.signalCode !== null) {
-            done(() => reject(new Error(`process exited before ${pattern}:\n${out}`)));
-          }
-        };
-        const timer = setTimeout(
-          () => done(() => reject(new Error(`timed out waiting for ${pattern}:\n${out}`))),
-          timeoutMs,
-        );
-        const done = (f: () => void) => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          f();
-        };
-        listeners.add(check);
-        check();
-      });
-    },
-  };
+  return proc;
 }
 
 /** True while a process with this pid runs (a zombie nobody reaped yet does not count). */
