@@ -1,9 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { PluginSetting } from '../config-file.ts';
-import { ConfigError } from '../errors.ts';
 import type { Envelope } from '../funnel/envelope.ts';
 import type { Logger } from '../log.ts';
-import { loadPlugin } from '../plugins.ts';
+import { createFunctionPlugins, type FunctionPluginContext } from '../plugins.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { ChannelMessage, RunnerChannel } from './channel.ts';
 import { type ChannelPlan, type ChannelPlanner, InactiveRooms } from './delivery-plan.ts';
@@ -24,11 +23,7 @@ export interface HandlerApi {
 /** A handler (DESIGN §7): runs on the room's owner after the commit, off the read path. */
 export type Handler = (message: HandlerMessage, api: HandlerApi) => void | Promise<void>;
 
-export interface HandlerContext {
-  name: string;
-  options: Record<string, unknown>;
-  log: Logger;
-}
+export type HandlerContext = FunctionPluginContext;
 
 /** A handler module's default export. */
 export type HandlerFactory = (ctx: HandlerContext) => Handler | Promise<Handler>;
@@ -40,30 +35,13 @@ const echo: HandlerFactory = ({ options }) => {
 };
 
 /** The one factory of handlers: built-ins and modules, by name. */
-export async function createHandlers(
+export function createHandlers(
   settings: readonly PluginSetting[],
   log: Logger,
 ): Promise<Map<string, Handler>> {
-  const handlers = new Map<string, Handler>();
-  for (const setting of settings) {
-    const ctx = {
-      name: setting.name,
-      options: setting.options,
-      log: log.child({ handler: setting.name }),
-    };
-    const factory =
-      setting.module === 'echo'
-        ? echo
-        : (await loadPlugin<HandlerFactory>('handlers', setting)).factory;
-    const handler = await factory(ctx);
-    if (typeof handler !== 'function')
-      throw new ConfigError(
-        `handlers.${setting.name}`,
-        'a handler factory must return async (message, api) => {}',
-      );
-    handlers.set(setting.name, handler);
-  }
-  return handlers;
+  // prettier-ignore
+  return createFunctionPlugins<Handler>('handlers', settings, { echo },
+    'async (message, api) => {}', log);
 }
 
 /** The source of a handler's replies: handlers never run on them (no reply loops). */

@@ -2,7 +2,7 @@ import type { PluginSetting } from '../config-file.ts';
 import { ConfigError, RejectedError } from '../errors.ts';
 import type { Sender } from '../funnel/envelope.ts';
 import type { Logger } from '../log.ts';
-import { loadPlugin } from '../plugins.ts';
+import { createFunctionPlugins, type FunctionPluginContext } from '../plugins.ts';
 import type { MessageCheck, Submission } from './ingress.ts';
 
 /** What a validator sees of a message, at ingress, before the funnel. */
@@ -20,11 +20,7 @@ export type Validator = (
   message: ValidatorMessage,
 ) => undefined | { reason: string } | Promise<undefined | { reason: string }>;
 
-export interface ValidatorContext {
-  name: string;
-  options: Record<string, unknown>;
-  log: Logger;
-}
+export type ValidatorContext = FunctionPluginContext;
 
 /** A validator module's default export. */
 export type ValidatorFactory = (ctx: ValidatorContext) => Validator | Promise<Validator>;
@@ -61,37 +57,14 @@ const denyWords: ValidatorFactory = ({ name, options }) => {
 };
 
 /** The one factory of validators: built-ins and modules, by name. */
-export async function createValidators(
+export function createValidators(
   settings: readonly PluginSetting[],
   log: Logger,
 ): Promise<Map<string, Validator>> {
-  const validators = new Map<string, Validator>();
-  for (const setting of settings) {
-    const ctx = {
-      name: setting.name,
-      options: setting.options,
-      log: log.child({ validator: setting.name }),
-    };
-    let factory: ValidatorFactory;
-    switch (setting.module) {
-      case 'max-length':
-        factory = maxLength;
-        break;
-      case 'deny-words':
-        factory = denyWords;
-        break;
-      default:
-        factory = (await loadPlugin<ValidatorFactory>('validators', setting)).factory;
-    }
-    const validator = await factory(ctx);
-    if (typeof validator !== 'function')
-      throw new ConfigError(
-        `validators.${setting.name}`,
-        'a validator factory must return (message) => undefined | { reason }',
-      );
-    validators.set(setting.name, validator);
-  }
-  return validators;
+  // prettier-ignore
+  return createFunctionPlugins<Validator>('validators', settings,
+    { 'max-length': maxLength, 'deny-words': denyWords },
+    '(message) => undefined | { reason }', log);
 }
 
 /** How long a room's list of validators is remembered (rooms name them at creation). */
