@@ -7,6 +7,7 @@ import type { ChannelContext, ChannelFactory, DeliveryChannel, RunnerChannel } f
 import { createSmsChannel } from './channels/sms.ts';
 import { createWebhookChannel } from './channels/webhook.ts';
 import type { MemberSettingsStore } from './member-settings.ts';
+import { retryPolicy } from './retry-policy.ts';
 import type { SmsClient } from './sms-client.ts';
 import type { WebhookEndpoints } from './webhook-endpoints.ts';
 
@@ -19,6 +20,18 @@ export interface ChannelDeps {
   metrics: Metrics;
   log: Logger;
   signal: AbortSignal;
+}
+
+/** How the runner schedules a channel with no settings of its own (plug-ins, webhooks, handlers). */
+export function runnerDefaults(
+  outbox: Config['outbox'],
+): Pick<RunnerChannel, 'maxInFlight' | 'maxQueuedPerLane' | 'sendTimeoutMs' | 'retry'> {
+  return {
+    maxInFlight: outbox.maxInFlight,
+    maxQueuedPerLane: outbox.maxQueuedPerLane,
+    sendTimeoutMs: outbox.sendTimeoutMs,
+    retry: retryPolicy(outbox),
+  };
 }
 
 /** The built-ins every node has, unless the config file names a channel of the same name. */
@@ -60,18 +73,7 @@ async function createChannel(
 ): Promise<RunnerChannel | undefined> {
   const { config } = deps;
   const { outbox } = config;
-  const defaults = {
-    name: setting.name,
-    maxInFlight: outbox.maxInFlight,
-    maxQueuedPerLane: outbox.maxQueuedPerLane,
-    sendTimeoutMs: outbox.sendTimeoutMs,
-    retry: {
-      maxAttempts: outbox.maxAttempts,
-      maxRetryMs: Math.round(outbox.maxRetryHours * 3_600_000),
-      backoffBaseMs: outbox.backoffBaseMs,
-      backoffMaxMs: outbox.backoffMaxMs,
-    },
-  };
+  const defaults = { name: setting.name, ...runnerDefaults(outbox) };
   const ctx: ChannelContext = {
     name: setting.name,
     options: setting.options,
@@ -93,12 +95,7 @@ async function createChannel(
           // Status callbacks only to a URL Twilio can reach: THRESHOLD_PUBLIC_URL, never the
           // listen address it would fall back to.
           publicUrl: config.publicUrl,
-          retry: {
-            maxAttempts: sms.maxAttempts,
-            maxRetryMs: Math.round(sms.maxRetryHours * 3_600_000),
-            backoffBaseMs: sms.backoffBaseMs,
-            backoffMaxMs: sms.backoffMaxMs,
-          },
+          retry: retryPolicy(sms),
         },
       );
       return { ...channel, name: setting.name };

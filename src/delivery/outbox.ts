@@ -5,7 +5,7 @@ import { PartitionConsumer } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RunnerChannel } from './channel.ts';
-import { createChannels } from './channels.ts';
+import { createChannels, runnerDefaults } from './channels.ts';
 import { type ChannelPlanner, DeliveryPlanner } from './delivery-plan.ts';
 import {
   createHandlerChannel,
@@ -88,18 +88,10 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
   const planners: ChannelPlanner[] = [new SmsPlanner(redis, keys, deps.members)];
   if (deps.handlers.size > 0) {
     // Handlers ride the outbox as an internal channel, routed by a prefix no member has.
-    const { outbox } = config;
-    const retry = {
-      maxAttempts: outbox.maxAttempts,
-      maxRetryMs: Math.round(outbox.maxRetryHours * 3_600_000),
-      backoffBaseMs: outbox.backoffBaseMs,
-      backoffMaxMs: outbox.backoffMaxMs,
-    };
-    // prettier-ignore
-    channels.set('handler', createHandlerChannel(deps.handlers, deps.reply, {
-      maxInFlight: outbox.maxInFlight, maxQueuedPerLane: outbox.maxQueuedPerLane,
-      sendTimeoutMs: outbox.sendTimeoutMs, retry,
-    }));
+    channels.set(
+      'handler',
+      createHandlerChannel(deps.handlers, deps.reply, runnerDefaults(config.outbox)),
+    );
     routes.set('handler', 'handler');
     planners.push(new HandlerPlanner(redis, keys));
   }

@@ -12,6 +12,21 @@ export interface RetryPolicy {
   backoffMaxMs: number;
 }
 
+/** A retry policy from its settings (`sms.*`, `outbox.*`: hours to ms). */
+export function retryPolicy(settings: {
+  maxAttempts: number;
+  maxRetryHours: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}): RetryPolicy {
+  return {
+    maxAttempts: settings.maxAttempts,
+    maxRetryMs: Math.round(settings.maxRetryHours * 3_600_000),
+    backoffBaseMs: settings.backoffBaseMs,
+    backoffMaxMs: settings.backoffMaxMs,
+  };
+}
+
 /** Exponential backoff with jitter: the delay before retry `n` (1-based). */
 export function backoff(n: number, policy: RetryPolicy): number {
   const delay = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (n - 1));
