@@ -1,4 +1,5 @@
 import type { Logger } from './log.ts';
+import { within } from './within.ts';
 
 /** A part of a node with a lifecycle (the Redis connections, the HTTP server, the readers…). */
 export interface Service {
@@ -45,21 +46,16 @@ export class ServiceManager {
   async stop(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (const service of this.started.splice(0).reverse()) {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((r) => {
-        timer = setTimeout(() => r('late'), Math.max(0, deadline - Date.now()));
-      });
       const stopping = Promise.resolve()
         .then(() => service.stop())
         .catch((err: unknown) =>
           this.log.warn({ err, service: service.name }, 'service failed to stop cleanly'),
         );
-      if ((await Promise.race([stopping, late])) === 'late')
+      if ((await within(stopping, deadline - Date.now())) === 'late')
         this.log.warn(
           { service: service.name },
           'service did not stop in time (shutdownTimeoutMs); going on',
         );
-      clearTimeout(timer);
     }
   }
 }

@@ -8,6 +8,7 @@ import { channelJob, context, type Held, sinceOf, toJob } from './outbox-job.ts'
 import { backoff, decideRetry } from './retry-policy.ts';
 import { type Lane, OutboxLanes } from './outbox-lanes.ts';
 import type { Clock } from './token-bucket.ts';
+import { within } from '../within.ts';
 
 export interface OutboxRunnerOptions {
   /** Jobs read per round. @default 100 */
@@ -382,12 +383,4 @@ const FINAL = ['sent', 'delivered', 'failed', 'dead', 'skipped'];
 /** A delivery's identity, the same when its job is rescheduled under another entry id. */
 function deliveryKey({ job }: Held): string {
   return `${job.ch}|${job.kind}|${job.to}|${job.msg}`;
-}
-
-function within<T>(work: Promise<T>, ms: number): Promise<T | 'late'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((r) => {
-    timer = setTimeout(() => r('late'), ms);
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import { within } from '../within.ts';
 import type { Leases } from './leases.ts';
 import type { Membership } from './membership.ts';
 import type { PartitionConsumer } from './partition-consumer.ts';
@@ -215,16 +216,11 @@ export class Coordinator {
       await this.removeFromConsumers(p);
     }
     const hooks = partitions.map(([p]) => this.hooks.beforeRelease?.(p));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => {
-      timer = setTimeout(() => r('late'), this.options.leaseTtlMs / 2);
-    });
-    if ((await Promise.race([Promise.allSettled(hooks), late])) === 'late')
+    if ((await within(Promise.allSettled(hooks), this.options.leaseTtlMs / 2)) === 'late')
       this.log.warn(
         { partitions: partitions.map(([p]) => p) },
         'releasing partitions with work still in flight (their next owner reconciles it)',
       );
-    clearTimeout(timer);
     for (const [p, value] of partitions) {
       await this.leases
         .release(p, value)
