@@ -51,13 +51,15 @@ export class DeliveryPlanner {
   /** envelope id → the plans of its commit, as the script takes them ("" for none). */
   async plan(envelopes: Envelope[]): Promise<Map<string, string>> {
     const byEnvelope = new Map<string, Record<string, ChannelPlan>>();
-    for (const planner of this.planners) {
-      for (const [id, plan] of await planner.plan(envelopes)) {
+    // Each planner's reads are a round trip of their own: side by side, not one after another.
+    const planned = await Promise.all(this.planners.map((p) => p.plan(envelopes)));
+    this.planners.forEach((planner, i) => {
+      for (const [id, plan] of planned[i] ?? []) {
         const plans = byEnvelope.get(id) ?? {};
         plans[planner.channel] = plan;
         byEnvelope.set(id, plans);
       }
-    }
+    });
     return new Map([...byEnvelope].map(([id, plans]) => [id, JSON.stringify(plans)]));
   }
 
