@@ -75,7 +75,7 @@ export async function startNode(
   await conns.start();
   services.adopt(conns);
   try {
-    const { redis, reader, sub, outboxReader } = conns;
+    const { redis, sub } = conns;
     const keys = new Keys(config.keyPrefix, config.partitions);
     await prepareFunnel(redis, keys);
     await prepareOutbox(redis, keys);
@@ -115,7 +115,7 @@ export async function startNode(
       config,
       nodeId,
       redis,
-      reader: outboxReader,
+      wait: conns.outboxWait,
       keys,
       members,
       metrics,
@@ -153,7 +153,7 @@ export async function startNode(
       outbox.planner,
     );
     const consumer = new PartitionConsumer(
-      reader,
+      conns.funnelWait,
       redis,
       keys,
       committer,

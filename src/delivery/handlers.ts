@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import type { PluginSetting } from '../config-file.ts';
 import type { Envelope } from '../funnel/envelope.ts';
 import type { Logger } from '../log.ts';
@@ -59,7 +59,7 @@ export class HandlerPlanner implements ChannelPlanner {
   private readonly none = new InactiveRooms();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 
@@ -71,7 +71,7 @@ export class HandlerPlanner implements ChannelPlanner {
     const plans = new Map<string, ChannelPlan>();
     const rooms = this.none.unknown(envelopes);
     if (rooms.length === 0) return plans;
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const r of rooms) pipe.hget(this.keys.room(r), 'handlers');
     const byRoom = new Map<string, string[]>();
     ((await pipe.exec()) ?? []).forEach(([err, value], i) => {

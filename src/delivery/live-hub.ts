@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -41,7 +41,7 @@ export class LiveHub {
   private hadConnection: boolean;
 
   constructor(
-    private readonly sub: Redis,
+    private readonly sub: RedisClient,
     private readonly keys: Keys,
     private readonly metrics: Metrics,
     private readonly log: Logger,

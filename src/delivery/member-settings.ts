@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 
 /** A member's own settings (`thr:member:<id>`, DESIGN §3). */
@@ -28,7 +28,7 @@ export function isOptedOut(settings: MemberSettings | undefined, from: string): 
  */
 export class MemberSettingsStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 
@@ -39,7 +39,7 @@ export class MemberSettingsStore {
 
   async getMany(members: string[]): Promise<MemberSettings[]> {
     if (members.length === 0) return [];
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const m of members) pipe.hgetall(this.keys.member(m));
     const results = (await pipe.exec()) ?? [];
     return results.map(([err, values]) => {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import { batch, isCluster, type RedisClient } from '../redis/client.ts';
 import { isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -23,7 +23,7 @@ export class OutboxLedger {
   running = true;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly options: {
       /** How long one attempt may be in flight (younger markers postpone a send). */
@@ -117,9 +117,10 @@ export class OutboxLedger {
   /** Moves retries that are due back into the outbox streams of these partitions. */
   async promote(partitions: number[], now: number): Promise<void> {
     if (partitions.length === 0) return;
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const p of partitions)
-      pipe.promoteRetries(this.keys.outboxRetry(p), this.keys.outbox(p), now, 1000);
+      // prettier-ignore
+      pipe.promoteRetries(this.keys.outboxRetry(p), this.keys.outbox(p), now, 1000, isCluster(this.redis) ? 1 : 0);
     await pipe.exec();
   }
 
@@ -136,7 +137,7 @@ export class OutboxLedger {
     metrics.outboxDepth.reset();
     metrics.outboxOldest.reset();
     if (partitions.length === 0) return;
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const p of partitions)
       pipe
         .xlen(this.keys.outbox(p))
@@ -178,8 +179,8 @@ export class OutboxLedger {
 }
 
 /** Creates the `senders` group on every partition's outbox (idempotent). */
-export async function prepareOutbox(redis: Redis, keys: Keys): Promise<void> {
-  const pipe = redis.pipeline();
+export async function prepareOutbox(redis: RedisClient, keys: Keys): Promise<void> {
+  const pipe = batch(redis);
   for (let p = 0; p < keys.partitions; p++)
     pipe.xgroup('CREATE', keys.outbox(p), SENDERS_GROUP, '0', 'MKSTREAM');
   for (const [err] of (await pipe.exec()) ?? []) {

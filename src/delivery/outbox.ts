@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import { type Config, isLoopback } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { PartitionConsumer } from '../mesh/partition-consumer.ts';
+import { PartitionConsumer, type StreamWait } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RunnerChannel } from './channel.ts';
@@ -47,9 +47,9 @@ export interface OutboxDeps {
   config: Config;
   nodeId: string;
   /** Commands connection. */
-  redis: Redis;
-  /** A connection of its own for the outbox reader's blocking waits. */
-  reader: Redis;
+  redis: RedisClient;
+  /** The outbox reader's wait for new jobs (a connection of its own). */
+  wait: StreamWait;
   keys: Keys;
   members: MemberSettingsStore;
   metrics: Metrics;
@@ -116,7 +116,7 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     log,
   );
   const reader = new PartitionConsumer(
-    deps.reader,
+    deps.wait,
     redis,
     keys,
     runner,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import { type Envelope, relayBodyLimit, relayPrefix } from '../funnel/envelope.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { RoomSettings } from '../rooms/store.ts';
@@ -49,7 +49,7 @@ export class SmsPlanner implements ChannelPlanner {
   private readonly noNumbers = new InactiveRooms();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly members: MemberSettingsStore,
   ) {}
@@ -65,7 +65,7 @@ export class SmsPlanner implements ChannelPlanner {
     const roomIds = this.noNumbers.unknown(envelopes);
     if (roomIds.length === 0) return plans;
     // Most rooms have no numbers: their members are not read at all.
-    const hashes = this.redis.pipeline();
+    const hashes = batch(this.redis);
     for (const r of roomIds) hashes.hmget(this.keys.room(r), 'name', 'numbers', 'settings');
     const smsRooms: { id: string; name: string; numbers: string; settings: string | null }[] = [];
     ((await hashes.exec()) ?? []).forEach(([err, hash], i) => {
@@ -76,7 +76,7 @@ export class SmsPlanner implements ChannelPlanner {
       else this.noNumbers.remember(id);
     });
     if (smsRooms.length === 0) return plans;
-    const memberSets = this.redis.pipeline();
+    const memberSets = batch(this.redis);
     for (const r of smsRooms) memberSets.smembers(this.keys.members(r.id));
     const rooms = new Map<
       string,

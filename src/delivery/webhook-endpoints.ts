@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import { Webhook } from 'standardwebhooks';
 import { ValidationError } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -80,7 +80,7 @@ export class WebhookEndpoints {
   private readonly now: () => number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     options: WebhookEndpointsOptions = {},
   ) {
@@ -181,7 +181,7 @@ function toEndpoint(name: string, hash: Record<string, string>): ResolvedEndpoin
 }
 
 /** EXEC's replies, throwing the first command error (ioredis reports them per command). */
-async function exec(tx: ReturnType<Redis['multi']>): Promise<unknown[]> {
+async function exec(tx: ReturnType<RedisClient['multi']>): Promise<unknown[]> {
   const replies = await tx.exec();
   if (!replies) throw new Error('transaction aborted');
   return replies.map(([err, value]) => {

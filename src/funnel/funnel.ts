@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { batch, isCluster, type RedisClient } from '../redis/client.ts';
 import {
   ForbiddenError,
   NotFoundError,
@@ -25,7 +25,7 @@ export interface FunnelOptions {
 /** The ingress side of the funnel: the Publisher every source writes through. */
 export class Funnel implements Publisher {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly options: FunnelOptions = { maxLength: 0 },
   ) {}
@@ -48,6 +48,8 @@ export class Funnel implements Publisher {
         // which the script adds).
         [...envelope.body].length + [...relayPrefix(envelope.sender, '')].length,
         envelope.sender.kind === 'service' ? 1 : 0,
+        // On a Redis Cluster the partition's owner waits for a wake-up, not an XREAD BLOCK.
+        isCluster(this.redis) ? 1 : 0,
       );
     } catch (err) {
       // Only an outage is the client's cue to retry; anything else is our bug and a 500.
@@ -81,13 +83,13 @@ export class Funnel implements Publisher {
  * Makes sure this Redis holds a deployment with our partition count (fixed for its life)
  * and that every partition stream has its consumer group.
  */
-export async function prepareFunnel(redis: Redis, keys: Keys): Promise<void> {
+export async function prepareFunnel(redis: RedisClient, keys: Keys): Promise<void> {
   await redis.hsetnx(keys.meta, 'partitions', keys.partitions);
   await redis.hsetnx(keys.meta, 'schema', SCHEMA_VERSION);
   const stored = Number(await redis.hget(keys.meta, 'partitions'));
   if (stored !== keys.partitions) throw new PartitionMismatchError(stored, keys.partitions);
 
-  const pipe = redis.pipeline();
+  const pipe = batch(redis);
   for (let p = 0; p < keys.partitions; p++) {
     pipe.xgroup('CREATE', keys.funnel(p), RELAY_GROUP, '0', 'MKSTREAM');
   }

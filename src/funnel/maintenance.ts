@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -13,7 +13,7 @@ export class FunnelMaintenance {
   private reported = new Set<number>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly metrics: Metrics,
     private readonly owned: () => number[],
@@ -40,7 +40,7 @@ export class FunnelMaintenance {
     }
     this.reported = new Set(partitions);
     if (partitions.length === 0) return;
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const p of partitions) pipe.trimFunnel(this.keys.funnel(p), RELAY_GROUP);
     try {
       const results = (await pipe.exec()) ?? [];

@@ -16,13 +16,13 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import type { AppEnv } from './app.ts';
 import { requireAdmin } from './auth.ts';
 
 export interface TwilioRoutesDeps {
   inbound: SmsInbound;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   metrics: Metrics;
   log: Logger;

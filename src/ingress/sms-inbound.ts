@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../redis/client.ts';
+import { wakeChannel } from '../redis/stream-wakes.ts';
 import { isOptedOut, type MemberSettingsStore } from '../delivery/member-settings.ts';
 import { smsBodyLimit } from '../delivery/sms-plan.ts';
 import { ForbiddenError, NotFoundError, RejectedError } from '../errors.ts';
@@ -51,7 +52,7 @@ export interface SmsInboundOptions {
  */
 export class SmsInbound {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly rooms: RoomsStore,
     private readonly members: MemberSettingsStore,
@@ -220,13 +221,15 @@ export class SmsInbound {
 
   /** Answers a keyword through the room's outbox, from the number the sender texted. */
   private async reply(sms: InboundSms, room: Room, body: string): Promise<void> {
-    const p = this.keys.partitionOf(room.id);
+    const outbox = this.keys.outbox(this.keys.partitionOf(room.id));
     // prettier-ignore
     await this.redis.xadd(
-      this.keys.outbox(p), '*',
+      outbox, '*',
       'ch', 'sms', 'kind', 'reply', 'd', '', 'to', `phone:${sms.from}`, 'room', room.id,
       'msg', `twilio:${sms.messageSid}`, 'attempt', 0, 'm', '',
       'from', sms.to, 'body', body, 'media', '',
     );
+    // On a Redis Cluster the outbox's owner waits for this, not for an XREAD BLOCK.
+    if (isCluster(this.redis)) await this.redis.spublish(wakeChannel(outbox), '');
   }
 }

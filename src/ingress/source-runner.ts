@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import type { Logger } from '../log.ts';
 import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -36,7 +36,7 @@ export class SourceRunner {
   private started = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly sources: readonly LoadedSource[],
     /** The node that should run a named thing now (the ring's choice), if any. */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 
 /** A live node as operators and clients see it (`thr:node:<id>`, refreshed every heartbeat). */
@@ -35,7 +35,7 @@ export interface MeshState {
 /** `GET /v1/cluster` and `GET /v1/connect` (DESIGN §5). */
 export class ClusterView {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly nodeId: string,
     private readonly mesh: MeshState,
@@ -78,7 +78,7 @@ export class ClusterView {
     withAssigned: true,
   ): Promise<(NodeInfo & { assigned: number })[]>;
   private async nodes(live: readonly string[], withAssigned = false) {
-    const pipe = this.redis.pipeline().time();
+    const pipe = batch(this.redis).time();
     for (const id of live) pipe.hgetall(this.keys.node(id)).zscore(this.keys.nodes, id);
     const results = (await pipe.exec()) ?? [];
     // A failed TIME (Redis unavailable) is the app's to map (503), not a crash here.

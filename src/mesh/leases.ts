@@ -1,10 +1,10 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 
 /** Partition leases with fencing tokens (DESIGN §4): `thr:{p<n>}:lease` = `<node>:<token>`. */
 export class Leases {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly nodeId: string,
     private readonly ttlMs: number,
@@ -14,7 +14,7 @@ export class Leases {
   async acquire(partitions: number[]): Promise<Map<number, string>> {
     const got = new Map<number, string>();
     if (partitions.length === 0) return got;
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const p of partitions) {
       pipe.acquireLease(this.keys.lease(p), this.keys.leaseToken(p), this.nodeId, this.ttlMs);
     }
@@ -29,7 +29,7 @@ export class Leases {
   /** Extends every lease we hold; returns the partitions whose lease is no longer ours. */
   async renew(held: ReadonlyMap<number, string>): Promise<number[]> {
     if (held.size === 0) return [];
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const [p, value] of held) pipe.renewLease(this.keys.lease(p), value, this.ttlMs);
     const results = (await pipe.exec()) ?? [];
     const lost: number[] = [];

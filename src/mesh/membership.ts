@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import { ConfigError } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 
@@ -19,7 +19,7 @@ export interface MeshEvent {
 /** This node's entry in the live set (`thr:nodes`), refreshed every heartbeat. */
 export class Membership {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly options: MembershipOptions,
   ) {}
@@ -49,12 +49,15 @@ export class Membership {
   /** Refreshes our heartbeat, drops silent nodes, and returns the live node ids, sorted. */
   async heartbeat(connections: number): Promise<string[]> {
     const { nodeId, nodeTtlMs, info } = this.options;
-    const [[, live]] = (await this.redis
+    // The node's hash and the live set are in different slots: the hash first, so a node in
+    // the live set always has one.
+    const node = this.keys.node(nodeId);
+    await this.redis
       .multi()
-      .heartbeatNode(this.keys.nodes, nodeId, nodeTtlMs)
-      .hset(this.keys.node(nodeId), { ...info, connections, assigned: 0 })
-      .pexpire(this.keys.node(nodeId), nodeTtlMs * 4)
-      .exec()) as [[Error | null, [number, ...string[]]], ...unknown[]];
+      .hset(node, { ...info, connections, assigned: 0 })
+      .pexpire(node, nodeTtlMs * 4)
+      .exec();
+    const live = await this.redis.heartbeatNode(this.keys.nodes, nodeId, nodeTtlMs);
     return live.slice(1) as string[];
   }
 
@@ -66,7 +69,8 @@ export class Membership {
   /** Leaves the live set at once (graceful stop) and tells the peers. */
   async leave(): Promise<void> {
     const { nodeId } = this.options;
-    await this.redis.multi().zrem(this.keys.nodes, nodeId).del(this.keys.node(nodeId)).exec();
+    await this.redis.zrem(this.keys.nodes, nodeId);
+    await this.redis.del(this.keys.node(nodeId));
     await this.announce('leave');
   }
 }

@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import type { Logger } from '../log.ts';
 import type { Keys } from '../redis/keys.ts';
 import {
-  BlockingWait,
   claimAllPending,
   type FencedRead,
   FencedReader,
@@ -51,6 +50,18 @@ export interface PartitionConsumerOptions {
   blockMs: number;
 }
 
+/**
+ * Tells which streams have entries newer than the ids given (redis/streams.ts BlockingWait:
+ * XREAD BLOCK; redis/stream-wakes.ts WakeWait: sharded pub/sub on a Redis Cluster).
+ */
+export interface StreamWait {
+  /** Waits up to blockMs (or until interrupt()) for one; none after a timeout or interrupt. */
+  wait(streams: readonly [stream: string, id: string][], blockMs: number): Promise<string[]>;
+  /** Without waiting. */
+  poll(streams: readonly [stream: string, id: string][]): Promise<string[]>;
+  interrupt(): void;
+}
+
 interface Owned {
   lease: string;
   /**
@@ -89,8 +100,6 @@ export class PartitionConsumer {
   private loopDone: Promise<void> = Promise.resolve();
   private batchDone: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | undefined;
-  /** The wait for new entries, on the reader's connection. */
-  private readonly waiting: BlockingWait;
   private readonly fencedReader: FencedReader;
   /**
    * Set while the processor has no capacity: it calls this once it has some again (an outbox
@@ -101,14 +110,14 @@ export class PartitionConsumer {
   onFenced: (partition: number) => void = () => {};
 
   constructor(
-    private readonly reader: Redis,
-    private readonly redis: Redis,
+    /** The wait for new entries (a connection of its own). */
+    private readonly waiting: StreamWait,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly processor: BatchProcessor,
     private readonly options: PartitionConsumerOptions,
     private readonly log: Logger,
   ) {
-    this.waiting = new BlockingWait(reader, redis);
     this.fencedReader = new FencedReader(redis, options.group, options.nodeId);
   }
 
@@ -145,7 +154,7 @@ export class PartitionConsumer {
   async reclaimIdle(minIdleMs: number): Promise<void> {
     const partitions = this.partitions;
     if (partitions.length === 0) return;
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const p of partitions) {
       // prettier-ignore
       pipe.xautoclaim(this.options.stream(p), this.options.group, this.options.nodeId, minIdleMs, '0-0', 'COUNT', 100, 'JUSTID');

@@ -1,25 +1,31 @@
 import { resolve } from 'node:path';
-import { Redis } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.ts';
-import { ConfigError, UnavailableError } from '../errors.ts';
+import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded.ts';
+import { isCluster, type RedisClient, seedUrls } from './client.ts';
 import { defineScripts } from './scripts.ts';
+import { BlockingWait } from './streams.ts';
+import { WakeWait } from './stream-wakes.ts';
 
 /**
- * A node's Redis: its own `redis-server` under `dataDir` when no URL is set, and four
- * connections: commands (scripts defined, bounded by redisCommandTimeoutMs), and three for
- * blocking work that must not queue behind commands: the funnel reader, the pub/sub
- * subscriber and the outbox reader.
+ * A node's Redis: its own `redis-server` under `dataDir` when no URL is set; a Redis Cluster
+ * when the URL names one of its nodes (or several, comma-separated), found out at start.
+ * Connections: commands (scripts defined, bounded by redisCommandTimeoutMs), the pub/sub
+ * subscriber, and the waits for new funnel and outbox entries, which must not queue behind
+ * commands: on one server an XREAD BLOCK on a connection of its own each, on a cluster
+ * sharded pub/sub wake-ups (stream-wakes.ts) on one more cluster client.
  */
 export class RedisConnections {
   readonly name = 'redis';
   url: string;
   private embedded: EmbeddedRedis | undefined;
-  redis!: Redis;
-  reader!: Redis;
-  sub!: Redis;
-  outboxReader!: Redis;
+  redis!: RedisClient;
+  sub!: RedisClient;
+  funnelWait!: BlockingWait | WakeWait;
+  outboxWait!: BlockingWait | WakeWait;
+  private readonly clients: RedisClient[] = [];
 
   constructor(
     private readonly config: Pick<
@@ -32,8 +38,8 @@ export class RedisConnections {
     this.url = config.redisUrl;
   }
 
-  private get all(): Redis[] {
-    return [this.redis, this.reader, this.sub, this.outboxReader].filter(Boolean);
+  get cluster(): boolean {
+    return isCluster(this.redis);
   }
 
   async start(): Promise<void> {
@@ -53,21 +59,43 @@ export class RedisConnections {
       connectionName: `threshold:${this.nodeId}`,
     };
     const blocking = { ...options, maxRetriesPerRequest: null };
-    // A Redis that stops answering without closing the connection must fail commands, not hang them.
-    this.redis = defineScripts(
-      new Redis(this.url, { ...options, commandTimeout: config.redisCommandTimeoutMs }),
-    );
-    this.reader = new Redis(this.url, blocking);
-    this.sub = new Redis(this.url, blocking);
-    this.outboxReader = new Redis(this.url, blocking);
-    const names = ['commands', 'reader', 'subscriber', 'outbox'];
-    this.all.forEach((client, i) =>
-      client.on('error', (err) =>
-        log.warn({ err: err.message, connection: names[i] }, 'Redis connection error (retrying)'),
-      ),
-    );
+    const seeds = seedUrls(this.url);
     try {
-      await Promise.all(this.all.map((c) => c.connect()));
+      if (await isClusterNode(seeds)) {
+        // A command whose master fails over is sent again once the replica took over.
+        const cluster = (redisOptions: RedisOptions, extra: ClusterOptions = {}) =>
+          this.add(
+            new Cluster(seeds, {
+              lazyConnect: true,
+              enableAutoPipelining: true,
+              redisOptions,
+              ...clusterOptions,
+              ...extra,
+            }),
+            extra.shardedSubscribers ? 'wakes' : String(this.clients.length),
+          );
+        // prettier-ignore
+        this.redis = defineScripts(cluster({ ...options, commandTimeout: config.redisCommandTimeoutMs }));
+        this.sub = cluster(blocking);
+        const wakes = cluster(blocking, { shardedSubscribers: true }) as Cluster;
+        this.funnelWait = new WakeWait(wakes, this.redis);
+        this.outboxWait = new WakeWait(wakes, this.redis);
+        log.info({ redis: seeds }, 'Redis Cluster: found out from its nodes');
+      } else {
+        // A Redis that stops answering without closing the connection must fail commands, not hang them.
+        // prettier-ignore
+        this.redis = defineScripts(this.add(new Redis(this.url, { ...options, commandTimeout: config.redisCommandTimeoutMs }), 'commands'));
+        this.sub = this.add(new Redis(this.url, blocking), 'subscriber');
+        this.funnelWait = new BlockingWait(
+          this.add(new Redis(this.url, blocking), 'reader'),
+          this.redis,
+        );
+        this.outboxWait = new BlockingWait(
+          this.add(new Redis(this.url, blocking), 'outbox'),
+          this.redis,
+        );
+      }
+      await Promise.all(this.clients.map((c) => c.connect()));
     } catch (err) {
       await this.close();
       throw new UnavailableError(
@@ -75,24 +103,59 @@ export class RedisConnections {
         { cause: err },
       );
     }
-    // A cluster node answers most commands with MOVED: say so now, not with a stack trace.
-    if (/^cluster_enabled:1/m.test(await this.redis.info('cluster'))) {
-      await this.close();
-      throw new ConfigError(
-        'redisUrl',
-        `${this.url} is a node of a Redis Cluster, which Threshold does not run on yet: point THRESHOLD_REDIS_URL at a standalone Redis (or leave it empty to start a local one)`,
-      );
-    }
+  }
+
+  private add<C extends RedisClient>(client: C, name: string): C {
+    client.on('error', (err: Error) =>
+      this.log.warn({ err: err.message, connection: name }, 'Redis connection error (retrying)'),
+    );
+    this.clients.push(client);
+    return client;
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.all.map((c) => c.quit().catch(() => {})));
+    await Promise.all(this.clients.map((c) => c.quit().catch(() => {})));
     await this.embedded?.stop();
   }
 
   /** Drops everything at once (a start that failed half-way). */
   async close(): Promise<void> {
-    for (const c of this.all) c.disconnect();
+    for (const c of this.clients) c.disconnect();
     await this.embedded?.stop();
   }
+}
+
+const clusterOptions: ClusterOptions = {
+  // Failovers: a command meeting a master that is down or a slot without one waits and is
+  // sent again; the slots are looked up again now and then, and on every MOVED.
+  retryDelayOnFailover: 200,
+  retryDelayOnClusterDown: 200,
+  retryDelayOnTryAgain: 200,
+  slotsRefreshInterval: 2000,
+  scaleReads: 'master',
+  // Commands whose key ioredis cannot find (XGROUP's is after its subcommand) would be
+  // auto-pipelined to the slot of their first argument; alone they follow MOVED instead.
+  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo'],
+};
+
+/** Asks the seeds in turn whether they are nodes of a Redis Cluster (`cluster_enabled:1`). */
+async function isClusterNode(seeds: string[]): Promise<boolean> {
+  let lastError: unknown;
+  for (const url of seeds) {
+    const probe = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      return /^cluster_enabled:1/m.test(await probe.info('cluster'));
+    } catch (err) {
+      lastError = err;
+    } finally {
+      probe.disconnect();
+    }
+  }
+  throw lastError;
 }

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Redis, Result } from 'ioredis';
+import type { Result } from 'ioredis';
+import type { RedisClient } from './client.ts';
 
 type Arg = string | number;
 
@@ -11,7 +12,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** lua/publish-envelope-4.lua */
     publishEnvelope(
-      ...args: [string, string, string, string, Arg, Arg, Arg, Arg, Arg, Arg]
+      ...args: [string, string, string, string, Arg, Arg, Arg, Arg, Arg, Arg, Arg]
     ): Result<string | number | [2, number], Context>;
     /** lua/commit-message-9.lua */
     commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
@@ -70,9 +71,12 @@ declare module 'ioredis' {
       outbox: string,
       now: number,
       limit: number,
+      wake: 0 | 1,
     ): Result<number, Context>;
     /** lua/limit-rate-1.lua */
     limitRate(key: string, intervalMs: number, burst: number): Result<[0 | 1, number], Context>;
+    /** lua/create-room-1.lua */
+    createRoom(room: string, ...fields: Arg[]): Result<1 | 2, Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,
@@ -103,7 +107,7 @@ function load() {
 }
 
 /** Registers every script on a client; pipelines made from it get them too. */
-export function defineScripts(redis: Redis): Redis {
+export function defineScripts<C extends RedisClient>(redis: C): C {
   for (const { name, numberOfKeys, lua } of load()) {
     if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
   }

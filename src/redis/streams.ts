@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { batch, isCluster, type RedisClient } from './client.ts';
 import { Code } from './codes.ts';
 
 /** A stream entry as XREADGROUP returns it (`null` fields: a pending entry trimmed away). */
@@ -29,21 +30,26 @@ export class FencedReader {
 
   constructor(
     /** The commands connection: a lease release sent later on it runs after the read. */
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly group: string,
     private readonly consumer: string,
   ) {
     // ioredis sends unanswered commands again after it reconnects: a reply that arrives
     // across a reconnect may answer the second run of a read whose first run took entries
     // too, which only a re-read from '0' finds. Such a read is thrown away.
-    redis.on('close', () => {
+    const dropped = () => {
       this.epoch++;
-    });
+    };
+    // A cluster client has a connection per master (and resends to the new one on failover).
+    if (isCluster(redis)) {
+      for (const node of redis.nodes()) node.on('close', dropped);
+      redis.on('+node', (node: Redis) => node.on('close', dropped));
+    } else redis.on('close', dropped);
   }
 
   /** Throws if a reply fails or the connection dropped meanwhile: read our pending entries again. */
   async read(reads: readonly FencedReadRequest[], count: number): Promise<FencedRead[]> {
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const r of reads) {
       // prettier-ignore
       pipe.readFenced(r.lease, r.stream, r.value, this.group, this.consumer, Math.min(count, r.count ?? count), r.cursor);
@@ -68,7 +74,7 @@ export class FencedReader {
  * new owner of a partition takes over what the former one read and did not finish.
  */
 export async function claimAllPending(
-  redis: Redis,
+  redis: RedisClient,
   stream: string,
   group: string,
   consumer: string,
@@ -95,9 +101,9 @@ export class BlockingWait {
   private blocked = false;
 
   constructor(
-    private readonly reader: Redis,
+    private readonly reader: RedisClient,
     /** Any other connection: it sends the UNBLOCK. */
-    private readonly commands: Redis,
+    private readonly commands: RedisClient,
   ) {
     reader.on('ready', () => {
       this.id = undefined;

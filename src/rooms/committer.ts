@@ -1,4 +1,5 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { batch, isCluster, type RedisClient } from '../redis/client.ts';
 import type { Receipt } from '../delivery/receipts.ts';
 import { type Envelope, memberIdOf, messageFrameParts, parseEnvelope } from '../funnel/envelope.ts';
 import { RELAY_GROUP } from '../funnel/funnel.ts';
@@ -51,6 +52,8 @@ export function commitArgs(
   previousEntry = '',
   plans = '',
   routes = LIVE_ONLY,
+  /** On a Redis Cluster: announce new outbox jobs (commit-message-9.lua, ARGV[16]). */
+  wake = false,
 ): (string | number)[] {
   const p = keys.partitionOf(env.room);
   const [head, tail] = messageFrameParts(env);
@@ -79,6 +82,7 @@ export function commitArgs(
     env.id,
     plans,
     routes,
+    wake ? 1 : 0,
   ];
 }
 
@@ -94,7 +98,7 @@ export class Committer implements BatchProcessor {
   private readonly attempts = new Map<string, number>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly receipts: ReceiptSink,
     private readonly metrics: Metrics,
@@ -109,9 +113,9 @@ export class Committer implements BatchProcessor {
     const retry = new Set<number>();
     const fenced = new Set<number>();
     const dead: DeadLetter[] = [];
-    const receipts = this.redis.pipeline();
+    const receipts = batch(this.redis);
     const commits: { entry: FunnelEntry; env: Envelope }[] = [];
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     const lastOfRoom = new Map<string, string>();
     const postponed: string[] = [];
     const now = Date.now();
@@ -150,6 +154,7 @@ export class Committer implements BatchProcessor {
           previous,
           plan,
           this.planner.routes,
+          isCluster(this.redis),
         ),
       );
       commits.push({ entry, env });
@@ -257,7 +262,7 @@ export class Committer implements BatchProcessor {
    * not be written stays pending and is retried.
    */
   private async deadLetter(dead: DeadLetter[], retry: Set<number>): Promise<void> {
-    const write = this.redis.pipeline();
+    const write = batch(this.redis);
     for (const { entry, reason, detail } of dead) {
       // prettier-ignore
       write.xadd(
@@ -267,7 +272,7 @@ export class Committer implements BatchProcessor {
       );
     }
     const written = (await write.exec()) ?? [];
-    const ack = this.redis.pipeline();
+    const ack = batch(this.redis);
     dead.forEach(({ entry, reason, detail }, i) => {
       if (written[i]?.[0]) {
         retry.add(entry.partition);

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 
 export interface HistoryPage {
@@ -17,7 +17,7 @@ export interface HistoryPage {
 /** Committed messages of a room: a stream whose entry ids are `<seq>-0`. */
 export class History {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 

@@ -1,7 +1,8 @@
-import type { Redis } from 'ioredis';
+import { batch, type RedisClient } from '../redis/client.ts';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { E164 } from '../funnel/envelope.ts';
+import { Code } from '../redis/codes.ts';
 import type { Keys } from '../redis/keys.ts';
 import { revocationPayload } from './revocation.ts';
 
@@ -53,29 +54,27 @@ export interface RoomsStore {
 
 export class RedisRoomsStore implements RoomsStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 
+  /**
+   * Steps of one slot each, in an order that is safe to repeat (a Redis Cluster has no
+   * transaction across slots): claim the numbers, list the room, then write its hash in one
+   * script. A create that failed half-way leaves no room, and trying again finishes it.
+   */
   async create({ id, name, numbers: given = [], settings = {} }: NewRoom): Promise<Room> {
     const { keys } = this;
     const numbers = [...new Set(given)];
     for (const n of numbers)
       if (!E164.test(n)) throw new ValidationError(`number ${n} is not in E.164 form`, 'numbers');
-    const createdAt = Date.now();
-    if (!(await this.redis.hsetnx(keys.room(id), 'createdAt', createdAt))) {
+    if (await this.redis.exists(keys.room(id)))
       throw new ConflictError(`room ${id} already exists`);
-    }
-    const taken: string[] = [];
-    for (const n of numbers) if (!(await this.redis.set(keys.number(n), id, 'NX'))) taken.push(n);
-    if (taken.length > 0) {
-      await this.redis.del(
-        keys.room(id),
-        ...numbers.filter((n) => !taken.includes(n)).map((n) => keys.number(n)),
-      );
-      throw new ConflictError(`number ${taken.join(', ')} already serves another room`);
-    }
+    const claimed = await this.claimNumbers(id, numbers);
+    await this.redis.sadd(keys.rooms, id);
+    const createdAt = Date.now();
     const fields: Record<string, string | number> = {
+      createdAt,
       name: name ?? id,
       numbers: JSON.stringify(numbers),
       settings: JSON.stringify(settings),
@@ -83,8 +82,38 @@ export class RedisRoomsStore implements RoomsStore {
     if (settings.historyLength) fields.historyLength = settings.historyLength;
     // The handler planner's gate (commit-message-9.lua, ARGV[15]).
     if (settings.handlers?.length) fields.handlers = JSON.stringify(settings.handlers);
-    await this.redis.multi().hset(keys.room(id), fields).sadd(keys.rooms, id).exec();
+    const created = await this.redis.createRoom(keys.room(id), ...Object.entries(fields).flat());
+    if (created === Code.ALREADY) {
+      // Created meanwhile by another call: the numbers this one claimed are not that room's.
+      const theirs = (await this.get(id))?.numbers ?? [];
+      await this.release(claimed.filter((n) => !theirs.includes(n)));
+      throw new ConflictError(`room ${id} already exists`);
+    }
     return { id, name: name ?? id, numbers, settings, createdAt, seq: 0, members: 0 };
+  }
+
+  /**
+   * Claims each number for the room (one it already holds, from an earlier try, counts);
+   * releases the new claims and refuses if another room has one. Returns the new claims.
+   */
+  private async claimNumbers(id: string, numbers: string[]): Promise<string[]> {
+    const claims = await Promise.all(
+      numbers.map(async (n) => {
+        if (await this.redis.set(this.keys.number(n), id, 'NX')) return 'new';
+        return (await this.redis.get(this.keys.number(n))) === id ? 'ours' : 'taken';
+      }),
+    );
+    const claimed = numbers.filter((_, i) => claims[i] === 'new');
+    const taken = numbers.filter((_, i) => claims[i] === 'taken');
+    if (taken.length > 0) {
+      await this.release(claimed);
+      throw new ConflictError(`number ${taken.join(', ')} already serves another room`);
+    }
+    return claimed;
+  }
+
+  private async release(numbers: string[]): Promise<void> {
+    await Promise.all(numbers.map((n) => this.redis.del(this.keys.number(n))));
   }
 
   async get(id: string): Promise<Room | undefined> {
@@ -99,7 +128,7 @@ export class RedisRoomsStore implements RoomsStore {
 
   private async fetch(ids: string[]): Promise<(Room | undefined)[]> {
     if (ids.length === 0) return [];
-    const pipe = this.redis.pipeline();
+    const pipe = batch(this.redis);
     for (const id of ids)
       pipe.hgetall(this.keys.room(id)).get(this.keys.seq(id)).scard(this.keys.members(id));
     const res = (await pipe.exec()) ?? [];
@@ -121,22 +150,30 @@ export class RedisRoomsStore implements RoomsStore {
     });
   }
 
+  /**
+   * Unlists the room and releases its members' index entries and numbers first, then
+   * deletes its keys (one slot) last: a delete that failed half-way leaves a room that still
+   * works, and trying again finishes it.
+   */
   async delete(id: string): Promise<void> {
     const room = await this.get(id);
     if (!room) throw new NotFoundError(`room ${id} does not exist`);
     const { keys } = this;
     const members = await this.redis.smembers(keys.members(id));
-    const tx = this.redis
+    await Promise.all([
+      ...members.map((m) => this.redis.srem(keys.memberRooms(m), id)),
+      this.release(room.numbers),
+      this.redis.srem(keys.rooms, id),
+    ]);
+    await this.redis
       .multi()
       .del(keys.room(id), keys.members(id), keys.seq(id), keys.history(id))
-      .srem(keys.rooms, id);
-    for (const m of members) tx.srem(keys.memberRooms(m), id);
-    for (const n of room.numbers) tx.del(keys.number(n));
-    // In the same MULTI: every subscriber hears of the deletion before anything published later.
-    tx.publish(keys.live(id), revocationPayload({ room: id, reason: 'deleted' }));
-    await tx.exec();
+      // In the same MULTI: every subscriber hears of the deletion before anything published later.
+      .publish(keys.live(id), revocationPayload({ room: id, reason: 'deleted' }))
+      .exec();
   }
 
+  /** The room's set first, then the member's index of rooms (another slot): both run on a retry. */
   async addMember(room: string, member: string): Promise<boolean> {
     await this.mustExist(room);
     const [[, added]] = (await this.redis
@@ -144,8 +181,8 @@ export class RedisRoomsStore implements RoomsStore {
       .sadd(this.keys.members(room), member)
       // The commit script's cached count of members outside the live path (it recounts).
       .hdel(this.keys.room(room), 'oob')
-      .sadd(this.keys.memberRooms(member), room)
       .exec()) as [[Error | null, number], ...unknown[]];
+    await this.redis.sadd(this.keys.memberRooms(member), room);
     return added === 1;
   }
 
@@ -155,10 +192,10 @@ export class RedisRoomsStore implements RoomsStore {
       .multi()
       .srem(this.keys.members(room), member)
       .hdel(this.keys.room(room), 'oob')
-      .srem(this.keys.memberRooms(member), room)
       // In the same MULTI: the member's sessions hear of it before any later message.
       .publish(this.keys.live(room), revocationPayload({ room, reason: 'removed', member }))
       .exec()) as [[Error | null, number], ...unknown[]];
+    await this.redis.srem(this.keys.memberRooms(member), room);
     return removed === 1;
   }
 

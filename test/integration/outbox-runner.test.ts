@@ -14,6 +14,7 @@ import { SmsSendError } from '../../src/errors.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
+import { BlockingWait } from '../../src/redis/streams.ts';
 import { connect, deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
 
 const redis = defineScripts(useRedis());
@@ -140,7 +141,7 @@ async function setup(
     clock,
   );
   const consumer = new PartitionConsumer(
-    reader,
+    new BlockingWait(reader, commands),
     commands,
     keys,
     runner,

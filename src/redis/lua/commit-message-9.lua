@@ -35,6 +35,8 @@
              path (counted, no job). A gate is a room hash field: the channel is active in a
              room only while that field is set (not "" or "[]"), and then needs a plan.
              Members of an unrouted prefix, or of an inactive channel, are not reached.
+    ARGV[16] "1" on a Redis Cluster: after adding outbox jobs, SPUBLISH to KEYS[9] .. ":wake"
+             (what the outbox's owner waits on there, in place of an XREAD BLOCK)
 
   The room hash caches its count of members outside the live path (field oob); membership
   changes delete it. Outbox jobs (stream fields): ch, kind (relay, or an extra job's),
@@ -102,6 +104,7 @@ if not oob then
 end
 
 local recipients = 0
+local jobs = 0
 if tonumber(oob) == 0 then
   recipients = redis.call('SCARD', KEYS[8])
   if ARGV[10] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[10]) == 1 then
@@ -127,6 +130,7 @@ else
           'to', m, 'room', ARGV[11], 'msg', ARGV[13], 'attempt', 0, 'm', frame }
         for _, v in ipairs(plans[ch] and plans[ch].f or {}) do job[#job + 1] = v end
         redis.call('XADD', KEYS[9], '*', unpack(job))
+        jobs = jobs + 1
         redis.call('HSET', KEYS[4], ch .. ':' .. m, 'queued')
         queued[ch] = (queued[ch] or 0) + 1
       end
@@ -145,7 +149,11 @@ for ch, plan in pairs(plans) do
       job[#job + 1] = (string.gsub(v, '{recipients}', tostring(recipients)))
     end
     redis.call('XADD', KEYS[9], '*', unpack(job))
+    jobs = jobs + 1
   end
+end
+if jobs > 0 and ARGV[16] == '1' then
+  redis.call('SPUBLISH', KEYS[9] .. ':wake', '')
 end
 
 redis.call('SET', KEYS[3], seq, 'PX', ARGV[8])

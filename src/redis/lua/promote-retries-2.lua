@@ -6,6 +6,7 @@
     KEYS[2] outbox stream  thr:{p<n>}:outbox
     ARGV[1] now, ms since epoch
     ARGV[2] most jobs to move
+    ARGV[3] "1" on a Redis Cluster: SPUBLISH to KEYS[2] .. ":wake" after moving any
 
   Output: the number of jobs moved
 ]]
@@ -13,5 +14,8 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, AR
 for _, job in ipairs(due) do
   redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(job)))
   redis.call('ZREM', KEYS[1], job)
+end
+if #due > 0 and ARGV[3] == '1' then
+  redis.call('SPUBLISH', KEYS[2] .. ':wake', '')
 end
 return #due

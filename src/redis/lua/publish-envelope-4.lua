@@ -12,6 +12,8 @@
     ARGV[4] longest relayed text, in characters, a room with phone numbers takes (0 = no limit)
     ARGV[5] the relayed text's length in characters: the body and its "<sender>: " prefix
     ARGV[6] "1" when the prefix is the room's name (a service's message): its length is added
+    ARGV[7] "1" on a Redis Cluster: SPUBLISH to KEYS[3] .. ":wake" after adding the entry
+            (what the partition's owner waits on there, in place of an XREAD BLOCK)
 
   Output: the funnel entry id, or { 2 ALREADY, seq }: the envelope id was committed before
   (a replay), nothing added; or (redis/codes.ts)
@@ -50,4 +52,8 @@ local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('XLEN', KEYS[3]) >= limit then
   return -4
 end
-return redis.call('XADD', KEYS[3], '*', 'e', ARGV[2])
+local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[2])
+if ARGV[7] == '1' then
+  redis.call('SPUBLISH', KEYS[3] .. ':wake', '')
+end
+return id

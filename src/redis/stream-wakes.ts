@@ -1,0 +1,93 @@
+import type { Cluster } from 'ioredis';
+import type { RedisClient } from './client.ts';
+
+/**
+ * The sharded pub/sub channel that announces new entries of a stream on a Redis Cluster:
+ * the stream's name and `:wake`, so it hashes to the stream's slot and a script that adds
+ * to the stream may SPUBLISH to it (publish-envelope, commit-message, promote-retries).
+ */
+export function wakeChannel(stream: string): string {
+  return `${stream}:wake`;
+}
+
+/**
+ * Waits for new entries of streams on a Redis Cluster, where one XREAD over streams of
+ * different slots is refused (CROSSSLOT) and a blocking connection per stream would be one
+ * per partition. Writers SPUBLISH to each stream's {@link wakeChannel}; this follows the
+ * channels of the streams it is asked about (SSUBSCRIBE, on the subscriber's connection to
+ * each master) and remembers which were announced until asked about them. Same answers as
+ * BlockingWait: the streams with something new, or none after the timeout or interrupt().
+ */
+export class WakeWait {
+  /** Streams followed, and whether each was announced since we last answered for it. */
+  private readonly followed = new Map<string, boolean>();
+  private wake: (() => void) | undefined;
+
+  constructor(
+    /** A cluster client with `shardedSubscribers`, for SSUBSCRIBE only (shared by waits). */
+    private readonly subscriber: Cluster,
+    private readonly commands: RedisClient,
+  ) {
+    subscriber.on('smessage', (channel: string) => {
+      const stream = channel.slice(0, -':wake'.length);
+      if (!this.followed.has(stream)) return;
+      this.followed.set(stream, true);
+      this.wake?.();
+    });
+  }
+
+  async wait(streams: readonly [stream: string, id: string][], blockMs: number): Promise<string[]> {
+    const now = await this.poll(streams);
+    if (now.length > 0) return now;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.interrupt(), blockMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+    return this.announced(streams);
+  }
+
+  /**
+   * The streams announced since we last answered for them. Streams not followed yet are
+   * followed now, then read once (XREAD, after the SSUBSCRIBE): what was added before we
+   * listened was never announced to us.
+   */
+  async poll(streams: readonly [stream: string, id: string][]): Promise<string[]> {
+    const wanted = new Set(streams.map(([s]) => s));
+    const gone = [...this.followed.keys()].filter((s) => !wanted.has(s));
+    const added = streams.filter(([s]) => !this.followed.has(s));
+    for (const s of gone) this.followed.delete(s);
+    for (const [s] of added) this.followed.set(s, false);
+    // One channel per call: ioredis refuses channels of several slots in one (CROSSSLOT).
+    await Promise.all(gone.map((s) => this.subscriber.sunsubscribe(wakeChannel(s))));
+    if (added.length > 0) {
+      await Promise.all(added.map(([s]) => this.subscriber.ssubscribe(wakeChannel(s))));
+      const replies = await Promise.all(
+        added.map(([s, id]) => this.commands.xread('COUNT', 1, 'STREAMS', s, id)),
+      );
+      added.forEach(([s], i) => {
+        if (replies[i]) this.followed.set(s, true);
+      });
+    }
+    return this.announced(streams);
+  }
+
+  private announced(streams: readonly [stream: string, id: string][]): string[] {
+    const woke: string[] = [];
+    for (const [s] of streams) {
+      if (this.followed.get(s)) {
+        woke.push(s);
+        this.followed.set(s, false);
+      }
+    }
+    return woke;
+  }
+
+  /** Ends the wait in progress, if any, now. */
+  interrupt(): void {
+    this.wake?.();
+  }
+}
