@@ -2,17 +2,31 @@
  * Provides one Redis to every test file as `inject('redisUrl')` (and to processes that
  * tests spawn as THRESHOLD_TEST_REDIS_URL). In order of preference: REDIS_URL, a
  * `redis-server` on PATH started here, a throwaway Docker container.
+ *
+ * With THRESHOLD_TEST_REDIS=cluster (`npm run test:redis-cluster`) that Redis is a Redis
+ * Cluster instead: REDIS_URL (a node of a running cluster), else three masters started here
+ * from `redis-server` and `redis-cli`. `redisUrl` is then the first master's URL and
+ * `inject('redisTopology')` (THRESHOLD_TEST_REDIS_TOPOLOGY) says 'cluster'.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import type { TestProject } from 'vitest/node';
-import { RedisNotInstalledError, startEmbeddedRedis } from '../src/redis/embedded.ts';
+import {
+  type EmbeddedRedis,
+  RedisNotInstalledError,
+  startEmbeddedRedis,
+} from '../src/redis/embedded.ts';
+
+export type RedisTopology = 'standalone' | 'cluster';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     redisUrl: string;
+    redisTopology: RedisTopology;
   }
 }
 
@@ -23,7 +37,9 @@ interface TestRedis {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const redis = await provision();
+  const topology: RedisTopology =
+    process.env.THRESHOLD_TEST_REDIS === 'cluster' ? 'cluster' : 'standalone';
+  const redis = topology === 'cluster' ? await provisionCluster() : await provision();
   await ping(redis.url).catch(async (err: unknown) => {
     await redis.stop();
     throw new Error(
@@ -31,9 +47,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
       { cause: err },
     );
   });
-  console.info(`[threshold tests] Redis: ${redis.description} at ${redis.url}`);
+  console.info(`[threshold tests] Redis (${topology}): ${redis.description} at ${redis.url}`);
   project.provide('redisUrl', redis.url);
+  project.provide('redisTopology', topology);
   process.env.THRESHOLD_TEST_REDIS_URL = redis.url;
+  process.env.THRESHOLD_TEST_REDIS_TOPOLOGY = topology;
   return () => redis.stop();
 }
 
@@ -63,6 +81,56 @@ async function provision(): Promise<TestRedis> {
       { cause: err },
     );
   }
+}
+
+async function provisionCluster(): Promise<TestRedis> {
+  const fromEnv = process.env.REDIS_URL;
+  if (fromEnv) {
+    const info = await onNode(fromEnv, (c) => c.info('cluster'));
+    if (!/cluster_enabled:1/.test(info))
+      throw new Error(`THRESHOLD_TEST_REDIS=cluster, but REDIS_URL ${fromEnv} is no cluster node`);
+    return { url: fromEnv, description: 'REDIS_URL (a cluster node)', stop: async () => {} };
+  }
+  return startLocalCluster(3);
+}
+
+/**
+ * `masters` cluster-enabled redis-servers on free loopback ports, joined by
+ * `redis-cli --cluster create`. To be replaced by the shared helper in src/redis.
+ */
+async function startLocalCluster(masters: number): Promise<TestRedis> {
+  const dirs: string[] = [];
+  const servers: EmbeddedRedis[] = [];
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      const dir = await mkdtemp(join(tmpdir(), 'threshold-test-redis-cluster-'));
+      dirs.push(dir);
+      // prettier-ignore
+      servers.push(await startEmbeddedRedis({ dir, appendOnly: false, extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }));
+    }
+    const hosts = servers.map((s) => new URL(s.url).host);
+    // prettier-ignore
+    await promisify(execFile)('redis-cli', ['--cluster', 'create', ...hosts, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
+    const deadline = Date.now() + 15_000;
+    for (const server of servers) {
+      while (!/cluster_state:ok/.test(await onNode(server.url, (c) => c.cluster('INFO')))) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${server.url} not ok in time`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    url: servers[0]!.url,
+    description: `${masters} masters (pids ${servers.map((s) => s.pid).join(', ')})`,
+    stop,
+  };
 }
 
 async function startLocal(): Promise<TestRedis> {
@@ -101,6 +169,11 @@ async function startContainer(): Promise<TestRedis> {
 }
 
 async function ping(url: string): Promise<void> {
+  await onNode(url, (c) => c.ping());
+}
+
+/** Runs `work` on a plain connection to the one server at `url` (a cluster node too). */
+async function onNode<T>(url: string, work: (client: Redis) => Promise<T>): Promise<T> {
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: 5_000,
@@ -114,7 +187,7 @@ async function ping(url: string): Promise<void> {
   });
   try {
     await client.connect();
-    await client.ping();
+    return await work(client);
   } catch (err) {
     throw socketError ?? err;
   } finally {

@@ -3,7 +3,8 @@ import type { ClusterState } from '../../src/mesh/cluster-view.ts';
 import { type EmbeddedRedisOptions, freePort } from '../../src/redis/embedded.ts';
 import { ADMIN_TOKEN, JWT_SECRET } from './node.ts';
 import { type NodeProcess, runThreshold } from './process.ts';
-import { type PrivateRedis, startPrivateRedis } from './redis.ts';
+import { type PrivateRedis, onRedisCluster, registerCluster, startPrivateRedis } from './redis.ts';
+import { startRedisCluster } from './redis-cluster.ts';
 
 export const PARTITIONS = 64;
 
@@ -142,13 +143,15 @@ function disagreement(expected: string[], views: ClusterState[]): string {
 /**
  * Starts a private Redis and `count` relay node processes on it; call inside a test. The
  * Redis keeps no append-only file unless `redis` asks for one (tests that restart it).
+ * On the Redis Cluster tier it is a private three-master cluster instead (`redis` does not
+ * apply): `mesh.redis` is its first master, the URL the nodes are given.
  */
 export async function startMesh(
   count = 3,
   env: NodeJS.ProcessEnv = {},
   redis: Partial<EmbeddedRedisOptions> = { appendOnly: false },
 ): Promise<TestMesh> {
-  const mesh = new TestMesh(await startPrivateRedis(redis));
+  const mesh = new TestMesh(await startMeshRedis(redis));
   // A failed test shows the end of every node's log: what a node said before it died or hung.
   onTestFailed(() => {
     for (const node of mesh.started) {
@@ -162,6 +165,13 @@ export async function startMesh(
   await Promise.all(Array.from({ length: count }, () => mesh.add(env)));
   mesh.nodes.sort((a, b) => a.id.localeCompare(b.id));
   return mesh;
+}
+
+async function startMeshRedis(options: Partial<EmbeddedRedisOptions>): Promise<PrivateRedis> {
+  if (!onRedisCluster()) return startPrivateRedis(options);
+  const cluster = await startRedisCluster(3);
+  registerCluster(cluster.urls);
+  return cluster.masters[0]!;
 }
 
 export function admin(node: MeshNode, method: string, path: string, body?: unknown) {

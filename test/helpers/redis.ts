@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll, inject, onTestFinished } from 'vitest';
 import {
   type EmbeddedRedis,
@@ -13,6 +13,28 @@ import {
 /** The Redis shared by the whole run (see test/global-setup.ts). */
 export function redisUrl(): string {
   return inject('redisUrl');
+}
+
+/**
+ * True on the Redis Cluster tier (`npm run test:redis-cluster`): the shared Redis is a
+ * three-master cluster and {@link redisUrl} one of its nodes. Usable at collection time,
+ * e.g. `it.skipIf(onRedisCluster())`.
+ */
+export function onRedisCluster(): boolean {
+  return inject('redisTopology') === 'cluster';
+}
+
+/** `host:port` of the nodes of Redis Clusters other than the shared one (registerCluster). */
+const privateClusterNodes = new Set<string>();
+
+/** Makes {@link connect} answer a Cluster client for these nodes' URLs (a mesh's own cluster). */
+export function registerCluster(urls: readonly string[]): void {
+  for (const url of urls) privateClusterNodes.add(new URL(url).host);
+}
+
+function isClusterUrl(url: string): boolean {
+  const host = new URL(url).host;
+  return (onRedisCluster() && host === new URL(redisUrl()).host) || privateClusterNodes.has(host);
 }
 
 /**
@@ -28,9 +50,24 @@ export function uniquePrefix(name: string): string {
   return `t:${slug || 'test'}:${randomBytes(4).toString('hex')}:`;
 }
 
-/** A new client (to the shared Redis by default). The caller must `quit()` it. */
+/**
+ * A new client (to the shared Redis by default). The caller must `quit()` it.
+ *
+ * For a Redis Cluster (the shared Redis on the cluster tier, or a cluster given to
+ * registerCluster) it is an ioredis `Cluster` seeded with `url`, typed `Redis` like the
+ * relay's own code takes it: the commands tests send (one key, or keys of one slot: one
+ * partition's, one room's) are the same on both. What is not (SCAN, KEYS, INFO, CONFIG,
+ * a pipeline over several slots) needs {@link scanKeys} or a test of its own; any other
+ * server, e.g. startPrivateRedis()'s, gets a plain client.
+ */
 export function connect(url: string = redisUrl(), options: RedisOptions = {}): Redis {
-  return new Redis(url, { maxRetriesPerRequest: 3, ...options });
+  if (!isClusterUrl(url)) return new Redis(url, { maxRetriesPerRequest: 3, ...options });
+  const { hostname, port } = new URL(url);
+  const cluster = new Cluster([{ host: hostname, port: Number(port) }], {
+    enableAutoPipelining: true,
+    redisOptions: { maxRetriesPerRequest: 3, ...options },
+  });
+  return cluster as unknown as Redis;
 }
 
 /**
@@ -45,16 +82,46 @@ export function useRedis(url?: string, options?: RedisOptions): Redis {
   return client;
 }
 
+/**
+ * The servers that hold `client`'s keys: itself, or every master of a cluster (a key lives
+ * on one of them; SCAN, KEYS and the like see only the server they are sent to).
+ */
+async function servers(client: Redis): Promise<Redis[]> {
+  const c = client as Redis | Cluster;
+  if (!(c instanceof Cluster)) return [c];
+  // Until the cluster is ready its list of masters is empty: a command waits for it.
+  if (c.status !== 'ready') await c.exists('threshold-test-ready');
+  return c.nodes('master');
+}
+
+/** Every key matching `pattern` (a SCAN glob), from every master on a cluster. */
+export async function scanKeys(client: Redis, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const server of await servers(client)) {
+    for await (const keys of server.scanStream({ match: pattern, count: 500 })) {
+      found.push(...(keys as string[]));
+    }
+  }
+  return found;
+}
+
 /** Deletes every key under `prefix` (made by {@link uniquePrefix}); returns how many. */
 export async function deleteKeys(client: Redis, prefix: string): Promise<number> {
   let deleted = 0;
-  // uniquePrefix() yields no glob metacharacters, so the prefix can be used as is.
-  for await (const keys of client.scanStream({ match: `${prefix}*`, count: 500 })) {
-    const batch = keys as string[];
-    if (batch.length > 0) deleted += await client.unlink(...batch);
+  for (const server of await servers(client)) {
+    // uniquePrefix() yields no glob metacharacters, so the prefix can be used as is.
+    for await (const keys of server.scanStream({ match: `${prefix}*`, count: 500 })) {
+      const batch = keys as string[];
+      if (batch.length === 0) continue;
+      // One UNLINK of many keys is refused on a cluster unless they share a slot: one each.
+      if (server === client) deleted += await server.unlink(...batch);
+      else deleted += (await Promise.all(batch.map((k) => server.unlink(k)))).reduce(sum, 0);
+    }
   }
   return deleted;
 }
+
+const sum = (a: number, b: number) => a + b;
 
 export interface PrivateRedis extends EmbeddedRedis {
   /** Its data directory: pass it (and `port`) to startPrivateRedis() to restart it. */
