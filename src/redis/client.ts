@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { type ChainableCommander, Cluster } from 'ioredis';
+import { type ChainableCommander, Cluster, type ClusterOptions, type Redis } from 'ioredis';
 
 /**
  * A connection to Threshold's Redis: one server (`Redis`) or a Redis Cluster (`Cluster`,
@@ -55,3 +54,18 @@ export function seedUrls(url: string): string[] {
     .map((u) => u.trim())
     .filter(Boolean);
 }
+
+/** How Threshold's cluster clients behave (tests' clients too). */
+export const CLUSTER_OPTIONS: ClusterOptions = {
+  enableAutoPipelining: true,
+  // Failovers: a command meeting a master that is down or a slot without one waits and is
+  // sent again; the slots are looked up again now and then, and on every MOVED.
+  retryDelayOnFailover: 200,
+  retryDelayOnClusterDown: 200,
+  retryDelayOnTryAgain: 200,
+  slotsRefreshInterval: 2000,
+  scaleReads: 'master',
+  // Commands whose key ioredis cannot find (XGROUP's is after its subcommand) would be
+  // auto-pipelined to the slot of their first argument; alone they follow MOVED instead.
+  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo'],
+};

@@ -4,7 +4,7 @@ import type { Config } from '../config.ts';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded.ts';
-import { isCluster, type RedisClient, seedUrls } from './client.ts';
+import { CLUSTER_OPTIONS, isCluster, type RedisClient, seedUrls } from './client.ts';
 import { defineScripts } from './scripts.ts';
 import { BlockingWait } from './streams.ts';
 import { WakeWait } from './stream-wakes.ts';
@@ -67,9 +67,8 @@ export class RedisConnections {
           this.add(
             new Cluster(seeds, {
               lazyConnect: true,
-              enableAutoPipelining: true,
               redisOptions,
-              ...clusterOptions,
+              ...CLUSTER_OPTIONS,
               ...extra,
             }),
             extra.shardedSubscribers ? 'wakes' : String(this.clients.length),
@@ -124,19 +123,6 @@ export class RedisConnections {
     await this.embedded?.stop();
   }
 }
-
-const clusterOptions: ClusterOptions = {
-  // Failovers: a command meeting a master that is down or a slot without one waits and is
-  // sent again; the slots are looked up again now and then, and on every MOVED.
-  retryDelayOnFailover: 200,
-  retryDelayOnClusterDown: 200,
-  retryDelayOnTryAgain: 200,
-  slotsRefreshInterval: 2000,
-  scaleReads: 'master',
-  // Commands whose key ioredis cannot find (XGROUP's is after its subcommand) would be
-  // auto-pipelined to the slot of their first argument; alone they follow MOVED instead.
-  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo'],
-};
 
 /** Asks the seeds in turn whether they are nodes of a Redis Cluster (`cluster_enabled:1`). */
 async function isClusterNode(seeds: string[]): Promise<boolean> {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll, inject, onTestFinished } from 'vitest';
+import { CLUSTER_OPTIONS } from '../../src/redis/client.ts';
 import {
   type EmbeddedRedis,
   type EmbeddedRedisOptions,
@@ -64,7 +65,7 @@ export function connect(url: string = redisUrl(), options: RedisOptions = {}): R
   if (!isClusterUrl(url)) return new Redis(url, { maxRetriesPerRequest: 3, ...options });
   const { hostname, port } = new URL(url);
   const cluster = new Cluster([{ host: hostname, port: Number(port) }], {
-    enableAutoPipelining: true,
+    ...CLUSTER_OPTIONS,
     redisOptions: { maxRetriesPerRequest: 3, ...options },
   });
   return cluster as unknown as Redis;
