@@ -12,7 +12,9 @@ const USAGE = `Usage: threshold <command> [--config FILE] [--setting value ...]
 Commands:
   node        run a relay node (with its own local redis-server unless THRESHOLD_REDIS_URL is set)
   cluster     run a local mesh: a redis-server and --nodes N relay nodes (default 3) on
-              consecutive ports from --port; other flags go to every node; Ctrl-C stops all
+              consecutive ports from --port; other flags go to every node; Ctrl-C stops all.
+              --redis-cluster M (3 to 9) starts a local Redis Cluster of M masters instead
+              of the redis-server, under <data-dir>/redis-cluster
   settings    list every setting with its default, environment variable and flag
   help        show this text
 

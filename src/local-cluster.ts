@@ -1,6 +1,7 @@
 /**
  * `threshold cluster --nodes N`: a whole mesh on this machine for trying things out, a
- * local redis-server and N relay node processes on consecutive loopback ports.
+ * local redis-server (or, with `--redis-cluster M`, a local Redis Cluster of M masters) and
+ * N relay node processes on consecutive loopback ports.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -8,14 +9,20 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from './config.ts';
+import { type Config, loadConfig } from './config.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { onStopSignals, signalExitCode } from './stop-signals.ts';
-import { type EmbeddedRedis, startEmbeddedRedis } from './redis/embedded.ts';
+import { startEmbeddedRedisCluster } from './redis/embedded-cluster.ts';
+import { startEmbeddedRedis } from './redis/embedded.ts';
 
 const BIN = fileURLToPath(new URL('../bin/threshold.js', import.meta.url));
-const MAX_NODES = 16;
+const COUNT_FLAGS = {
+  nodes: { setting: 'nodes', min: 1, max: 16 },
+  'redis-cluster': { setting: 'redisCluster', min: 3, max: 9 },
+} as const;
+const NOT_WITH_REDIS_URL =
+  '--redis-cluster starts a Redis Cluster of its own; it cannot be combined with --redis-url or THRESHOLD_REDIS_URL';
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -29,24 +36,37 @@ interface Member {
   lastError(): string;
 }
 
-/** Splits `--nodes N` off the flags; every other flag is passed on to each node. */
-export function parseClusterArgs(argv: string[]): { nodes: number; rest: string[] } {
+/**
+ * Splits `--nodes N` and `--redis-cluster M` (masters) off the flags; every other flag is
+ * passed on to each node.
+ */
+export function parseClusterArgs(argv: string[]): {
+  nodes: number;
+  redisCluster: number | undefined;
+  rest: string[];
+} {
   const rest: string[] = [];
-  let nodes = 3;
+  const counts: Partial<Record<keyof typeof COUNT_FLAGS, number>> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    const inline = /^--nodes=(.*)$/.exec(arg);
-    if (arg !== '--nodes' && !inline) {
+    const match = /^--(nodes|redis-cluster)(?:=(.*))?$/.exec(arg);
+    if (!match) {
       rest.push(arg);
       continue;
     }
-    const value = inline ? inline[1] : argv[++i];
-    nodes = Number(value);
-    if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) {
-      throw new ConfigError('nodes', `--nodes must be a whole number from 1 to ${MAX_NODES}`);
+    const flag = match[1] as keyof typeof COUNT_FLAGS;
+    const { setting, min, max } = COUNT_FLAGS[flag];
+    const value = Number(match[2] ?? argv[++i]);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new ConfigError(setting, `--${flag} must be a whole number from ${min} to ${max}`);
     }
+    counts[flag] = value;
   }
-  return { nodes, rest };
+  const redisCluster = counts['redis-cluster'];
+  if (redisCluster !== undefined && rest.some((a) => /^--redis-url(=|$)/.test(a))) {
+    throw new ConfigError('redisCluster', NOT_WITH_REDIS_URL);
+  }
+  return { nodes: counts.nodes ?? 3, redisCluster, rest };
 }
 
 /**
@@ -54,9 +74,10 @@ export function parseClusterArgs(argv: string[]): { nodes: number; rest: string[
  * started. Resolves with the exit code: 0 when every node stopped cleanly.
  */
 export async function runCluster(argv: string[], out = process.stdout): Promise<number> {
-  const { nodes: count, rest } = parseClusterArgs(argv);
+  const { nodes: count, redisCluster: masters, rest } = parseClusterArgs(argv);
   // Validates the flags (and the environment) once, before anything starts.
   const config = loadConfig({ argv: rest });
+  if (masters && config.redisUrl) throw new ConfigError('redisCluster', NOT_WITH_REDIS_URL);
   const flags = withoutFlags(rest, ['port', 'node-id', 'redis-url']);
   // The nodes and Redis run in sessions of their own, so a terminal's Ctrl-C reaches only us
   // (and npx's forwarded copy of it), and we stop them in order: nodes, then Redis.
@@ -80,16 +101,8 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
 
   const dir = resolve(config.dataDir, 'cluster');
   await mkdir(dir, { recursive: true });
-  let redis: EmbeddedRedis | undefined;
-  let redisUrl = config.redisUrl;
-  if (!redisUrl) {
-    redis = await startEmbeddedRedis({
-      dir: resolve(dir, 'redis'),
-      appendFsync: config.appendFsync,
-    });
-    redisUrl = redis.url;
-  }
-  out.write(`redis   ${redisUrl}${redis ? ` (local redis-server, pid ${redis.pid})` : ''}\n`);
+  const redis = await startRedis(config, masters, out);
+  const redisUrl = redis.url;
 
   const stopAll = async () => {
     for (const m of members) m.child.kill('SIGTERM');
@@ -104,7 +117,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
         ]),
       ),
     );
-    await redis?.stop();
+    await redis.stop();
     return codes.every((c) => c === 0) ? 0 : 1;
   };
   const stopOnSignal = async () => {
@@ -171,7 +184,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   await writeFile(scrape, prometheusConfig(members.map((m) => new URL(m.url).host)));
   out.write(`prometheus --config.file=${scrape} scrapes every node\n`);
   out.write(
-    `${count} relay nodes share ${redisUrl}; GET /v1/cluster on any of them shows the mesh. Ctrl-C stops everything.\n`,
+    `${count} relay nodes share ${masters ? `a Redis Cluster of ${masters} masters` : redisUrl}; GET /v1/cluster on any of them shows the mesh. Ctrl-C stops everything.\n`,
   );
   for (const m of members) {
     void m.exited.then((code) => {
@@ -180,6 +193,39 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   }
   await stopRequested;
   return stopOnSignal();
+}
+
+/**
+ * The Redis every node is given: THRESHOLD_REDIS_URL's, or a local redis-server, or with
+ * `--redis-cluster` a local Redis Cluster; one line each on `out`. `stop()` stops what was
+ * started here.
+ */
+async function startRedis(
+  config: Config,
+  masters: number | undefined,
+  out: NodeJS.WritableStream,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  if (config.redisUrl) {
+    out.write(`redis   ${config.redisUrl}\n`);
+    return { url: config.redisUrl, stop: async () => {} };
+  }
+  if (masters) {
+    const cluster = await startEmbeddedRedisCluster({
+      dir: resolve(config.dataDir, 'redis-cluster'),
+      masters,
+      appendFsync: config.appendFsync,
+    });
+    for (const node of cluster.nodes) {
+      out.write(`redis   ${node.url} (local Redis Cluster master, pid ${node.pid})\n`);
+    }
+    return cluster;
+  }
+  const redis = await startEmbeddedRedis({
+    dir: resolve(config.dataDir, 'cluster', 'redis'),
+    appendFsync: config.appendFsync,
+  });
+  out.write(`redis   ${redis.url} (local redis-server, pid ${redis.pid})\n`);
+  return redis;
 }
 
 /** The same scrape job as cluster/prometheus.yml, for the nodes on this machine. */

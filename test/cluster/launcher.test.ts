@@ -75,4 +75,55 @@ describe('README: a mesh on one machine', () => {
     for (const pid of [...pids, redisPid])
       expect(alive(pid), `pid ${pid} still running`).toBe(false);
   }, 60_000);
+
+  // enabled once the relay runs on Redis Cluster (issue 13 core)
+  it.skip('`threshold cluster --nodes 2 --redis-cluster 3` starts a three-master Redis Cluster and two nodes on it; Ctrl-C stops them all', async () => {
+    const base = await freePortRange(2);
+    const dataDir = await tempDir('cluster-on-redis-cluster');
+    const launcher = runThreshold(
+      ['cluster', '--nodes', '2', '--redis-cluster', '3'],
+      { THRESHOLD_PORT: String(base), THRESHOLD_DATA_DIR: dataDir },
+      { ownGroup: true },
+    );
+    await launcher.waitFor(/Ctrl-C stops everything/, 60_000);
+    const out = launcher.output();
+    const masters = [
+      ...out.matchAll(/^redis {3}(\S+) \(local Redis Cluster master, pid (\d+)\)$/gm),
+    ];
+    expect(masters, out).toHaveLength(3);
+    const pids = masters.map((m) => Number(m[2]));
+    for (let i = 0; i < 2; i++) {
+      const line = new RegExp(
+        `node-${i + 1}  http://127\\.0\\.0\\.1:${base + i}  ready \\(pid (\\d+)`,
+      ).exec(out);
+      expect(line, out).not.toBeNull();
+      pids.push(Number(line?.[1]));
+    }
+
+    const json = { 'content-type': 'application/json' };
+    const created = await fetch(`http://127.0.0.1:${base}/v1/rooms`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ id: 'garden', name: 'Garden club' }),
+    });
+    expect(created.status).toBe(201);
+    // Through the other node: a client may talk to any node.
+    const published = await fetch(`http://127.0.0.1:${base + 1}/v1/rooms/garden/messages?wait=1`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ body: 'Seedlings are in!' }),
+    });
+    expect(published.status).toBe(201);
+    expect(await published.json()).toMatchObject({ seq: 1, status: 'committed' });
+
+    process.kill(-(launcher.child.pid as number), 'SIGINT');
+    const { code } = await launcher.exited;
+    for (let i = 1; i <= 2; i++) {
+      const log = readFileSync(join(dataDir, 'cluster', `node-${i}.log`), 'utf8');
+      expect(log, `node-${i}`).toMatch(/"msg":"stopped"/);
+    }
+    expect(code, launcher.output()).toBe(0);
+    expect(launcher.output()).toMatch(/^stopped$/m);
+    for (const pid of pids) expect(alive(pid), `pid ${pid} still running`).toBe(false);
+  }, 90_000);
 });

@@ -1,48 +1,42 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
-import { type PrivateRedis, startPrivateRedis } from './redis.ts';
-
-const run = promisify(execFile);
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
+import {
+  type EmbeddedRedisCluster,
+  type EmbeddedRedisClusterNode,
+  startEmbeddedRedisCluster,
+} from '../../src/redis/embedded-cluster.ts';
 
 export interface TestRedisCluster {
   /** One `redis://127.0.0.1:<port>` per master. */
   readonly urls: string[];
-  readonly masters: PrivateRedis[];
+  readonly masters: EmbeddedRedisClusterNode[];
+  /** `replicas` per master, in no particular order. */
+  readonly replicas: EmbeddedRedisClusterNode[];
+  /** Every server's URL, comma-separated: a seed list for THRESHOLD_REDIS_URL. */
+  readonly url: string;
 }
 
 /**
- * A real Redis Cluster of `masters` masters (no replicas) from the same `redis-server` and
- * `redis-cli` binaries as the other tests, on free loopback ports, stopped when the test
- * finishes: `--cluster-enabled yes` on each, then `redis-cli --cluster create`, then wait
- * until every node says `cluster_state:ok`.
+ * A real Redis Cluster of `masters` masters with `replicas` replicas each
+ * (src/redis/embedded-cluster.ts) in a fresh temp dir, on free loopback ports, stopped and
+ * deleted when the test finishes. Call it inside a test.
  */
-export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> {
-  const servers = await Promise.all(
-    Array.from({ length: masters }, () =>
-      startPrivateRedis({
-        appendOnly: false,
-        // prettier-ignore
-        extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'],
-      }),
-    ),
-  );
-  const hosts = servers.map((s) => new URL(s.url).host);
-  // prettier-ignore
-  await run('redis-cli', ['--cluster', 'create', ...hosts, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
-  const deadline = Date.now() + 15_000;
-  for (const server of servers) {
-    const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await client.connect();
-      while (!/cluster_state:ok/.test(String(await client.call('CLUSTER', 'INFO')))) {
-        if (Date.now() > deadline)
-          throw new Error(`Redis Cluster node ${server.url} not ok in time`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    } finally {
-      client.disconnect();
-    }
-  }
-  return { urls: servers.map((s) => s.url), masters: servers };
+export async function startRedisCluster(masters = 3, replicas = 0): Promise<TestRedisCluster> {
+  let cluster: EmbeddedRedisCluster | undefined;
+  let dir: string | undefined;
+  // Registered first: a hook from a beforeAll would be silently ignored, leaking the servers.
+  onTestFinished(async () => {
+    await cluster?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  dir = await mkdtemp(join(tmpdir(), 'threshold-redis-cluster-'));
+  cluster = await startEmbeddedRedisCluster({ dir, masters, replicas, nodeTimeoutMs: 2_000 });
+  return {
+    urls: cluster.urls.slice(0, masters),
+    masters: cluster.nodes.slice(0, masters),
+    replicas: cluster.nodes.slice(masters),
+    url: cluster.url,
+  };
 }
