@@ -76,8 +76,7 @@ describe('README: a mesh on one machine', () => {
       expect(alive(pid), `pid ${pid} still running`).toBe(false);
   }, 60_000);
 
-  // enabled once the relay runs on Redis Cluster (issue 13 core)
-  it.skip('`threshold cluster --nodes 2 --redis-cluster 3` starts a three-master Redis Cluster and two nodes on it; Ctrl-C stops them all', async () => {
+  it('`threshold cluster --nodes 2 --redis-cluster 3` starts a three-master Redis Cluster and two nodes on it; Ctrl-C stops them all', async () => {
     const base = await freePortRange(2);
     const dataDir = await tempDir('cluster-on-redis-cluster');
     const launcher = runThreshold(
