@@ -65,7 +65,10 @@ export class SourceRunner {
   async holders(): Promise<Record<string, string | null>> {
     const oneNode = this.sources.filter((s) => s.mode === 'one-node');
     if (oneNode.length === 0) return {};
-    const values = await this.redis.mget(oneNode.map((s) => this.keys.sourceLease(s.name)));
+    // One GET each: every source's lease is in a slot of its own (no MGET on a Redis Cluster).
+    const values = await Promise.all(
+      oneNode.map((s) => this.redis.get(this.keys.sourceLease(s.name))),
+    );
     return Object.fromEntries(
       oneNode.map((s, i) => [s.name, values[i]?.replace(/:\d+$/, '') ?? null]),
     );

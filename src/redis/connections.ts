@@ -67,7 +67,7 @@ export class RedisConnections {
           this.add(
             new Cluster(seeds, {
               lazyConnect: true,
-              redisOptions,
+              redisOptions: { ...nodeAccess(seeds[0]!), ...redisOptions },
               ...CLUSTER_OPTIONS,
               ...extra,
             }),
@@ -122,6 +122,19 @@ export class RedisConnections {
     for (const c of this.clients) c.disconnect();
     await this.embedded?.stop();
   }
+}
+
+/**
+ * What every node of a cluster needs from the first seed's URL: ioredis applies a seed URL's
+ * password and TLS to that seed only, not to the nodes it finds from it.
+ */
+export function nodeAccess(url: string): RedisOptions {
+  const { username, password, protocol } = new URL(url);
+  return {
+    ...(username ? { username: decodeURIComponent(username) } : {}),
+    ...(password ? { password: decodeURIComponent(password) } : {}),
+    ...(protocol === 'rediss:' ? { tls: {} } : {}),
+  };
 }
 
 /** Asks the seeds in turn whether they are nodes of a Redis Cluster (`cluster_enabled:1`). */
