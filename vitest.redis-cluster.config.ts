@@ -2,8 +2,8 @@ import { defineConfig } from 'vitest/config';
 import base from './vitest.config.ts';
 
 /**
- * The Redis Cluster tier (`npm run test:redis-cluster`): the commit, relay, WebSocket, SMS
- * and mesh suites again, on a real three-master Redis Cluster instead of one standalone
+ * The Redis Cluster tier (`npm run test:redis-cluster`): the integration suites (commit,
+ * relay, WebSocket, SMS, channels, sources…) and the mesh suites again, on a real three-master Redis Cluster instead of one standalone
  * server. One suite per topology, as socket.io's Redis Streams adapter does.
  */
 
@@ -15,21 +15,20 @@ export default defineConfig({
   test: {
     ...base.test,
     include: [
-      // commit
-      'test/integration/commit.test.ts',
-      'test/integration/committer.test.ts',
-      'test/integration/funnel.test.ts',
-      // relay
-      'test/integration/relay.test.ts',
-      'test/integration/rooms.test.ts',
-      // WebSocket
-      'test/integration/websocket.test.ts',
-      // SMS
-      'test/integration/sms.test.ts',
-      'test/integration/sms-delivery.test.ts',
+      // commit, relay, WebSocket, SMS, channels, sources: every integration suite that runs
+      // on the shared Redis
+      'test/integration/*.test.ts',
       // mesh: three node processes, one killed (SIGKILL) or frozen (SIGSTOP) under load
       'test/cluster/mesh.test.ts',
       'test/cluster/failover.test.ts',
+      'test/cluster/redis-cluster.test.ts',
+    ],
+    exclude: [
+      ...(base.test?.exclude ?? []),
+      // About the processes and the local redis-server a node starts, not about the topology.
+      'test/integration/terminal.test.ts',
+      'test/integration/lifecycle.test.ts',
+      'test/integration/embedded-redis*.test.ts',
     ],
   },
 });

@@ -63,6 +63,14 @@ export function createWebhookChannel(
     const body = messageFrame(job.room, job.message);
     const timestamp = new Date(now());
     let res: Response;
+    // A timer of our own, not AbortSignal.timeout(): Node's timer holds that signal weakly, and
+    // inside AbortSignal.any() it can be garbage-collected before it fires, leaving the POST
+    // waiting forever (seen on Node 20 under allocation pressure).
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException('timed out', 'TimeoutError')),
+      timeoutMs,
+    );
     try {
       res = await fetch(endpoint.url, {
         method: 'POST',
@@ -76,7 +84,7 @@ export function createWebhookChannel(
         body,
         // A redirected POST is a misconfigured URL, not a delivery: answered below as a 3xx.
         redirect: 'manual',
-        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), ctx.signal]),
+        signal: AbortSignal.any([timeout.signal, ctx.signal]),
       });
       // The status is all we need; release the connection.
       await res.body?.cancel().catch(() => undefined);
@@ -94,6 +102,8 @@ export function createWebhookChannel(
         code: 'unreached',
         error: `webhook ${name}: cannot reach it: ${message(err)}`,
       };
+    } finally {
+      clearTimeout(timer);
     }
 
     const { status } = res;
