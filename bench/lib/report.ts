@@ -373,17 +373,28 @@ function commonRate(a: RoomsSummary | undefined, b: RoomsSummary | undefined): n
   return both.length > 0 ? Math.max(...both) : undefined;
 }
 
+/** One row of the cluster table: what it shows (to line runs up), then its cells. */
+type ClusterRow = { kind: string; cells: [string, string, string, string, string] };
+
 function clusterRoomRows(
   name: string,
   standalone: RoomsSummary | undefined,
   cluster: RoomsSummary | undefined,
   commits: boolean,
-): string[] {
+): ClusterRow[] {
   if (!standalone && !cluster) return [];
-  const row = (figure: string, f: (s: RoomsSummary | undefined) => string, ratio: string) =>
-    `| ${name} | ${figure} | ${f(standalone)} | ${f(cluster)} | ${ratio} |`;
+  const row = (
+    kind: string,
+    figure: string,
+    f: (s: RoomsSummary | undefined) => string,
+    ratio: string,
+  ): ClusterRow => ({
+    kind: `${name} ${kind}`,
+    cells: [name, figure, f(standalone), f(cluster), ratio],
+  });
   const rows = [
     row(
+      'saturation',
       'deliveries/s at saturation (offered msg/s)',
       (s) => (s ? saturationCell(s) : '–'),
       ratioCell(
@@ -397,6 +408,7 @@ function clusterRoomRows(
   if (commits)
     rows.push(
       row(
+        'committed',
         'committed msg/s, highest seen',
         (s) => fmt(s?.maxCommitted),
         ratioCell(
@@ -412,6 +424,7 @@ function clusterRoomRows(
     const p99 = (s: RoomsSummary | undefined) => s?.byRate.find((r) => r.rate === rate)?.p99;
     rows.push(
       row(
+        'latency',
         `p50 / p99 / p99.9 ms at ${fmt(rate)} msg/s (highest rate both sustained)`,
         (s) => latencyAt(s, rate),
         `p99 ${ratioCell(p99(cluster), p99(standalone))}`,
@@ -426,6 +439,7 @@ function clusterRoomRows(
   };
   rows.push(
     row(
+      'resources',
       'server CPU incl. redis-servers / peak RSS of the largest node, at saturation',
       resources,
       `CPU ${ratioCell(cores(cluster), cores(standalone))}`,
@@ -434,33 +448,79 @@ function clusterRoomRows(
   return rows;
 }
 
-/**
- * Threshold on one redis-server beside Threshold on a Redis Cluster, from the same run: the
- * room workloads and the idle node, with cluster / standalone ratios.
- */
-export function renderCluster(r: Results): string | undefined {
+function clusterRows(r: Results): ClusterRow[] {
   const c = r.cluster;
-  const idle = r.idle ?? {};
-  if (!c && !idle.cluster && !idle.standalone) return undefined;
-  const masters = c?.masters ?? 3;
+  // Standalone figures alone are the peers' table's.
+  if (!c && !r.idle) return [];
   const rows = [
-    `| Workload | Figure | Threshold, 1 redis-server | Threshold, Redis Cluster (${masters} masters) | Cluster / standalone |`,
-    '| --- | --- | --- | --- | --- |',
     ...clusterRoomRows('Room fan-out', r.fanout.threshold, c?.fanout, false),
     ...clusterRoomRows('Many rooms', r.manyRooms.threshold, c?.manyRooms, true),
   ];
-  if (idle.cluster || idle.standalone) {
-    const seconds = idle.cluster?.seconds ?? idle.standalone?.seconds;
+  const { standalone: s, cluster: k } = r.idle ?? {};
+  if (s || k) {
+    const name = 'Idle node (1 node, no clients)';
     const cell = (x: number | undefined, unit = '') =>
       x === undefined ? '–' : `${fmt(x, 1)}${unit}`;
-    const { standalone: s, cluster: k } = idle;
+    const idle = (kind: string, figure: string, f: (x: IdleRun) => number, unit = '') => ({
+      kind: `idle ${kind}`,
+      cells: [
+        name,
+        figure,
+        cell(s && f(s), unit),
+        cell(k && f(k), unit),
+        ratioCell(k && f(k), s && f(s)),
+      ] as ClusterRow['cells'],
+    });
     rows.push(
-      `| Idle node (1 node, no clients) | node CPU, % of one core (${fmt(seconds)} s) | ${cell(s?.nodeCpuPercent, '%')} | ${cell(k?.nodeCpuPercent, '%')} | ${ratioCell(k?.nodeCpuPercent, s?.nodeCpuPercent)} |`,
-      `| Idle node (1 node, no clients) | Redis commands/s (summed over servers) | ${cell(s?.commandsPerSecond)} | ${cell(k?.commandsPerSecond)} | ${ratioCell(k?.commandsPerSecond, s?.commandsPerSecond)} |`,
-      `| Idle node (1 node, no clients) | redis-server CPU, % of one core (all servers) | ${cell(s?.redisCpuPercent, '%')} | ${cell(k?.redisCpuPercent, '%')} | ${ratioCell(k?.redisCpuPercent, s?.redisCpuPercent)} |`,
+      idle(
+        'cpu',
+        `node CPU, % of one core (${fmt(k?.seconds ?? s?.seconds)} s)`,
+        (x) => x.nodeCpuPercent,
+        '%',
+      ),
+      idle(
+        'commands',
+        'Redis commands/s, summed over servers (commands inside scripts included)',
+        (x) => x.commandsPerSecond,
+      ),
+      idle('redis', 'redis-server CPU, % of one core (all servers)', (x) => x.redisCpuPercent, '%'),
     );
   }
-  return rows.join('\n');
+  return rows;
+}
+
+/**
+ * Threshold on one redis-server beside Threshold on a Redis Cluster, from the same run: the
+ * room workloads and the idle node, with cluster / standalone ratios. Several runs: a "Run"
+ * column, each figure's rows together.
+ */
+export function renderCluster(input: Results | Results[]): string | undefined {
+  const runs = Array.isArray(input) ? input : [input];
+  const all = runs.map(clusterRows);
+  if (all.every((rows) => rows.length === 0)) return undefined;
+  const masters = runs.find((r) => r.cluster)?.cluster?.masters ?? 3;
+  const several = runs.length > 1;
+  const kinds = [...new Set(all.flat().map((row) => row.kind))];
+  const lines = kinds.flatMap((kind) =>
+    all.flatMap((rows, i) =>
+      rows
+        .filter((row) => row.kind === kind)
+        .map(({ cells: [w, f, ...rest] }) =>
+          several
+            ? `| ${[w, f, String(i + 1), ...rest].join(' | ')} |`
+            : `| ${[w, f, ...rest].join(' | ')} |`,
+        ),
+    ),
+  );
+  const head = [
+    'Workload',
+    'Figure',
+    ...(several ? ['Run'] : []),
+    'Threshold, 1 redis-server',
+    `Threshold, Redis Cluster (${masters} masters)`,
+    'Cluster / standalone',
+  ];
+  return [`| ${head.join(' | ')} |`, `|${' --- |'.repeat(head.length)}`, ...lines].join('\n');
 }
 
 /** What an idle node's Redis commands were, per second, busiest first (the log's detail). */
@@ -485,7 +545,7 @@ export function renderClusterMachine(r: Results): string {
   const masters = r.cluster?.masters ?? 3;
   return (
     `${renderMachine(r)} Redis Cluster: ${masters} masters, no replicas, each a ${r.redis}, ` +
-    'pinned with the servers like the single redis-server. Figures of one run: Threshold on ' +
+    'pinned with the servers like the single redis-server. In each run Threshold runs on ' +
     'standalone, then on the cluster, one after the other.'
   );
 }
