@@ -1,8 +1,10 @@
 /**
- * `npm run bench [-- --quick] [-- --runs N] [-- --readme]`: starts everything it measures on
- * loopback, runs each workload against every system that can do it, prints the table and
- * writes bench/results/latest.json. `--readme` only rewrites the README's Performance table
- * from latest.json. See README, Performance.
+ * `npm run bench [-- --quick] [-- --runs N] [-- --readme] [-- --redis standalone|cluster|both]`:
+ * starts everything it measures on loopback, runs each workload against every system that can
+ * do it, prints the table and writes bench/results/latest.json. `--readme` only rewrites the
+ * README's Performance table from latest.json. `--redis cluster` runs Threshold's room
+ * workloads on a three-master Redis Cluster instead (`both`: on each, side by side), and the
+ * idle workload on it. See README, Performance.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -10,17 +12,22 @@ import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.ts';
 import { pinningFailures } from './lib/processes.ts';
 import {
+  type ClusterFigures,
   goals,
   medianItem,
+  renderCluster,
+  renderClusterMachine,
   renderGoals,
+  renderIdleCommands,
   renderMachine,
   renderTable,
   type Results,
   summarise,
 } from './lib/report.ts';
-import { REDIS_SETTINGS } from './systems/redis.ts';
+import { CLUSTER_MASTERS, type RedisMode, REDIS_SETTINGS } from './systems/redis.ts';
 import { SYSTEM_LABELS, type SystemName } from './systems/targets.ts';
 import { runConnections } from './workloads/connections.ts';
+import { type IdleRun, runIdle } from './workloads/idle.ts';
 import { runIngress } from './workloads/ingress.ts';
 import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.ts';
 import { runSms } from './workloads/sms.ts';
@@ -40,11 +47,22 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     profile: { type: 'string' },
     systems: { type: 'string' },
+    redis: { type: 'string', default: 'standalone' },
   },
 });
+if (!['standalone', 'cluster', 'both'].includes(args.redis ?? ''))
+  throw new Error(`--redis ${args.redis}: standalone, cluster or both`);
+/** What Threshold runs on: one redis-server, a Redis Cluster, or each in turn (peers: standalone). */
+const redisModes: RedisMode[] =
+  args.redis === 'both' ? ['standalone', 'cluster'] : [args.redis as RedisMode];
 if (args.profile) process.env.THRESHOLD_BENCH_PROFILE_DIR = args.profile;
-/** A subset or a profiled run: its figures must not stand for the whole bench (README). */
-const partial = Boolean(args.only || args.systems || args.profile);
+/**
+ * A subset or a profiled run, or one without Threshold on standalone Redis: its figures must
+ * not stand for the whole bench (README).
+ */
+const partial = Boolean(
+  args.only || args.systems || args.profile || !redisModes.includes('standalone'),
+);
 
 // Ctrl-C or a kill: exit through 'exit', where every child started is killed (processes.ts);
 // Node's default for these signals skips it and would leave nodes and redis-servers behind.
@@ -60,6 +78,8 @@ const pick = (all: SystemName[]) => (systems ? all.filter((s) => systems.include
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const only = args.only?.split(',');
 const wanted = (workload: string) => !only || only.includes(workload);
+/** The idle node: when named, or in a run that puts Threshold on a Redis Cluster. */
+const wantIdle = only ? only.includes('idle') : redisModes.includes('cluster');
 const log = (line: string) => console.log(line);
 
 // --quick: few short steps, no second try of a failed step, one probe (1–2 minutes in all).
@@ -99,14 +119,17 @@ const ingress = {
 const connections = { count: 10_000, settleMs: quick ? 1000 : 3000 };
 // --quick: 3,000 outbox jobs instead of 10,000 (the table's label says how many).
 const sms = { rooms: 10, membersPerRoom: quick ? 300 : 1000, timeoutMs: 120_000 };
+// 30 s of CPU from /proc in either mode, after 5 s for the node to settle once it holds every partition.
+const idle = { settleMs: 5000, measureMs: 30_000 };
 
 /**
  * The room workloads, system by system: each run starts the system once for both (fan-out,
  * then many rooms). The classic pub/sub adapter runs the fan-out only, and in full runs only:
  * --quick keeps to the three systems.
  */
-async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms'>> {
+async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms' | 'cluster'>> {
   const out: Pick<Results, 'fanout' | 'manyRooms'> = { fanout: {}, manyRooms: {} };
+  const cluster: ClusterFigures = { masters: CLUSTER_MASTERS };
   const plan = [
     {
       w: fanout,
@@ -126,20 +149,45 @@ async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms'>> {
   for (const system of pick(['threshold', 'raw', 'socketio-streams', 'socketio-redis'])) {
     const mine = plan.filter((p) => p.on.includes(system));
     if (mine.length === 0) continue;
-    const all: RoomsRun[][] = [];
-    for (let i = 1; i <= runs; i++) {
-      log(`${mine.map((p) => p.w.name).join(', ')}: ${SYSTEM_LABELS[system]}, run ${i}/${runs}`);
-      all.push(
-        await runRooms(
-          system,
-          mine.map((p) => p.w),
-          log,
-        ),
-      );
+    // Threshold on each Redis asked for, one after the other; the peers on one redis-server.
+    for (const redis of system === 'threshold' ? redisModes : ['standalone' as const]) {
+      const on = redis === 'cluster' ? `, Redis Cluster (${CLUSTER_MASTERS} masters)` : '';
+      const all: RoomsRun[][] = [];
+      for (let i = 1; i <= runs; i++) {
+        log(
+          `${mine.map((p) => p.w.name).join(', ')}: ${SYSTEM_LABELS[system]}${on}, run ${i}/${runs}`,
+        );
+        all.push(
+          await runRooms(
+            system,
+            mine.map((p) => p.w),
+            log,
+            redis,
+          ),
+        );
+      }
+      mine.forEach((p, j) => {
+        const summary = summarise(all.map((r) => r[j] as RoomsRun));
+        if (redis === 'cluster') cluster[p.key] = summary;
+        else out[p.key][system] = summary;
+      });
     }
-    mine.forEach((p, j) => {
-      out[p.key][system] = summarise(all.map((r) => r[j] as RoomsRun));
-    });
+  }
+  return { ...out, cluster: redisModes.includes('cluster') ? cluster : undefined };
+}
+
+/** The idle node on each Redis asked for: `runs` runs each, the median by node CPU. */
+async function idleNode(): Promise<Partial<Record<RedisMode, IdleRun>>> {
+  const out: Partial<Record<RedisMode, IdleRun>> = {};
+  for (const redis of redisModes) {
+    const all: IdleRun[] = [];
+    for (let i = 1; i <= runs; i++) {
+      log(`Idle node: Threshold on ${redis} Redis, run ${i}/${runs} (${idle.measureMs / 1000} s)`);
+      const r = await runIdle(redis, idle);
+      log(renderIdleCommands(r));
+      all.push(r);
+    }
+    out[redis] = medianItem(all, (r) => r.nodeCpuPercent);
   }
   return out;
 }
@@ -190,6 +238,7 @@ async function bench(): Promise<Results> {
           () => runSms(sms),
         )
       : undefined,
+    idle: wantIdle ? await idleNode() : undefined,
   };
   return {
     date: new Date().toISOString(),
@@ -206,7 +255,7 @@ async function bench(): Promise<Results> {
           : `${facts.pinning}; ${pinningFailures().length} taskset calls failed (${pinningFailures()[0]})`,
     },
     redis: REDIS_SETTINGS,
-    config: { fanout, manyRooms, ingress, connections, sms },
+    config: { fanout, manyRooms, ingress, connections, sms, idle, redis: redisModes },
     ...figures,
     goals: goals(figures),
   };
@@ -243,12 +292,26 @@ if (args.readme) {
   await mkdir(fileURLToPath(new URL('results/', import.meta.url)), { recursive: true });
   const file = partial ? PARTIAL : RESULTS;
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
-  log('');
-  log(renderTable(results));
-  log('');
-  log(renderMachine(results));
-  log('');
-  log(renderGoals(results.goals));
+  const r = results;
+  // The peers' table, unless the run measured none of its figures (`--only idle`).
+  const main = [r.fanout, r.manyRooms, r.connections].some((x) => Object.keys(x).length > 0);
+  if (main || r.ingress || r.sms) {
+    log('');
+    log(renderTable(results));
+    log('');
+    log(renderMachine(results));
+  }
+  const cluster = renderCluster(results);
+  if (cluster) {
+    log('');
+    log(cluster);
+    log('');
+    log(renderClusterMachine(results));
+  }
+  if (results.goals.length > 0) {
+    log('');
+    log(renderGoals(results.goals));
+  }
   log(`\nWrote ${file} in ${results.seconds} s`);
 }
 process.exit(0);

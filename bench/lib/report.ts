@@ -4,9 +4,11 @@
  */
 import type { Machine } from './machine.ts';
 import type { ConnectionsRun } from '../workloads/connections.ts';
+import type { IdleRun } from '../workloads/idle.ts';
 import type { IngressRun } from '../workloads/ingress.ts';
 import type { RoomsRun } from '../workloads/rooms.ts';
 import type { SmsRun } from '../workloads/sms.ts';
+import type { RedisMode } from '../systems/redis.ts';
 import { SYSTEM_LABELS, type SystemName } from '../systems/targets.ts';
 
 export interface RateSummary {
@@ -54,7 +56,17 @@ export interface Results {
   ingress: IngressRun | undefined;
   connections: Partial<Record<'threshold' | 'socketio-streams', ConnectionsRun>>;
   sms: SmsRun | undefined;
+  /** `--redis cluster|both`: Threshold's room workloads on a Redis Cluster (peers never). */
+  cluster?: ClusterFigures | undefined;
+  /** The idle node, on each Redis it ran on. */
+  idle?: Partial<Record<RedisMode, IdleRun>> | undefined;
   goals: Goal[];
+}
+
+export interface ClusterFigures {
+  masters: number;
+  fanout?: RoomsSummary | undefined;
+  manyRooms?: RoomsSummary | undefined;
 }
 
 /** The median of numbers (the mean of the two middle ones for an even count). */
@@ -135,7 +147,9 @@ const fmt = (x: number | undefined, digits = 0) =>
     : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 /** Where each goal of the issue stands, from the figures of one run. */
-export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>): Goal[] {
+export function goals(
+  r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'> & Partial<Pick<Results, 'idle'>>,
+): Goal[] {
   const out: Goal[] = [];
   const thr = r.fanout.threshold;
   const sio = r.fanout['socketio-streams'];
@@ -192,6 +206,14 @@ export function goals(r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'>):
       detail: `${fmt(conn.kibPerConnection, 1)} KiB per connection (${fmt(conn.rssBeforeMiB, 1)} → ${fmt(conn.rssAfterMiB, 1)} MiB for ${fmt(conn.connections)})`,
     });
   }
+  const idle = r.idle?.cluster;
+  if (idle) {
+    out.push({
+      goal: 'An idle node on the Redis Cluster uses < 5% of a core',
+      met: idle.nodeCpuPercent < 5,
+      detail: `${fmt(idle.nodeCpuPercent, 1)}% over ${fmt(idle.seconds)} s; Redis served ${fmt(idle.commandsPerSecond, 1)} commands/s`,
+    });
+  }
   return out;
 }
 
@@ -219,6 +241,12 @@ function saturationCell(s: RoomsSummary): string {
   return `${atLeast}${fmt(s.saturation)} (${atLeast}${fmt(s.saturationRate)})${note}`;
 }
 
+/** Cores the server-side processes (redis-servers included) used in a step. */
+const serverCpu = (r: RateSummary) =>
+  Object.entries(r.cpu)
+    .filter(([n]) => !/subscribers|publisher/.test(n))
+    .reduce((a, [, c]) => a + c, 0);
+
 /**
  * Server-side CPU (cores, redis-server included) at the saturation rate and the highest RSS
  * sampled during that step of the largest server process (redis-server excluded).
@@ -226,10 +254,9 @@ function saturationCell(s: RoomsSummary): string {
 function resources(s: RoomsSummary | undefined): string {
   const r = s?.byRate.find((x) => x.rate === s.saturationRate);
   if (!s || !r) return '–';
-  const servers = Object.entries(r.cpu).filter(([n]) => !/subscribers|publisher/.test(n));
-  const cpu = servers.reduce((a, [, c]) => a + c, 0);
+  const cpu = serverCpu(r);
   const rss = Object.entries(s.peakRssMiB)
-    .filter(([n]) => n !== 'redis-server')
+    .filter(([n]) => !n.startsWith('redis-server'))
     .map(([, m]) => m);
   return `${fmt(cpu, 2)} cores / ${fmt(Math.max(...rss), 0)} MiB`;
 }
@@ -321,5 +348,204 @@ export function renderMachine(r: Results): string {
     `${r.mode} run of ${r.date} (${r.runs} run${r.runs > 1 ? 's' : ''} per system, medians; commit ${m.commit}): ` +
     `${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Redis ${m.redis} ` +
     `(${r.redis}). Pinning: ${m.pinning}.`
+  );
+}
+
+/** cluster / standalone; "≥"/"≤" when one side's figure is only a bound (it sustained its top rate). */
+function ratioCell(
+  cluster: number | undefined,
+  standalone: number | undefined,
+  clusterBound = false,
+  standaloneBound = false,
+): string {
+  if (cluster === undefined || standalone === undefined || !(standalone > 0)) return '–';
+  if (clusterBound && standaloneBound) return '–';
+  const sign = clusterBound ? '≥ ' : standaloneBound ? '≤ ' : '';
+  return `${sign}${fmt(cluster / standalone, 2)}×`;
+}
+
+/** The highest rate both sustained. */
+function commonRate(a: RoomsSummary | undefined, b: RoomsSummary | undefined): number | undefined {
+  const rates = (s: RoomsSummary | undefined) =>
+    s?.byRate.filter((r) => r.sustained).map((r) => r.rate) ?? [];
+  const theirs = new Set(rates(b));
+  const both = rates(a).filter((r) => theirs.has(r));
+  return both.length > 0 ? Math.max(...both) : undefined;
+}
+
+/** One row of the cluster table: what it shows (to line runs up), then its cells. */
+type ClusterRow = { kind: string; cells: [string, string, string, string, string] };
+
+function clusterRoomRows(
+  name: string,
+  standalone: RoomsSummary | undefined,
+  cluster: RoomsSummary | undefined,
+  commits: boolean,
+): ClusterRow[] {
+  if (!standalone && !cluster) return [];
+  const row = (
+    kind: string,
+    figure: string,
+    f: (s: RoomsSummary | undefined) => string,
+    ratio: string,
+  ): ClusterRow => ({
+    kind: `${name} ${kind}`,
+    cells: [name, figure, f(standalone), f(cluster), ratio],
+  });
+  const rows = [
+    row(
+      'saturation',
+      'deliveries/s at saturation (offered msg/s)',
+      (s) => (s ? saturationCell(s) : '–'),
+      ratioCell(
+        cluster?.saturation,
+        standalone?.saturation,
+        cluster?.lowerBound,
+        standalone?.lowerBound,
+      ),
+    ),
+  ];
+  if (commits)
+    rows.push(
+      row(
+        'committed',
+        'committed msg/s, highest seen',
+        (s) => fmt(s?.maxCommitted),
+        ratioCell(
+          cluster?.maxCommitted,
+          standalone?.maxCommitted,
+          cluster?.lowerBound,
+          standalone?.lowerBound,
+        ),
+      ),
+    );
+  const rate = commonRate(standalone, cluster);
+  if (rate !== undefined) {
+    const p99 = (s: RoomsSummary | undefined) => s?.byRate.find((r) => r.rate === rate)?.p99;
+    rows.push(
+      row(
+        'latency',
+        `p50 / p99 / p99.9 ms at ${fmt(rate)} msg/s (highest rate both sustained)`,
+        (s) => latencyAt(s, rate),
+        `p99 ${ratioCell(p99(cluster), p99(standalone))}`,
+      ),
+    );
+  }
+  const atSaturation = (s: RoomsSummary | undefined) =>
+    s?.byRate.find((r) => r.rate === s.saturationRate);
+  const cores = (s: RoomsSummary | undefined) => {
+    const r = atSaturation(s);
+    return r ? serverCpu(r) : undefined;
+  };
+  rows.push(
+    row(
+      'resources',
+      'server CPU incl. redis-servers / peak RSS of the largest node, at saturation',
+      resources,
+      `CPU ${ratioCell(cores(cluster), cores(standalone))}`,
+    ),
+  );
+  return rows;
+}
+
+function clusterRows(r: Results): ClusterRow[] {
+  const c = r.cluster;
+  // Standalone figures alone are the peers' table's.
+  if (!c && !r.idle) return [];
+  const rows = [
+    ...clusterRoomRows('Room fan-out', r.fanout.threshold, c?.fanout, false),
+    ...clusterRoomRows('Many rooms', r.manyRooms.threshold, c?.manyRooms, true),
+  ];
+  const { standalone: s, cluster: k } = r.idle ?? {};
+  if (s || k) {
+    const name = 'Idle node (1 node, no clients)';
+    const cell = (x: number | undefined, unit = '') =>
+      x === undefined ? '–' : `${fmt(x, 1)}${unit}`;
+    const idle = (kind: string, figure: string, f: (x: IdleRun) => number, unit = '') => ({
+      kind: `idle ${kind}`,
+      cells: [
+        name,
+        figure,
+        cell(s && f(s), unit),
+        cell(k && f(k), unit),
+        ratioCell(k && f(k), s && f(s)),
+      ] as ClusterRow['cells'],
+    });
+    rows.push(
+      idle(
+        'cpu',
+        `node CPU, % of one core (${fmt(k?.seconds ?? s?.seconds)} s)`,
+        (x) => x.nodeCpuPercent,
+        '%',
+      ),
+      idle(
+        'commands',
+        'Redis commands/s, summed over servers (commands inside scripts included)',
+        (x) => x.commandsPerSecond,
+      ),
+      idle('redis', 'redis-server CPU, % of one core (all servers)', (x) => x.redisCpuPercent, '%'),
+    );
+  }
+  return rows;
+}
+
+/**
+ * Threshold on one redis-server beside Threshold on a Redis Cluster, from the same run: the
+ * room workloads and the idle node, with cluster / standalone ratios. Several runs: a "Run"
+ * column, each figure's rows together.
+ */
+export function renderCluster(input: Results | Results[]): string | undefined {
+  const runs = Array.isArray(input) ? input : [input];
+  const all = runs.map(clusterRows);
+  if (all.every((rows) => rows.length === 0)) return undefined;
+  const masters = runs.find((r) => r.cluster)?.cluster?.masters ?? 3;
+  const several = runs.length > 1;
+  const kinds = [...new Set(all.flat().map((row) => row.kind))];
+  const lines = kinds.flatMap((kind) =>
+    all.flatMap((rows, i) =>
+      rows
+        .filter((row) => row.kind === kind)
+        .map(({ cells: [w, f, ...rest] }) =>
+          several
+            ? `| ${[w, f, String(i + 1), ...rest].join(' | ')} |`
+            : `| ${[w, f, ...rest].join(' | ')} |`,
+        ),
+    ),
+  );
+  const head = [
+    'Workload',
+    'Figure',
+    ...(several ? ['Run'] : []),
+    'Threshold, 1 redis-server',
+    `Threshold, Redis Cluster (${masters} masters)`,
+    'Cluster / standalone',
+  ];
+  return [`| ${head.join(' | ')} |`, `|${' --- |'.repeat(head.length)}`, ...lines].join('\n');
+}
+
+/** What an idle node's Redis commands were, per second, busiest first (the log's detail). */
+export function renderIdleCommands(run: IdleRun, top = 8): string {
+  const list = (cs: IdleRun['commands']) =>
+    cs
+      .slice(0, top)
+      .map((c) => `${c.command} ${fmt(c.perSecond, 2)}/s (${fmt(c.usecPerSecond, 0)} µs/s)`)
+      .join(', ');
+  return [
+    `  ${run.redis}: node ${fmt(run.nodeCpuPercent, 2)}% of a core, redis ${fmt(run.redisCpuPercent, 2)}%, ${fmt(run.commandsPerSecond, 2)} commands/s (outside load ${run.outsideCores} cores): ${list(run.commands)}`,
+    ...(run.servers.length > 1
+      ? run.servers.map(
+          (s) => `    ${s.name}: ${fmt(s.commandsPerSecond, 2)} commands/s: ${list(s.commands)}`,
+        )
+      : []),
+  ].join('\n');
+}
+
+/** The machine line of the cluster table: the run's, and what the cluster was. */
+export function renderClusterMachine(r: Results): string {
+  const masters = r.cluster?.masters ?? 3;
+  return (
+    `${renderMachine(r)} Redis Cluster: ${masters} masters, no replicas, each a ${r.redis}, ` +
+    'pinned with the servers like the single redis-server. In each run Threshold runs on ' +
+    'standalone, then on the cluster, one after the other.'
   );
 }

@@ -7,7 +7,7 @@ import type { ClientSystem, SubscribeParams } from '../clients/subscribers.ts';
 import { type BenchChild, forkBench } from '../lib/processes.ts';
 import type { Receipts, ReceiverWindow } from '../lib/receiver.ts';
 import type { RawNodeParams } from './raw-node.ts';
-import { startBenchRedis } from './redis.ts';
+import { type RedisMode, startBenchRedis } from './redis.ts';
 import type { SocketIoAdapter } from './socketio-server.ts';
 import { PARTITIONS, ThresholdCluster } from './threshold.ts';
 
@@ -57,16 +57,20 @@ function subscriberClient(system: ClientSystem) {
   };
 }
 
-export async function startTarget(name: SystemName): Promise<Target> {
-  if (name === 'threshold') return startThreshold();
+/** `redis`: what Threshold runs on (the peers always run on one redis-server). */
+export async function startTarget(
+  name: SystemName,
+  redis: RedisMode = 'standalone',
+): Promise<Target> {
+  if (name === 'threshold') return startThreshold(redis);
   if (name === 'raw') return startRaw();
   return startSocketIo(name === 'socketio-streams' ? 'streams' : 'pubsub');
 }
 
-async function startThreshold(): Promise<Target> {
+async function startThreshold(redis: RedisMode): Promise<Target> {
   // The subscribers' process starts while the nodes do; it learns their URLs when it subscribes.
   const subs = subscriberClient('threshold');
-  const cluster = await ThresholdCluster.start(NODES);
+  const cluster = await ThresholdCluster.start(NODES, {}, redis);
   const urls = cluster.nodes.map((n) => n.wsUrl);
   return {
     processes: cluster.processes,
@@ -112,10 +116,7 @@ async function startRaw(): Promise<Target> {
     ),
   );
   return {
-    processes: [
-      ...nodes.map((n) => ({ name: n.name, pid: n.pid })),
-      { name: 'redis-server', pid: redis.pid },
-    ],
+    processes: [...nodes.map((n) => ({ name: n.name, pid: n.pid })), ...redis.servers],
     clients: [],
     publisher: { system: 'raw', urls: [redis.url], partitions: PARTITIONS },
     async subscribe(rooms, perRoom) {
@@ -157,10 +158,7 @@ export async function startSocketIoServers(count: number, adapter: SocketIoAdapt
     servers.map((s) => s.call<{ port: number }>('start', { redisUrl: redis.url, adapter })),
   );
   return {
-    processes: [
-      ...servers.map((s) => ({ name: s.name, pid: s.pid })),
-      { name: 'redis-server', pid: redis.pid },
-    ],
+    processes: [...servers.map((s) => ({ name: s.name, pid: s.pid })), ...redis.servers],
     urls: ports.map(({ port }) => `http://127.0.0.1:${port}`),
     async stop() {
       await Promise.all(servers.map((s) => s.stop()));

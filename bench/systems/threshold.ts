@@ -5,7 +5,7 @@ import { freePort } from '../../src/redis/embedded.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pool } from '../../test/helpers/pool.ts';
 import { type Spawned, spawnPinned } from '../lib/processes.ts';
-import { type BenchRedis, startBenchRedis } from './redis.ts';
+import { type BenchRedis, type RedisMode, startBenchRedis } from './redis.ts';
 
 export const ADMIN_TOKEN = 'bench-admin-token';
 export const JWT_SECRET = 'bench-jwt-secret';
@@ -26,9 +26,16 @@ export class ThresholdCluster {
     readonly nodes: ThresholdNode[],
   ) {}
 
-  /** Starts a Redis and `count` nodes (plus `env`), and waits until they split the partitions. */
-  static async start(count: number, env: NodeJS.ProcessEnv = {}): Promise<ThresholdCluster> {
-    const redis = await startBenchRedis();
+  /**
+   * Starts a Redis (one server, or a three-master Redis Cluster whose seed list the nodes get
+   * as their URL) and `count` nodes (plus `env`), and waits until they split the partitions.
+   */
+  static async start(
+    count: number,
+    env: NodeJS.ProcessEnv = {},
+    mode: RedisMode = 'standalone',
+  ): Promise<ThresholdCluster> {
+    const redis = await startBenchRedis(mode);
     const nodes: ThresholdNode[] = [];
     for (let i = 1; i <= count; i++) {
       const port = await freePort();
@@ -72,7 +79,7 @@ export class ThresholdCluster {
   get processes() {
     return [
       ...this.nodes.map((n) => ({ name: `threshold ${n.id}`, pid: n.process.pid })),
-      { name: 'redis-server', pid: this.redis.pid },
+      ...this.redis.servers,
     ];
   }
 

@@ -19,6 +19,7 @@ import {
   SUSTAINED_SHARE,
   trendingUp,
 } from '../lib/verdict.ts';
+import type { RedisMode } from '../systems/redis.ts';
 import { startTarget, type SystemName, type Target } from '../systems/targets.ts';
 
 export interface RoomsWorkload {
@@ -103,16 +104,18 @@ async function quiet(target: Target, maxMs = 5000): Promise<void> {
 /**
  * Runs the room workloads `ws` one after the other against one start of `system` (its
  * processes, Redis, publisher and subscribers' process are started once: each workload has
- * rooms of its own, and the earlier workload's subscribers stay connected, idle).
+ * rooms of its own, and the earlier workload's subscribers stay connected, idle). `redis`:
+ * what Threshold runs on.
  */
 export async function runRooms(
   system: SystemName,
   ws: RoomsWorkload[],
   log: (line: string) => void,
+  redis: RedisMode = 'standalone',
 ): Promise<RoomsRun[]> {
   // The publisher starts (tsx, a second or so) while the system does.
   const publisher = forkBench(`${system} publisher`, 'clients/publisher.ts', 'client');
-  const target = await startTarget(system);
+  const target = await startTarget(system, redis);
   try {
     await publisher.call('connect', target.publisher);
     const runs: RoomsRun[] = [];

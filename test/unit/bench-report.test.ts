@@ -3,6 +3,7 @@ import {
   goals,
   latencyFigure,
   median,
+  renderCluster,
   renderTable,
   type Results,
   summarise,
@@ -141,6 +142,44 @@ describe('bench report', () => {
     expect(table).toContain('20.0 / 40.0 / 40.0 (disturbed)');
     // A rate no other system sustained only shows when it is the highest sustained one.
     expect(table).not.toContain('at 2,000 msg/s');
+  });
+
+  it('sets Threshold on a Redis Cluster beside standalone, as cluster / standalone ratios', () => {
+    const idleRun = (redis: 'standalone' | 'cluster', cpu: number, commands: number) => ({
+      redis,
+      seconds: 30,
+      nodeCpuPercent: cpu,
+      redisCpuPercent: 1,
+      commandsPerSecond: commands,
+      commands: [],
+      servers: [],
+      outsideCores: 0,
+    });
+    const r = {
+      fanout: {
+        threshold: summarise([run([step(500, 25_000, 10), step(1000, 50_000, 20, false)])]),
+      },
+      manyRooms: { threshold: summarise([run([step(1000, 1000, 5)], 4000)]) },
+      cluster: {
+        masters: 3,
+        fanout: summarise([run([step(500, 20_000, 15), step(1000, 40_000, 30, false)])]),
+        manyRooms: summarise([run([step(1000, 1000, 5), step(2000, 1500, 900, false)], 3000)]),
+      },
+      idle: { standalone: idleRun('standalone', 2, 1000), cluster: idleRun('cluster', 3, 1200) },
+      connections: {},
+    } as unknown as Results;
+    const table = renderCluster(r) ?? '';
+    expect(table).toContain(
+      '| Room fan-out | deliveries/s at saturation (offered msg/s) | 25,000 (500) | 20,000 (500) | 0.80× |',
+    );
+    expect(table).toContain('at 500 msg/s (highest rate both sustained) | 5.0 / 10.0 / 10.0 |');
+    expect(table).toContain('| p99 1.50× |');
+    // Standalone sustained its top rate (a lower bound): the ratio is an upper bound.
+    expect(table).toContain('| 3,000 | ≤ 0.75× |');
+    expect(table).toContain('| 2.0% | 3.0% | 1.50× |');
+    expect(table).toContain('| 1,000.0 | 1,200.0 | 1.20× |');
+    expect(goals(r).at(-1)?.met).toBe(true);
+    expect(renderCluster({ ...r, cluster: undefined, idle: undefined })).toBeUndefined();
   });
 
   it('counts and times only the messages stamped inside the measured window', () => {
