@@ -23,6 +23,10 @@ export type { ChannelSetting, PluginSetting } from './config-file.ts';
  * `mesh.leaseTtlMs` is `THRESHOLD_MESH_LEASE_TTL_MS` and `--mesh-lease-ttl-ms`. Lists
  * (`channels`) have neither: they are set in a file.
  */
+/** A boolean setting: `true`/`false` (or `1`/`0`) in the environment and flags. */
+const flag = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+  .transform((v) => v === true || v === 'true' || v === '1');
 const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
 
 /** How a channel's deliveries are retried (`sms.*`, `outbox.*`: see RetryPolicy). */
@@ -77,6 +81,9 @@ const ConfigSchema = z.object({
       .number()
       .min(24)
       .max(24 * 365),
+    membersMayCreate: flag,
+    maxCreatedMembers: z.coerce.number().int().min(2).max(10_000),
+    createPerHour: z.coerce.number().min(0).max(1_000_000),
   }),
   http: z.object({
     maxBodyBytes: z.coerce

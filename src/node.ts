@@ -33,6 +33,7 @@ import { Metrics } from './metrics/metrics.ts';
 import { RedisConnections } from './redis/connections.ts';
 import { Keys } from './redis/keys.ts';
 import { Committer } from './rooms/committer.ts';
+import { Conversations } from './rooms/conversations.ts';
 import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
@@ -181,6 +182,15 @@ export async function startNode(
     const cluster = new ClusterView(redis, keys, nodeId, mesh, async () =>
       sources ? sources.holders() : {},
     );
+    const perHour = config.rooms.createPerHour;
+    const roomCreation = new PublishRateLimiter(
+      redis,
+      keys,
+      metrics,
+      { perSecond: perHour / 3600, burst: Math.max(1, Math.ceil(perHour)), limit: 'room_create' },
+      log,
+    );
+    const conversations = new Conversations(redis, keys);
     const app = createApp({
       auth,
       cluster,
@@ -189,6 +199,18 @@ export async function startNode(
       history,
       metrics,
       log,
+      conversations: {
+        rooms,
+        conversations,
+        ingress,
+        creationLimit: (member) => roomCreation.take(member),
+        options: {
+          membersMayCreate: config.rooms.membersMayCreate,
+          maxCreatedMembers: config.rooms.maxCreatedMembers,
+          maxBodyChars: config.http.maxBodyChars,
+          memberPrefixes: outbox.memberPrefixes,
+        },
+      },
       health: {
         ready: () => coordinator?.ready ?? false,
         draining: () => http?.isDraining ?? false,
@@ -228,7 +250,7 @@ export async function startNode(
       },
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
-    const sessionDeps = { hub, history, rooms, ingress, metrics, log };
+    const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
       heartbeatMs: config.ws.heartbeatMs,

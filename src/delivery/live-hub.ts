@@ -18,6 +18,8 @@ export interface LiveSubscriber {
    * member tells its client and drops the room, before any later message of it arrives.
    */
   revoke(room: string, member: string | undefined, reason: RevokeReason): void;
+  /** Any other frame on the room's channel (a member's `read` marker), as clients get it. */
+  notice(room: string, frame: Buffer): void;
 }
 
 const SEQ = /"seq":(\d+)/;
@@ -34,6 +36,7 @@ const TAIL_BYTES = 32;
 export class LiveHub {
   private readonly rooms = new Map<string, Set<LiveSubscriber>>();
   private readonly channels = new Map<string, (payload: string) => void>();
+  private readonly followers = new Map<string, Set<(payload: string) => void>>();
   /** Rooms whose SUBSCRIBE Redis has not confirmed yet. */
   private readonly confirmed = new Map<string, Promise<void>>();
   private readonly prefix: string;
@@ -64,6 +67,35 @@ export class LiveHub {
   async listen(channel: string, handler: (payload: string) => void): Promise<void> {
     this.channels.set(channel, handler);
     await this.sub.subscribe(channel);
+  }
+
+  /**
+   * Calls `handler` with what is published on a member's channel (`joined` events) until the
+   * returned function is called; several followers of one member share the subscription.
+   */
+  async followMember(
+    member: string,
+    handler: (payload: string) => void,
+  ): Promise<() => Promise<void>> {
+    const channel = this.keys.memberChannel(member);
+    let set = this.followers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.followers.set(channel, set);
+      this.channels.set(channel, (payload) => {
+        for (const h of this.followers.get(channel) ?? []) h(payload);
+      });
+      await this.sub.subscribe(channel);
+    }
+    set.add(handler);
+    return async () => {
+      if (!set.delete(handler) || set.size > 0) return;
+      this.followers.delete(channel);
+      this.channels.delete(channel);
+      await this.sub
+        .unsubscribe(channel)
+        .catch((err) => this.log.warn({ err, member }, 'unsubscribe failed'));
+    };
   }
 
   /** Resolves once Redis confirmed the subscription, so nothing published after it is missed. */
@@ -113,6 +145,10 @@ export class LiveHub {
         for (const s of [...set]) s.revoke(room, revocation.member, revocation.reason);
         return;
       }
+      if (!isMessage(payload)) {
+        for (const s of set) s.notice(room, payload);
+        return;
+      }
       const seq = Number(SEQ.exec(payload.toString('latin1', 0, HEAD_BYTES))?.[1]);
       for (const s of set) s.deliver(room, seq, payload);
       // Once per message and node, not per subscriber: fan-out stays cheap.
@@ -138,6 +174,11 @@ export class LiveHub {
 }
 
 const REVOCATION_HEAD = Buffer.from(REVOCATION_PREFIX, 'latin1');
+const MESSAGE_HEAD = Buffer.from('{"type":"message"', 'latin1');
+
+function isMessage(payload: Buffer): boolean {
+  return payload.subarray(0, MESSAGE_HEAD.length).equals(MESSAGE_HEAD);
+}
 
 function isRevocation(payload: Buffer): boolean {
   return payload.subarray(0, REVOCATION_HEAD.length).equals(REVOCATION_HEAD);

@@ -9,19 +9,22 @@ import {
   UnavailableError,
   ValidationError,
 } from '../errors.ts';
-import { MemberId, RecipientId, RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
+import { MemberId, RoomId, type Sender, senderOfMember } from '../funnel/envelope.ts';
 import type { Ingress } from '../ingress/ingress.ts';
 import type { Logger } from '../log.ts';
 import type { ClusterView } from '../mesh/cluster-view.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { HistoryPage } from '../rooms/history.ts';
+import type { BackwardPage, HistoryPage } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
 import { RoomSettings, type RoomsStore } from '../rooms/store.ts';
-import { type Auth, bearer, isAdmin, type Principal, requireAdmin } from './auth.ts';
+import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
+import { type ConversationDeps, conversationRoutes } from './conversations.ts';
+import { intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
 import { problemResponse, toProblem } from './problem.ts';
 
 export interface HistoryReader {
   since(room: string, since: number, limit: number): Promise<HistoryPage>;
+  before(room: string, before: number | undefined, limit: number): Promise<BackwardPage>;
   status(room: string, id: string): Promise<Record<string, string> | undefined>;
 }
 
@@ -32,6 +35,8 @@ export interface AppDeps {
   ingress: Ingress;
   history: HistoryReader;
   metrics: Metrics;
+  /** Members' conversations (conversations.ts): mounted when given. */
+  conversations?: ConversationDeps;
   health: { ready(): boolean; draining(): boolean };
   log: Logger;
   options: {
@@ -131,6 +136,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const admin = (c: Context<AppEnv>) => requireAdmin(c.get('principal'));
+  // First: a member's POST /v1/rooms starts a conversation; the admin's falls through.
+  if (deps.conversations) conversationRoutes(app, deps.conversations);
 
   app.post('/v1/rooms', async (c) => {
     admin(c);
@@ -232,13 +239,30 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get('/v1/rooms/:room/messages', async (c) => {
     const room = roomParam(c);
     await mayRead(c, room);
-    const since = intQuery(c, 'since', 0, 0, Number.MAX_SAFE_INTEGER);
     const limit = intQuery(c, 'limit', 100, 1, MAX_HISTORY_PAGE);
+    const json = (messages: { frame: string }[], rest: string) =>
+      c.body(
+        // Frames are stored as JSON text already: splice them rather than parse and re-serialise.
+        `{"room":${JSON.stringify(room)},"messages":[${messages.map((m) => m.frame).join(',')}],${rest}}`,
+        200,
+        { 'content-type': 'application/json' },
+      );
+    if (c.req.query('before') !== undefined) {
+      if (c.req.query('since') !== undefined)
+        throw new ValidationError('since, before: one or the other, not both', 'before');
+      // `before=` with no value (or `latest`): the latest page, the start of a walk backwards.
+      const raw = c.req.query('before');
+      const before =
+        raw === '' || raw === 'latest'
+          ? undefined
+          : intQuery(c, 'before', 0, 1, Number.MAX_SAFE_INTEGER);
+      const page = await history.before(room, before, limit);
+      return json(page.messages, `"next":${page.next}`);
+    }
+    const since = intQuery(c, 'since', 0, 0, Number.MAX_SAFE_INTEGER);
     const page = await history.since(room, since, limit);
-    // Frames are stored as JSON text already: splice them rather than parse and re-serialise.
     const truncated = page.first === undefined ? '' : `,"truncated":true,"first":${page.first}`;
-    const json = `{"room":${JSON.stringify(room)},"messages":[${page.messages.map((m) => m.frame).join(',')}],"last":${page.last}${truncated}}`;
-    return c.body(json, 200, { 'content-type': 'application/json' });
+    return json(page.messages, `"last":${page.last}${truncated}`);
   });
 
   app.get('/v1/messages/:id', async (c) => {
@@ -279,9 +303,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
 
   function mayRead(c: Context<AppEnv>, room: string) {
-    const principal = c.get('principal');
-    const member = principal.kind === 'admin' ? undefined : principal.member;
-    return assertMayRead(rooms, room, { member, admin: isAdmin(principal) });
+    return assertMayRead(rooms, room, readerOf(c.get('principal')));
   }
 
   return app;
@@ -335,49 +357,4 @@ function senderFor(principal: Principal, requested: string | undefined): Sender 
     );
   }
   return { kind: 'service', id: as };
-}
-
-/** A path parameter checked against its schema; a bad one is a 400 naming it. */
-function param(c: Context, name: 'room' | 'member', schema: z.ZodType<string>): string {
-  const value = c.req.param(name) ?? '';
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    throw new ValidationError(`${name}: ${parsed.error.issues[0]?.message ?? 'invalid'}`, name);
-  }
-  return value;
-}
-
-const roomParam = (c: Context) => param(c, 'room', RoomId);
-const memberParam = (c: Context) => param(c, 'member', RecipientId);
-
-function intQuery(c: Context, name: string, fallback: number, min: number, max: number): number {
-  const raw = c.req.query(name);
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new ValidationError(`${name}: expected an integer from ${min} to ${max}`, name);
-  }
-  return n;
-}
-
-/** Parses the body as JSON and checks it; errors name the offending field. */
-export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await c.req.text();
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new ValidationError(`malformed JSON body: ${(err as Error).message}`);
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const unknown = issue?.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
-    const field = unknown ?? issue?.path.join('.') ?? '';
-    throw new ValidationError(
-      `${field || 'request body'}: ${issue?.message ?? 'invalid'}`,
-      field || undefined,
-    );
-  }
-  return parsed.data;
 }

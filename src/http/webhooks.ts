@@ -7,7 +7,8 @@ import {
   type WebhookEndpoint,
   type WebhookEndpoints,
 } from '../delivery/webhook-endpoints.ts';
-import { type AppEnv, readJson } from './app.ts';
+import type { AppEnv } from './app.ts';
+import { readJson } from './params.ts';
 import { requireAdmin } from './auth.ts';
 
 export interface WebhookRoutesDeps {

@@ -16,11 +16,19 @@ export const CLOSE = {
 
 /** A frame a client may send (DESIGN §5). */
 export const ClientFrame = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('subscribe'),
-    room: RoomId,
-    since: z.number().int().min(0).optional(),
-  }),
+  z
+    .object({
+      type: z.literal('subscribe'),
+      room: RoomId.optional(),
+      /** "mine": every room of the member, and those they join later. */
+      rooms: z.literal('mine').optional(),
+      since: z.number().int().min(0).optional(),
+    })
+    .refine((f) => (f.room === undefined) !== (f.rooms === undefined), {
+      message: 'expected either room or rooms:"mine"',
+      path: ['room'],
+    }),
+  z.object({ type: z.literal('read'), room: RoomId, seq: z.number().int().min(0) }),
   z.object({ type: z.literal('unsubscribe'), room: RoomId }),
   z.object({
     type: z.literal('publish'),
@@ -47,7 +55,7 @@ export function parseClientFrame(text: string): ClientFrame {
 /** The `bad_frame` message for what {@link parseClientFrame} threw: the field at fault. */
 export function describeFrameError(err: unknown): string {
   if (err instanceof SyntaxError)
-    return 'frames are JSON text: {"type":"subscribe"|"unsubscribe"|"publish"|"ping", ...}';
+    return 'frames are JSON text: {"type":"subscribe"|"unsubscribe"|"publish"|"read"|"ping", ...}';
   if (err instanceof z.ZodError) {
     const issue = err.issues[0];
     const field = issue?.path.join('.') || 'type';

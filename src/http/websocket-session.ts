@@ -1,8 +1,5 @@
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { ThresholdError } from '../errors.ts';
-import { type Sender, senderOfMember } from '../funnel/envelope.ts';
-import type { Accepted, Submission } from '../ingress/ingress.ts';
 import type { LiveSubscriber } from '../delivery/live-hub.ts';
 import { assertMayRead } from '../rooms/access.ts';
 import type { HistoryPage } from '../rooms/history.ts';
@@ -18,6 +15,8 @@ import {
   type PublishFrame,
 } from './websocket-frames.ts';
 import { FrameRate, type FrameRateOptions } from './frame-rate.ts';
+import { type MessageIngress, publishFrame } from './websocket-publish.ts';
+import { MemberFeed, type MemberEvents, type ReadMarkers } from './websocket-mine.ts';
 
 /** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
 export interface SocketLike {
@@ -54,13 +53,10 @@ export interface RoomAccess {
   isMember(room: string, member: string): Promise<boolean>;
 }
 
-/** What the session needs of ingress: put a client's publish into the funnel. */
-export interface MessageIngress {
-  submit(submission: Submission, wait: boolean): Promise<Accepted>;
-}
-
 export interface SessionDeps {
-  hub: LiveFeed;
+  hub: LiveFeed & MemberEvents;
+  /** Read markers and unread counts (the `welcome` and `read` frames). */
+  markers: ReadMarkers;
   history: HistorySource;
   rooms: RoomAccess;
   ingress: MessageIngress;
@@ -93,6 +89,9 @@ export class WebSocketSession implements LiveSubscriber {
   private readonly subs = new Map<string, RoomSub>();
   private closed = false;
   private readonly rate: FrameRate;
+  private readonly feed: MemberFeed;
+  /** The `welcome` frame goes first: frames wait for it. */
+  private welcomed: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly socket: SocketLike,
@@ -101,10 +100,26 @@ export class WebSocketSession implements LiveSubscriber {
     private readonly options: SessionOptions,
   ) {
     this.rate = new FrameRate(options);
+    this.feed = new MemberFeed(
+      principal.member,
+      { markers: deps.markers, events: deps.hub },
+      {
+        subscribe: (room, since) => this.subscribe(room, since),
+        isSubscribed: (room) => this.subs.has(room),
+        send: (frame) => this.send(frame),
+        failed: (err, room) => this.answer(err, undefined, room),
+      },
+    );
+  }
+
+  /** Sends the `welcome` frame (its member's rooms and unread counts) before anything else. */
+  start(): void {
+    this.welcomed = this.feed.welcome().catch((err: unknown) => this.answer(err));
   }
 
   async onText(text: string): Promise<void> {
     if (!this.admit()) return;
+    await this.welcomed;
     let frame: ClientFrame;
     try {
       frame = parseClientFrame(text);
@@ -118,7 +133,11 @@ export class WebSocketSession implements LiveSubscriber {
           this.send('{"type":"pong"}');
           return;
         case 'subscribe':
-          await this.subscribe(frame.room, frame.since);
+          if (frame.room === undefined) await this.feed.subscribeMine();
+          else await this.subscribe(frame.room, frame.since);
+          return;
+        case 'read':
+          await this.feed.read(frame.room, frame.seq);
           return;
         case 'unsubscribe':
           await this.unsubscribe(frame.room);
@@ -128,12 +147,20 @@ export class WebSocketSession implements LiveSubscriber {
           return;
       }
     } catch (err) {
-      const id = frame.type === 'publish' ? frame.id : undefined;
-      const answer = errorFrameFor(err, id, 'room' in frame ? frame.room : undefined);
-      if (answer !== undefined) return this.send(answer);
-      this.deps.log.error({ err, conn: this.id }, 'WebSocket frame failed');
-      this.error('internal', 'the request failed on the server; retry', id);
+      this.answer(
+        err,
+        frame.type === 'publish' ? frame.id : undefined,
+        'room' in frame ? frame.room : undefined,
+      );
     }
+  }
+
+  /** The `error` frame for a request that failed. */
+  private answer(err: unknown, id?: string, room?: string): void {
+    const frame = errorFrameFor(err, id, room);
+    if (frame !== undefined) return this.send(frame);
+    this.deps.log.error({ err, conn: this.id }, 'WebSocket frame failed');
+    this.error('internal', 'the request failed on the server; retry', id);
   }
 
   /** Whether to read a frame, under the connection's frame rate (see FrameRate). */
@@ -194,51 +221,16 @@ export class WebSocketSession implements LiveSubscriber {
     if (confirm) this.send(JSON.stringify({ type: 'unsubscribed', room }));
   }
 
-  private async publish(frame: PublishFrame): Promise<void> {
-    const { member } = this.principal;
-    if (frame.body.length > this.options.maxBodyChars) {
-      this.error(
-        'invalid_request',
-        `body is longer than ${this.options.maxBodyChars} characters`,
-        frame.id,
-        frame.room,
-      );
-      return;
-    }
-    const sender: Sender = member ? senderOfMember(member) : { kind: 'service', id: 'admin' };
-    const accepted = await this.deps.ingress.submit(
-      {
-        room: frame.room,
-        source: 'ws',
-        sender,
-        kind: member ? 'chat' : 'notification',
-        body: frame.body,
-        media: frame.media,
-        clientKey: frame.id,
-        conn: this.id,
-        rateLimited: member,
-      },
-      true,
-    );
-    const receipt = await accepted.receipt?.promise.catch((err: Error) => {
-      if (!this.closed)
-        this.error(
-          err instanceof ThresholdError ? err.code : 'timeout',
-          err.message,
-          frame.id,
-          frame.room,
-        );
-      return undefined;
+  private publish(frame: PublishFrame): Promise<void> {
+    return publishFrame(frame, {
+      member: this.principal.member,
+      conn: this.id,
+      ingress: this.deps.ingress,
+      maxBodyChars: this.options.maxBodyChars,
+      isClosed: () => this.closed,
+      send: (f) => this.send(f),
+      error: (code, message, id, room) => this.error(code, message, id, room),
     });
-    if (!receipt || this.closed) return;
-    if (receipt.status === 'rejected')
-      this.error(
-        receipt.code ?? 'rejected',
-        receipt.message ?? 'message rejected',
-        frame.id,
-        frame.room,
-      );
-    else this.send(JSON.stringify({ type: 'ack', id: frame.id ?? accepted.id, seq: receipt.seq }));
   }
 
   /** A live message from the hub. */
@@ -266,6 +258,11 @@ export class WebSocketSession implements LiveSubscriber {
     if (!this.subs.delete(room)) return;
     void this.deps.hub.unsubscribe(room, this);
     this.send(JSON.stringify({ type: 'unsubscribed', room, reason }));
+  }
+
+  /** A `read` marker of the room (any member's), for its subscribers. */
+  notice(room: string, frame: Buffer): void {
+    if (this.subs.has(room)) this.send(frame);
   }
 
   resync(room: string): void {
@@ -394,6 +391,7 @@ export class WebSocketSession implements LiveSubscriber {
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.feed.close();
     for (const room of this.subs.keys()) void this.deps.hub.unsubscribe(room, this);
     this.subs.clear();
   }

@@ -103,6 +103,7 @@ export function mountWebSocket(
   /** A handshake ws completed: its session and heartbeat (inject gives the slot back). */
   function open(raw: WebSocket, identity: Principal): void {
     const session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
+    session.start();
     sockets.set(raw, { session, alive: true });
     deps.metrics.wsConnections.set(sockets.size);
     raw.on('pong', () => {

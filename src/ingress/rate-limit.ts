@@ -9,6 +9,11 @@ export interface PublishRateOptions {
   perSecond: number;
   /** Publishes a client may send at once after a quiet spell. */
   burst: number;
+  /**
+   * What is limited, when not publishes (`room_create`): its own key per client
+   * (`thr:rl:<limit>:<member>`), metric label and wording.
+   */
+  limit?: string;
 }
 
 /** How often a failing limiter says so in the log (the metric counts every case). */
@@ -40,16 +45,20 @@ export class PublishRateLimiter {
    * UnavailableError (503) when Redis is unavailable.
    */
   async take(client: string): Promise<void> {
-    const { perSecond, burst } = this.options;
+    const { perSecond, burst, limit = 'publish' } = this.options;
     if (perSecond <= 0) return;
+    const key = this.keys.rateLimit(limit === 'publish' ? client : `${limit}:${client}`);
     let answer: [0 | 1, number];
     try {
-      answer = await this.redis.limitRate(this.keys.rateLimit(client), 1000 / perSecond, burst);
+      answer = await this.redis.limitRate(key, 1000 / perSecond, burst);
     } catch (err) {
       if (isRedisUnavailable(err))
-        throw new UnavailableError('the publish could not be checked (Redis unavailable); retry', {
-          cause: err,
-        });
+        throw new UnavailableError(
+          `the ${limit} rate could not be checked (Redis unavailable); retry`,
+          {
+            cause: err,
+          },
+        );
       this.metrics.rateLimiterErrors.inc();
       if (Date.now() - this.lastLog > LOG_EVERY_MS) {
         this.lastLog = Date.now();
@@ -62,9 +71,10 @@ export class PublishRateLimiter {
     }
     const [allowed, retryAfterMs] = answer;
     if (allowed === 1) return;
-    this.metrics.rateLimited.inc({ limit: 'publish' });
+    this.metrics.rateLimited.inc({ limit });
+    const rate = perSecond >= 1 ? `${perSecond}/s` : `${Math.round(perSecond * 3600)}/hour`;
     throw new RateLimitedError(
-      `${client} is over its publish rate (${perSecond}/s, bursts of ${burst}); retry in ${retryAfterMs} ms`,
+      `${client} is over its ${limit.replace('_', ' ')} rate (${rate}, bursts of ${burst}); retry in ${retryAfterMs} ms`,
       retryAfterMs,
     );
   }

@@ -90,6 +90,10 @@ export class Keys {
   nodeChannel(id: string) {
     return `${this.prefix}node:${id}`;
   }
+  /** A member's own events (`{"type":"joined","room"}`), for sessions that follow "mine". */
+  memberChannel(id: string) {
+    return `${this.prefix}member:${id}:live`;
+  }
   /** Membership changes (join/leave), so peers rebalance at once instead of at the next heartbeat. */
   get meshChannel() {
     return `${this.prefix}mesh`;
@@ -135,5 +139,9 @@ export class Keys {
   }
   history(room: string) {
     return `${this.room(room)}:history`;
+  }
+  /** Read markers: member id → the seq they have read up to. */
+  reads(room: string) {
+    return `${this.room(room)}:reads`;
   }
 }

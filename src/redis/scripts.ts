@@ -14,7 +14,7 @@ declare module 'ioredis' {
     publishEnvelope(
       ...args: [string, string, string, string, Arg, Arg, Arg, Arg, Arg, Arg, Arg]
     ): Result<string | number | [2, number], Context>;
-    /** lua/commit-message-9.lua */
+    /** lua/commit-message-10.lua */
     commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
     /** lua/acquire-lease-2.lua */
     acquireLease(
@@ -75,6 +75,16 @@ declare module 'ioredis' {
     ): Result<number, Context>;
     /** lua/limit-rate-1.lua */
     limitRate(key: string, intervalMs: number, burst: number): Result<[0 | 1, number], Context>;
+    /** lua/mark-read-3.lua */
+    markRead(
+      reads: string,
+      seq: string,
+      members: string,
+      member: string,
+      upTo: number,
+      channel: string,
+      room: string,
+    ): Result<[1 | 2 | -3, number], Context>;
     /** lua/create-room-1.lua */
     createRoom(room: string, ...fields: Arg[]): Result<1 | 2, Context>;
     /** lua/heartbeat-node-1.lua */

@@ -14,6 +14,11 @@ export interface HistoryPage {
   first?: number;
 }
 
+export interface BackwardPage {
+  messages: { seq: number; frame: string }[];
+  next: number | null;
+}
+
 /** Committed messages of a room: a stream whose entry ids are `<seq>-0`. */
 export class History {
   constructor(
@@ -41,6 +46,24 @@ export class History {
     return oldest !== undefined && oldest > since + 1
       ? { messages, last, first: oldest }
       : { messages, last };
+  }
+
+  /**
+   * Up to `limit` messages with seq < before (the latest when `before` is undefined), in seq
+   * order. `next` is the `before` of the page preceding this one: null once the oldest message
+   * kept is in this page.
+   */
+  async before(room: string, before: number | undefined, limit: number): Promise<BackwardPage> {
+    const end = before === undefined ? '+' : `(${before}-0`;
+    const entries = await this.redis.xrevrange(this.keys.history(room), end, '-', 'COUNT', limit);
+    const messages: HistoryPage['messages'] = [];
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [id, fields] = entries[i]!;
+      const frame = fields[1];
+      if (frame !== undefined) messages.push({ seq: Number.parseInt(id, 10), frame });
+    }
+    const first = messages[0]?.seq ?? 0;
+    return { messages, next: entries.length === limit && first > 1 ? first : null };
   }
 
   /** The receipt of a committed message (`thr:{p<n>}:msg:<id>`), if it is known. */

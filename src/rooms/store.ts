@@ -80,7 +80,7 @@ export class RedisRoomsStore implements RoomsStore {
       settings: JSON.stringify(settings),
     };
     if (settings.historyLength) fields.historyLength = settings.historyLength;
-    // The handler planner's gate (commit-message-9.lua, ARGV[15]).
+    // The handler planner's gate (commit-message-10.lua, ARGV[15]).
     if (settings.handlers?.length) fields.handlers = JSON.stringify(settings.handlers);
     const created = await this.redis.createRoom(keys.room(id), ...Object.entries(fields).flat());
     if (created === Code.ALREADY) {
@@ -183,6 +183,11 @@ export class RedisRoomsStore implements RoomsStore {
       .hdel(this.keys.room(room), 'oob')
       .exec()) as [[Error | null, number], ...unknown[]];
     await this.redis.sadd(this.keys.memberRooms(member), room);
+    // Sessions of the member that follow "mine" subscribe to the room (websocket-mine.ts).
+    await this.redis.publish(
+      this.keys.memberChannel(member),
+      JSON.stringify({ type: 'joined', room }),
+    );
     return added === 1;
   }
 

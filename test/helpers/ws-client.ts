@@ -28,7 +28,11 @@ export interface Closed {
  * was called is never missed.
  */
 export class TestClient {
+  /** Every frame after the `welcome` one, in order. */
   readonly frames: Frame[] = [];
+  /** The server's first frame: `{"type":"welcome","member","rooms":[…]}`. */
+  readonly welcome: Promise<Frame>;
+  private welcomed: ((frame: Frame) => void) | undefined;
   /** Resolves when the socket closes, with the close code and reason the client saw. */
   readonly closed: Promise<Closed>;
   private cursor = 0;
@@ -36,6 +40,9 @@ export class TestClient {
   private closeInfo: Closed | undefined;
 
   constructor(readonly ws: WebSocket) {
+    this.welcome = new Promise((resolve) => {
+      this.welcomed = resolve;
+    });
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? '' : data.toString();
       let frame: Frame;
@@ -43,6 +50,11 @@ export class TestClient {
         frame = JSON.parse(text) as Frame;
       } catch {
         frame = { type: '<text>', raw: text };
+      }
+      if (this.welcomed && frame.type === 'welcome') {
+        this.welcomed(frame);
+        this.welcomed = undefined;
+        return;
       }
       this.frames.push(frame);
       this.notify();

@@ -37,7 +37,11 @@ const app = createApp({
   cluster: { state: async () => ({}) as never, leastLoaded: async () => undefined },
   rooms: {} as RoomsStore,
   ingress: {} as Ingress,
-  history: { since: async () => ({ messages: [], last: 0 }), status: async () => undefined },
+  history: {
+    since: async () => ({ messages: [], last: 0 }),
+    before: async () => ({ messages: [], next: null }),
+    status: async () => undefined,
+  },
   metrics: new Metrics(),
   health: { ready: () => true, draining: () => false },
   log: createLogger('silent'),

@@ -86,6 +86,7 @@ class RecordingPublisher implements Publisher {
 
 const emptyHistory: HistoryReader = {
   since: async (_room, since) => ({ messages: [], last: since }),
+  before: async () => ({ messages: [], next: null }),
   status: async () => undefined,
 };
 

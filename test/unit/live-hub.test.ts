@@ -34,6 +34,7 @@ function recorder(): LiveSubscriber & {
     deliver: (room, seq, frame) => got.push([room, seq, frame.toString()]),
     resync: (room) => resyncs.push(room),
     revoke: (room, member, reason) => revoked.push([room, member, reason]),
+    notice: (room, frame) => got.push([room, -1, frame.toString()]),
   };
 }
 

@@ -13,6 +13,7 @@
     KEYS[7] room history        thr:{p<n>}:room:<r>:history
     KEYS[8] room members        thr:{p<n>}:room:<r>:members
     KEYS[9] outbox stream       thr:{p<n>}:outbox
+    KEYS[10] read markers       thr:{p<n>}:room:<r>:reads (the sender's moves to its message)
     ARGV[1] expected lease value "<node>:<token>"
     ARGV[2] funnel entry id
     ARGV[3] consumer group
@@ -156,6 +157,9 @@ if jobs > 0 and ARGV[16] == '1' then
   redis.call('SPUBLISH', KEYS[9] .. ':wake', '')
 end
 
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[10], ARGV[10], seq)
+end
 redis.call('SET', KEYS[3], seq, 'PX', ARGV[8])
 redis.call('HSET', KEYS[4], 'room', ARGV[11], 'seq', seq, 'status', 'committed',
   'committedAt', ARGV[9], 'recipients', recipients)

@@ -1,0 +1,154 @@
+import { ForbiddenError, NotFoundError, ValidationError } from '../errors.ts';
+import { batch, type RedisClient } from '../redis/client.ts';
+import { Code } from '../redis/codes.ts';
+import type { Keys } from '../redis/keys.ts';
+
+/** Where a member is in one room: its seq, their read marker, and what they have not read. */
+export interface RoomProgress {
+  id: string;
+  seq: number;
+  readSeq: number;
+  unread: number;
+}
+
+export interface LastMessage {
+  seq: number;
+  body: string;
+  sender: unknown;
+  ts: number;
+}
+
+export interface ConversationSummary extends RoomProgress {
+  name: string;
+  lastMessage: LastMessage | null;
+}
+
+export interface ConversationPage {
+  rooms: ConversationSummary[];
+  /** Goes into `after` for the next page; null on the last one. */
+  next: string | null;
+}
+
+/**
+ * A member's rooms seen as conversations: listed by latest activity, with read markers
+ * (`thr:{p<n>}:room:<r>:reads`, member → seq) and unread counts. Nothing here is written per
+ * member at commit: a list reads each of the member's rooms (its seq, the member's marker,
+ * the newest history entry) in one batch and sorts them, so a room of 10,000 members commits
+ * as fast as one of two.
+ */
+export class Conversations {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+  ) {}
+
+  /** The member's rooms, most recent activity first, `limit` after the cursor `after`. */
+  async list(member: string, limit: number, after?: string): Promise<ConversationPage> {
+    const cursor = after === undefined ? undefined : parseCursor(after);
+    const ids = await this.redis.smembers(this.keys.memberRooms(member));
+    const pipe = batch(this.redis);
+    for (const id of ids) {
+      pipe
+        .hmget(this.keys.room(id), 'name', 'createdAt')
+        .get(this.keys.seq(id))
+        .hget(this.keys.reads(id), member)
+        .xrevrange(this.keys.history(id), '+', '-', 'COUNT', 1);
+    }
+    const replies = (await pipe.exec()) ?? [];
+    const rooms: (ConversationSummary & { at: number })[] = [];
+    ids.forEach((id, i) => {
+      const [hash, seq, read, newest] = replies.slice(i * 4, i * 4 + 4).map(([err, v]) => {
+        if (err) throw err;
+        return v;
+      }) as [(string | null)[], string | null, string | null, [string, string[]][]];
+      const [name, createdAt] = hash;
+      // Left in the member's index by a delete that failed half-way: not a room any more.
+      if (createdAt == null) return;
+      const lastMessage = newest[0] ? lastMessageOf(newest[0][1]) : null;
+      rooms.push({
+        ...progress(id, seq, read),
+        name: name ?? id,
+        lastMessage,
+        at: lastMessage?.ts ?? Number(createdAt),
+      });
+    });
+    rooms.sort((a, b) => b.at - a.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const start = cursor
+      ? rooms.findIndex((r) => r.at < cursor.at || (r.at === cursor.at && r.id > cursor.id))
+      : 0;
+    const page = start < 0 ? [] : rooms.slice(start, start + limit);
+    const last = page.at(-1);
+    const more = start >= 0 && start + limit < rooms.length;
+    return {
+      rooms: page.map(({ at: _, ...room }) => room),
+      next: more && last ? `${last.at}~${last.id}` : null,
+    };
+  }
+
+  /** Seq, read marker and unread count of each of the member's rooms (the `welcome` frame). */
+  async progress(member: string): Promise<RoomProgress[]> {
+    const ids = (await this.redis.smembers(this.keys.memberRooms(member))).sort();
+    const pipe = batch(this.redis);
+    for (const id of ids)
+      pipe.exists(this.keys.room(id)).get(this.keys.seq(id)).hget(this.keys.reads(id), member);
+    const replies = (await pipe.exec()) ?? [];
+    const rooms: RoomProgress[] = [];
+    ids.forEach((id, i) => {
+      const [exists, seq, read] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => {
+        if (err) throw err;
+        return v;
+      }) as [number, string | null, string | null];
+      if (exists) rooms.push(progress(id, seq, read));
+    });
+    return rooms;
+  }
+
+  /**
+   * Moves the member's marker in the room forward to `seq` (never past the room's seq, never
+   * back) and tells the room's subscribers. Returns the marker as it now is.
+   */
+  async markRead(room: string, member: string, seq: number): Promise<number> {
+    const { keys } = this;
+    const [code, marker] = await this.redis.markRead(
+      keys.reads(room),
+      keys.seq(room),
+      keys.members(room),
+      member,
+      seq,
+      keys.live(room),
+      room,
+    );
+    if (code === Code.NOT_MEMBER) {
+      if (!(await this.redis.exists(keys.room(room))))
+        throw new NotFoundError(`room ${room} does not exist`);
+      throw new ForbiddenError(`${member} is not a member of room ${room}`);
+    }
+    return marker;
+  }
+
+  /** Every member's read marker in the room (members who never read are left out). */
+  async reads(room: string): Promise<Record<string, number>> {
+    const hash = await this.redis.hgetall(this.keys.reads(room));
+    return Object.fromEntries(Object.entries(hash).map(([m, seq]) => [m, Number(seq)]));
+  }
+}
+
+function progress(id: string, seq: string | null, read: string | null): RoomProgress {
+  const s = Number(seq ?? 0);
+  const readSeq = Math.min(s, Number(read ?? 0));
+  return { id, seq: s, readSeq, unread: s - readSeq };
+}
+
+/** The newest history entry (`m`: the message frame) as the list shows it. */
+function lastMessageOf(fields: string[]): LastMessage | null {
+  const frame = fields[1];
+  if (frame === undefined) return null;
+  const { seq, body, sender, ts } = JSON.parse(frame) as LastMessage;
+  return { seq, body, sender, ts };
+}
+
+function parseCursor(after: string): { at: number; id: string } {
+  const match = /^(\d{1,16})~([a-z0-9][a-z0-9_-]{0,63})$/.exec(after);
+  if (!match) throw new ValidationError('after: not a cursor this list gave (its next)', 'after');
+  return { at: Number(match[1]), id: match[2]! };
+}
