@@ -17,9 +17,20 @@ export interface MemberEvents {
 export interface FeedSession {
   subscribe(room: string, since: number | undefined): Promise<void>;
   isSubscribed(room: string): boolean;
-  send(frame: string): void;
   /** A subscription that failed in the background: answered with an `error` frame. */
   failed(err: unknown, room: string): void;
+}
+
+/**
+ * The first frame of a connection: the member's rooms with their unread counts. Read before
+ * the upgrade completes, so it goes out before anything the client could ask for.
+ */
+export async function welcomeFrame(
+  member: string | undefined,
+  markers: ReadMarkers,
+): Promise<string> {
+  const rooms = member ? await markers.progress(member) : [];
+  return JSON.stringify({ type: 'welcome', member: member ?? null, rooms });
 }
 
 /**
@@ -37,12 +48,6 @@ export class MemberFeed {
     private readonly deps: { markers: ReadMarkers; events: MemberEvents },
     private readonly session: FeedSession,
   ) {}
-
-  /** The first frame of a connection. */
-  async welcome(): Promise<void> {
-    const rooms = this.member ? await this.deps.markers.progress(this.member) : [];
-    this.session.send(JSON.stringify({ type: 'welcome', member: this.member ?? null, rooms }));
-  }
 
   async read(room: string, seq: number): Promise<void> {
     await this.deps.markers.markRead(room, this.mustBeMember('a read marker'), seq);

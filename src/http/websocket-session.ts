@@ -90,8 +90,6 @@ export class WebSocketSession implements LiveSubscriber {
   private closed = false;
   private readonly rate: FrameRate;
   private readonly feed: MemberFeed;
-  /** The `welcome` frame goes first: frames wait for it. */
-  private welcomed: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly socket: SocketLike,
@@ -106,20 +104,18 @@ export class WebSocketSession implements LiveSubscriber {
       {
         subscribe: (room, since) => this.subscribe(room, since),
         isSubscribed: (room) => this.subs.has(room),
-        send: (frame) => this.send(frame),
         failed: (err, room) => this.answer(err, undefined, room),
       },
     );
   }
 
-  /** Sends the `welcome` frame (its member's rooms and unread counts) before anything else. */
-  start(): void {
-    this.welcomed = this.feed.welcome().catch((err: unknown) => this.answer(err));
+  /** Sends the `welcome` frame (websocket-mine.ts welcomeFrame), before anything else. */
+  start(welcome: string): void {
+    this.send(welcome);
   }
 
   async onText(text: string): Promise<void> {
     if (!this.admit()) return;
-    await this.welcomed;
     let frame: ClientFrame;
     try {
       frame = parseClientFrame(text);

@@ -9,6 +9,7 @@ import type { AppEnv } from './app.ts';
 import { ConnectionLimits } from './connection-limits.ts';
 import { corkedSocket } from './corked-socket.ts';
 import { CLOSE } from './websocket-frames.ts';
+import { welcomeFrame } from './websocket-mine.ts';
 import {
   type Principal,
   type SessionDeps,
@@ -62,7 +63,7 @@ export function mountWebSocket(
   const upgrading = new WeakMap<IncomingMessage, Admitted>();
   const allowed = new Set(options.allowedOrigins.map(normalizeOrigin));
 
-  app.get('/v1/ws', (c, next) => {
+  app.get('/v1/ws', async (c, next) => {
     // Only the server's 'upgrade' event (below) may admit an upgrade: a request that says
     // `Upgrade: websocket` without `Connection: Upgrade` arrives as plain HTTP, where there is
     // no socket to hand over.
@@ -96,14 +97,21 @@ export function mountWebSocket(
       principal.kind === 'member'
         ? { member: principal.member, admin: false }
         : { member: principal.kind === 'dev' ? principal.member : undefined, admin: true };
-    upgrading.set(incoming(c), { identity, release });
+    let welcome: string;
+    try {
+      welcome = await welcomeFrame(identity.member, deps.markers);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    upgrading.set(incoming(c), { identity, release, welcome });
     return c.body(null, 200);
   });
 
   /** A handshake ws completed: its session and heartbeat (inject gives the slot back). */
-  function open(raw: WebSocket, identity: Principal): void {
+  function open(raw: WebSocket, { identity, welcome }: Admitted): void {
     const session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
-    session.start();
+    session.start(welcome);
     sockets.set(raw, { session, alive: true });
     deps.metrics.wsConnections.set(sockets.size);
     raw.on('pong', () => {
@@ -175,7 +183,7 @@ export function mountWebSocket(
       admitted.release();
       return;
     }
-    wss.handleUpgrade(request, socket, head, (raw) => open(raw, admitted.identity));
+    wss.handleUpgrade(request, socket, head, (raw) => open(raw, admitted));
   }
 
   return {
@@ -234,6 +242,8 @@ interface Admitted {
   identity: Principal;
   /** Gives the connection slot back (idempotent). */
   release: () => void;
+  /** The connection's first frame. */
+  welcome: string;
 }
 
 /**
