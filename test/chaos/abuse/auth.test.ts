@@ -134,15 +134,20 @@ describe('auth', () => {
     );
     for (const [method, path] of [
       ['GET', '/v1/rooms'],
-      ['POST', '/v1/rooms'],
       ['PUT', '/v1/rooms/theirs/members/user:alice'],
       ['DELETE', '/v1/rooms/theirs'],
       ['GET', '/v1/cluster'],
     ] as const) {
-      const res = await call(method, path, alice, method === 'POST' ? { id: 'mine' } : undefined);
+      const res = await call(method, path, alice);
       expect(res.status, `${method} ${path}`).toBe(403);
       await expectStatus(res, 403, 'forbidden');
     }
+    // A member's POST /v1/rooms starts a conversation of its own; it cannot name the room.
+    await expectStatus(
+      await call('POST', '/v1/rooms', alice, { id: 'mine' }),
+      400,
+      'invalid_request',
+    );
 
     const ws = await connect(node().wsUrl, alice);
     ws.send({ type: 'subscribe', room: 'theirs', since: 0 });
