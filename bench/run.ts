@@ -17,6 +17,7 @@ import {
   medianItem,
   renderCluster,
   renderClusterMachine,
+  renderConversations,
   renderGoals,
   renderIdleCommands,
   renderMachine,
@@ -27,6 +28,7 @@ import {
 import { CLUSTER_MASTERS, type RedisMode, REDIS_SETTINGS } from './systems/redis.ts';
 import { SYSTEM_LABELS, type SystemName } from './systems/targets.ts';
 import { runConnections } from './workloads/connections.ts';
+import { type ConversationsWorkload, runConversations } from './workloads/conversations.ts';
 import { type IdleRun, runIdle } from './workloads/idle.ts';
 import { runIngress } from './workloads/ingress.ts';
 import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.ts';
@@ -119,6 +121,29 @@ const ingress = {
 const connections = { count: 10_000, settleMs: quick ? 1000 : 3000 };
 // --quick: 3,000 outbox jobs instead of 10,000 (the table's label says how many).
 const sms = { rooms: 10, membersPerRoom: quick ? 300 : 1000, timeoutMs: 120_000 };
+/**
+ * Conversations (Threshold only): 1,000 rooms of one member; its list alone, then while
+ * 250 msg/s flow into them, that member listing and reading every 500 ms (4 others every 1 s);
+ * then ?wait=1 commits into a room of 10,000
+ * members and one of 2, in alternating rounds. --quick: a shorter window, fewer commits.
+ */
+const conversations: ConversationsWorkload = {
+  rooms: 1000,
+  othersPerRoom: 3,
+  othersPool: 30,
+  otherReaders: 4,
+  heavyCycleMs: 500,
+  otherCycleMs: 1000,
+  pageSize: 20,
+  aloneLists: quick ? 20 : 50,
+  rate: 250,
+  warmupMs: quick ? 1000 : 2000,
+  measureMs: quick ? 10_000 : 30_000,
+  bigRoom: 10_000,
+  commits: quick ? 1000 : 5000,
+  commitRounds: quick ? 5 : 10,
+  commitConcurrency: 16,
+};
 // 30 s of CPU from /proc in either mode, after 5 s for the node to settle once it holds every partition.
 const idle = { settleMs: 5000, measureMs: 30_000 };
 
@@ -239,6 +264,13 @@ async function bench(): Promise<Results> {
         )
       : undefined,
     idle: wantIdle ? await idleNode() : undefined,
+    conversations: wanted('conversations')
+      ? await repeat(
+          'Conversations: Threshold',
+          (r) => r.list.p50,
+          () => runConversations(conversations, log),
+        )
+      : undefined,
   };
   return {
     date: new Date().toISOString(),
@@ -255,7 +287,16 @@ async function bench(): Promise<Results> {
           : `${facts.pinning}; ${pinningFailures().length} taskset calls failed (${pinningFailures()[0]})`,
     },
     redis: REDIS_SETTINGS,
-    config: { fanout, manyRooms, ingress, connections, sms, idle, redis: redisModes },
+    config: {
+      fanout,
+      manyRooms,
+      ingress,
+      connections,
+      sms,
+      idle,
+      conversations,
+      redis: redisModes,
+    },
     ...figures,
     goals: goals(figures),
   };
@@ -307,6 +348,13 @@ if (args.readme) {
     log(cluster);
     log('');
     log(renderClusterMachine(results));
+  }
+  const convs = renderConversations(results);
+  if (convs) {
+    log('');
+    log(convs);
+    log('');
+    log(renderMachine(results));
   }
   if (results.goals.length > 0) {
     log('');

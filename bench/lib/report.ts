@@ -4,6 +4,7 @@
  */
 import type { Machine } from './machine.ts';
 import type { ConnectionsRun } from '../workloads/connections.ts';
+import type { ConversationsRun } from '../workloads/conversations.ts';
 import type { IdleRun } from '../workloads/idle.ts';
 import type { IngressRun } from '../workloads/ingress.ts';
 import type { RoomsRun } from '../workloads/rooms.ts';
@@ -60,6 +61,8 @@ export interface Results {
   cluster?: ClusterFigures | undefined;
   /** The idle node, on each Redis it ran on. */
   idle?: Partial<Record<RedisMode, IdleRun>> | undefined;
+  /** Conversations (Threshold only): member lists, read markers, commit cost by room size. */
+  conversations?: ConversationsRun | undefined;
   goals: Goal[];
 }
 
@@ -148,7 +151,8 @@ const fmt = (x: number | undefined, digits = 0) =>
 
 /** Where each goal of the issue stands, from the figures of one run. */
 export function goals(
-  r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'> & Partial<Pick<Results, 'idle'>>,
+  r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'> &
+    Partial<Pick<Results, 'idle' | 'conversations'>>,
 ): Goal[] {
   const out: Goal[] = [];
   const thr = r.fanout.threshold;
@@ -204,6 +208,20 @@ export function goals(
       goal: '10,000 idle connections on one node cost < 20 KiB RSS each',
       met: conn.kibPerConnection < 20,
       detail: `${fmt(conn.kibPerConnection, 1)} KiB per connection (${fmt(conn.rssBeforeMiB, 1)} → ${fmt(conn.rssAfterMiB, 1)} MiB for ${fmt(conn.connections)})`,
+    });
+  }
+  const conv = r.conversations;
+  if (conv) {
+    out.push({
+      goal: `Conversations: GET /v1/me/rooms for a member of ${fmt(conv.rooms)} rooms answers in well under 100 ms (p99 < 100 ms while messages flow)`,
+      met: conv.list.count > 0 && conv.list.p99 < 100,
+      detail: `p50 ${fmt(conv.list.p50, 1)}, p99 ${fmt(conv.list.p99, 1)} ms (${fmt(conv.list.count)} calls); alone p50 ${fmt(conv.alone.latency.p50, 1)} ms, ${fmt(conv.alone.nodeCpuMs + conv.alone.redisCpuMs, 1)} ms of server CPU per call`,
+    });
+    const { big, small, ratio } = conv.commits;
+    out.push({
+      goal: `Conversations: a room of ${fmt(big.members)} members commits as fast as a room of 2 (commits/s ≥ 0.8× of its)`,
+      met: small.perSecond > 0 && ratio >= 0.8,
+      detail: `${fmt(big.perSecond)} vs ${fmt(small.perSecond)} commits/s: ${fmt(ratio, 2)}×; server CPU per commit ${fmt(big.nodeCpuUs + big.redisCpuUs)} vs ${fmt(small.nodeCpuUs + small.redisCpuUs)} µs`,
     });
   }
   const idle = r.idle?.cluster;
@@ -548,4 +566,78 @@ export function renderClusterMachine(r: Results): string {
     'pinned with the servers like the single redis-server. In each run Threshold runs on ' +
     'standalone, then on the cluster, one after the other.'
   );
+}
+
+/** p50 / p99 / max ms, and how many samples (a p99 of few samples is close to the max). */
+function spread(p: { p50: number; p99: number; max: number; count: number }): string {
+  return `${fmt(p.p50, 1)} / ${fmt(p.p99, 1)} / ${fmt(p.max, 1)} (n = ${fmt(p.count)})`;
+}
+
+function conversationRows(c: ConversationsRun): [string, string][] {
+  const { big, small } = c.commits;
+  const sizes = `${fmt(big.members)}-member room vs 2-member room`;
+  const cpuRatio =
+    small.nodeCpuUs + small.redisCpuUs > 0
+      ? (big.nodeCpuUs + big.redisCpuUs) / (small.nodeCpuUs + small.redisCpuUs)
+      : Number.NaN;
+  return [
+    [
+      `GET /v1/me/rooms?limit=20, member of ${fmt(c.rooms)} rooms, nothing else running: p50 / p99 / max ms; node + redis-server CPU per call`,
+      `${spread(c.alone.latency)}; ${fmt(c.alone.nodeCpuMs, 1)} + ${fmt(c.alone.redisCpuMs, 1)} ms`,
+    ],
+    [
+      `GET /v1/me/rooms?limit=20, member of ${fmt(c.rooms)} rooms, messages flowing: p50 / p99 / max ms`,
+      spread(c.list),
+    ],
+    [
+      `GET /v1/me/rooms?limit=20&after= (next page), member of ${fmt(c.rooms)} rooms: p50 / p99 / max ms`,
+      spread(c.listAfter),
+    ],
+    [
+      `GET /v1/me/rooms?limit=20 (both pages), members of ${fmt(c.otherRooms)} rooms: p50 / p99 / max ms`,
+      spread(c.listOthers),
+    ],
+    ['GET /v1/rooms/:room/messages?before=&limit=20: p50 / p99 / max ms', spread(c.latest)],
+    ['PUT /v1/rooms/:room/read: p50 / p99 / max ms', spread(c.read)],
+    [
+      `meanwhile: HTTP publishes into the ${fmt(c.rooms)} rooms (offered msg/s, committed); cores busy outside the bench`,
+      `${fmt(c.flow.rate)} msg/s, ${fmt(c.flow.committed)} of ${fmt(c.flow.accepted)} committed; ${fmt(c.outsideCores, 2)}` +
+        (c.errors > 0 ? `; ${fmt(c.errors)} reader errors` : ''),
+    ],
+    [
+      `commits/s (?wait=1, closed loop): ${sizes}`,
+      `${fmt(big.perSecond)} vs ${fmt(small.perSecond)}: ${fmt(c.commits.ratio, 2)}×` +
+        (big.failed + small.failed > 0 ? ` (${fmt(big.failed + small.failed)} not committed)` : ''),
+    ],
+    [
+      `commit latency (?wait=1) p50 / p99 ms: ${sizes}`,
+      `${fmt(big.latency.p50, 1)} / ${fmt(big.latency.p99, 1)} vs ${fmt(small.latency.p50, 1)} / ${fmt(small.latency.p99, 1)}`,
+    ],
+    [
+      `server CPU per commit, node + redis-server µs: ${sizes}`,
+      `${fmt(big.nodeCpuUs)} + ${fmt(big.redisCpuUs)} vs ${fmt(small.nodeCpuUs)} + ${fmt(small.redisCpuUs)}: ${fmt(cpuRatio, 2)}×`,
+    ],
+  ];
+}
+
+/**
+ * The conversations workload's figures (Threshold only, absolute: the peers have no such
+ * API). Several runs: a "Run" column, each figure's rows together.
+ */
+export function renderConversations(input: Results | Results[]): string | undefined {
+  const runs = (Array.isArray(input) ? input : [input]).flatMap((r) =>
+    r.conversations ? [r.conversations] : [],
+  );
+  if (runs.length === 0) return undefined;
+  const several = runs.length > 1;
+  const all = runs.map(conversationRows);
+  const lines = (all[0] ?? []).flatMap((_, k) =>
+    all.map((rows, i) => {
+      const [figure, value] = rows[k] as [string, string];
+      const cells = ['Conversations', figure, ...(several ? [String(i + 1)] : []), value];
+      return `| ${cells.join(' | ')} |`;
+    }),
+  );
+  const head = ['Workload', 'Figure', ...(several ? ['Run'] : []), 'Threshold'];
+  return [`| ${head.join(' | ')} |`, `|${' --- |'.repeat(head.length)}`, ...lines].join('\n');
 }

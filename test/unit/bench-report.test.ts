@@ -4,6 +4,7 @@ import {
   latencyFigure,
   median,
   renderCluster,
+  renderConversations,
   renderTable,
   type Results,
   summarise,
@@ -18,6 +19,7 @@ import {
 } from '../../bench/lib/histogram.ts';
 import { body, now, stampOfFrame } from '../../bench/lib/stamp.ts';
 import type { RoomsRun, Step } from '../../bench/workloads/rooms.ts';
+import type { CommitCost, ConversationsRun } from '../../bench/workloads/conversations.ts';
 import { bisect, disturbed, loadGeneratorBound, trendingUp } from '../../bench/lib/verdict.ts';
 
 const step = (rate: number, delivered: number, p99: number, sustained = true): Step => ({
@@ -180,6 +182,65 @@ describe('bench report', () => {
     expect(table).toContain('| 1,000.0 | 1,200.0 | 1.20× |');
     expect(goals(r).at(-1)?.met).toBe(true);
     expect(renderCluster({ ...r, cluster: undefined, idle: undefined })).toBeUndefined();
+  });
+
+  it('prints the conversations figures, runs side by side, and judges them against the issue', () => {
+    const ms = (p50: number, p99: number, count = 20) => ({ count, p50, p99, p999: p99, max: p99 });
+    const cost = (members: number, perSecond: number, nodeCpuUs: number): CommitCost => ({
+      members,
+      committed: 1000,
+      failed: 0,
+      seconds: 1000 / perSecond,
+      perSecond,
+      latency: ms(12, 40, 1000),
+      nodeCpuUs,
+      redisCpuUs: 100,
+    });
+    const conv = (listP99: number, big: number, small: number): ConversationsRun => ({
+      rooms: 1000,
+      otherRooms: 100,
+      setup: { requests: 16_004, seconds: 10 },
+      alone: { latency: ms(48, 60), nodeCpuMs: 49, redisCpuMs: 6 },
+      flow: { rate: 250, sent: 2750, accepted: 2750, failed: 0, committed: 2750, maxLagMs: 3 },
+      list: ms(50, listP99),
+      listAfter: ms(52, 90),
+      listOthers: ms(8, 20, 80),
+      latest: ms(2, 9, 60),
+      read: ms(1.5, 7, 60),
+      heavyCycles: 20,
+      errors: 0,
+      processes: [],
+      outsideCores: 0.1,
+      commits: {
+        big: cost(10_000, big, 400),
+        small: cost(2, small, 400),
+        ratio: Math.round((big / small) * 100) / 100,
+      },
+    });
+    const r = (c: ConversationsRun) => ({ conversations: c }) as unknown as Results;
+    const one = renderConversations(r(conv(80, 990, 1000))) ?? '';
+    expect(one).toContain('| Workload | Figure | Threshold |');
+    expect(one).toContain(
+      '| Conversations | GET /v1/me/rooms?limit=20, member of 1,000 rooms, messages flowing: p50 / p99 / max ms | 50.0 / 80.0 / 80.0 (n = 20) |',
+    );
+    expect(one).toContain('| 990 vs 1,000: 0.99× |');
+    expect(one).toContain('| 400 + 100 vs 400 + 100: 1.00× |');
+    // No cell breaks the table: every row has as many cells as the head.
+    for (const line of one.split('\n')) expect(line.split(' | ')).toHaveLength(3);
+    const two = renderConversations([r(conv(80, 990, 1000)), r(conv(150, 700, 1000))]) ?? '';
+    expect(two).toContain('| Workload | Figure | Run | Threshold |');
+    expect(two).toContain(
+      'members of 100 rooms: p50 / p99 / max ms | 2 | 8.0 / 20.0 / 20.0 (n = 80) |',
+    );
+    // Each figure's rows together, run 1 then run 2.
+    const rows = two.split('\n').filter((l) => l.includes('commits/s'));
+    expect(rows.map((l) => l.split(' | ')[2])).toEqual(['1', '2']);
+    expect(renderConversations({ conversations: undefined } as unknown as Results)).toBeUndefined();
+
+    const judged = (c: ConversationsRun) =>
+      goals({ fanout: {}, manyRooms: {}, connections: {}, conversations: c }).map((g) => g.met);
+    expect(judged(conv(80, 990, 1000))).toEqual([true, true]);
+    expect(judged(conv(150, 700, 1000))).toEqual([false, false]);
   });
 
   it('counts and times only the messages stamped inside the measured window', () => {
