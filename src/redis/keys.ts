@@ -112,6 +112,10 @@ export class Keys {
   outbox(n: number) {
     return `${this.p(n)}outbox`;
   }
+  /** The partition's rooms by latest activity: zset, room id → last commit (or creation), ms. */
+  active(n: number) {
+    return `${this.p(n)}active`;
+  }
   /** Outbox jobs waiting for a retry: zset, score = not before (ms). */
   outboxRetry(n: number) {
     return `${this.p(n)}outbox:retry`;
@@ -125,6 +129,11 @@ export class Keys {
   /** Send markers of a keyword reply (hash, with ttl): its text has no message of its own. */
   reply(n: number, inboundMessageSid: string) {
     return `${this.p(n)}reply:${inboundMessageSid}`;
+  }
+
+  /** Prefix of the room keys of partition n: `<prefix>{p<n>}:room:` (room-progress-1.lua). */
+  roomPrefix(n: number) {
+    return `${this.p(n)}room:`;
   }
 
   // Room keys live in their room's partition.

@@ -14,7 +14,7 @@ declare module 'ioredis' {
     publishEnvelope(
       ...args: [string, string, string, string, Arg, Arg, Arg, Arg, Arg, Arg, Arg]
     ): Result<string | number | [2, number], Context>;
-    /** lua/commit-message-10.lua */
+    /** lua/commit-message-11.lua */
     commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
     /** lua/acquire-lease-2.lua */
     acquireLease(
@@ -85,8 +85,21 @@ declare module 'ioredis' {
       channel: string,
       room: string,
     ): Result<[1 | 2 | -3, number], Context>;
-    /** lua/create-room-1.lua */
-    createRoom(room: string, ...fields: Arg[]): Result<1 | 2, Context>;
+    /** lua/create-room-2.lua */
+    createRoom(
+      room: string,
+      active: string,
+      id: string,
+      createdAt: number,
+      ...fields: Arg[]
+    ): Result<1 | 2, Context>;
+    /** lua/room-progress-1.lua */
+    roomProgress(
+      active: string,
+      member: string,
+      roomPrefix: string,
+      ...rooms: string[]
+    ): Result<(string | number | null)[], Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,

@@ -16,7 +16,7 @@ export interface ReceiptSink {
   route(origin: Envelope['origin'], receipt: Receipt, pipe: ChainableCommander): void;
 }
 
-/** What the delivery channels decide at commit (commit-message-10.lua, ARGV[14] and [15]). */
+/** What the delivery channels decide at commit (commit-message-11.lua, ARGV[14] and [15]). */
 export interface CommitPlanner {
   /** Member-id prefixes → channels, as the script takes them. */
   readonly routes: string;
@@ -38,7 +38,7 @@ export interface CommitterOptions {
 }
 
 /**
- * KEYS and ARGV of lua/commit-message-10.lua for one funnel entry. `plans` is what the
+ * KEYS and ARGV of lua/commit-message-11.lua for one funnel entry. `plans` is what the
  * channels' planners made of it (their jobs are added atomically with the commit), `routes`
  * which channel reaches which member-id prefix.
  */
@@ -52,7 +52,7 @@ export function commitArgs(
   previousEntry = '',
   plans = '',
   routes = LIVE_ONLY,
-  /** On a Redis Cluster: announce new outbox jobs (commit-message-10.lua, ARGV[16]). */
+  /** On a Redis Cluster: announce new outbox jobs (commit-message-11.lua, ARGV[16]). */
   wake = false,
 ): (string | number)[] {
   const p = keys.partitionOf(env.room);
@@ -68,6 +68,7 @@ export function commitArgs(
     keys.members(env.room),
     keys.outbox(p),
     keys.reads(env.room),
+    keys.active(p),
     lease,
     entryId,
     RELAY_GROUP,

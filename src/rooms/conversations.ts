@@ -32,9 +32,11 @@ export interface ConversationPage {
 /**
  * A member's rooms seen as conversations: listed by latest activity, with read markers
  * (`thr:{p<n>}:room:<r>:reads`, member → seq) and unread counts. Nothing here is written per
- * member at commit: a list reads each of the member's rooms (its seq, the member's marker,
- * the newest history entry) in one batch and sorts them, so a room of 10,000 members commits
- * as fast as one of two.
+ * member at commit (the commit script moves the sender's marker and the room's score in its
+ * partition's activity index, `thr:{p<n>}:active`), so a room of 10,000 members commits as
+ * fast as one of two. A list asks each partition the member has rooms in once
+ * (room-progress-1.lua: activity, seq, marker), sorts, and reads names and newest messages
+ * for the page's rooms only.
  */
 export class Conversations {
   constructor(
@@ -45,61 +47,82 @@ export class Conversations {
   /** The member's rooms, most recent activity first, `limit` after the cursor `after`. */
   async list(member: string, limit: number, after?: string): Promise<ConversationPage> {
     const cursor = after === undefined ? undefined : parseCursor(after);
-    const ids = await this.redis.smembers(this.keys.memberRooms(member));
-    const pipe = batch(this.redis);
-    for (const id of ids) {
-      pipe
-        .hmget(this.keys.room(id), 'name', 'createdAt')
-        .get(this.keys.seq(id))
-        .hget(this.keys.reads(id), member)
-        .xrevrange(this.keys.history(id), '+', '-', 'COUNT', 1);
-    }
-    const replies = (await pipe.exec()) ?? [];
-    const rooms: (ConversationSummary & { at: number })[] = [];
-    ids.forEach((id, i) => {
-      const [hash, seq, read, newest] = replies.slice(i * 4, i * 4 + 4).map(([err, v]) => {
-        if (err) throw err;
-        return v;
-      }) as [(string | null)[], string | null, string | null, [string, string[]][]];
-      const [name, createdAt] = hash;
-      // Left in the member's index by a delete that failed half-way: not a room any more.
-      if (createdAt == null) return;
-      const lastMessage = newest[0] ? lastMessageOf(newest[0][1]) : null;
-      rooms.push({
-        ...progress(id, seq, read),
-        name: name ?? id,
-        lastMessage,
-        at: lastMessage?.ts ?? Number(createdAt),
-      });
-    });
-    rooms.sort((a, b) => b.at - a.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const rooms = (await this.scan(member)).sort(
+      (a, b) => b.at - a.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+    );
     const start = cursor
       ? rooms.findIndex((r) => r.at < cursor.at || (r.at === cursor.at && r.id > cursor.id))
       : 0;
     const page = start < 0 ? [] : rooms.slice(start, start + limit);
+    // Names and newest messages of this page's rooms only.
+    const pipe = batch(this.redis);
+    for (const { id } of page)
+      pipe.hget(this.keys.room(id), 'name').xrevrange(this.keys.history(id), '+', '-', 'COUNT', 1);
+    const replies = (await pipe.exec()) ?? [];
     const last = page.at(-1);
     const more = start >= 0 && start + limit < rooms.length;
     return {
-      rooms: page.map(({ at: _, ...room }) => room),
+      rooms: page.map(({ at: _, ...room }, i) => {
+        const [name, newest] = [replies[2 * i], replies[2 * i + 1]].map((reply) => {
+          if (reply?.[0]) throw reply[0];
+          return reply?.[1];
+        }) as [string | null, [string, string[]][]];
+        return {
+          ...room,
+          name: name ?? room.id,
+          lastMessage: newest[0] ? lastMessageOf(newest[0][1]) : null,
+        };
+      }),
       next: more && last ? `${last.at}~${last.id}` : null,
     };
   }
 
   /** Seq, read marker and unread count of each of the member's rooms (the `welcome` frame). */
   async progress(member: string): Promise<RoomProgress[]> {
-    const ids = (await this.redis.smembers(this.keys.memberRooms(member))).sort();
-    const pipe = batch(this.redis);
-    for (const id of ids)
-      pipe.exists(this.keys.room(id)).get(this.keys.seq(id)).hget(this.keys.reads(id), member);
-    const replies = (await pipe.exec()) ?? [];
-    const rooms: RoomProgress[] = [];
-    ids.forEach((id, i) => {
-      const [exists, seq, read] = replies.slice(i * 3, i * 3 + 3).map(([err, v]) => {
-        if (err) throw err;
-        return v;
-      }) as [number, string | null, string | null];
-      if (exists) rooms.push(progress(id, seq, read));
+    return (await this.scan(member))
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map(({ at: _, ...room }) => room);
+  }
+
+  /**
+   * Every room of the member with its last activity, seq and marker: one room-progress script
+   * per partition the member has rooms in (at most P calls, however many rooms). Rooms missing
+   * from the activity index (created before it, or deleted meanwhile) are looked up alone.
+   */
+  private async scan(member: string): Promise<(RoomProgress & { at: number })[]> {
+    const { keys } = this;
+    const ids = await this.redis.smembers(keys.memberRooms(member));
+    const byPartition = new Map<number, string[]>();
+    for (const id of ids) {
+      const p = keys.partitionOf(id);
+      byPartition.set(p, [...(byPartition.get(p) ?? []), id]);
+    }
+    const groups = [...byPartition];
+    const replies = await Promise.all(
+      groups.map(([p, rooms]) =>
+        this.redis.roomProgress(keys.active(p), member, keys.roomPrefix(p), ...rooms),
+      ),
+    );
+    const rooms: (RoomProgress & { at: number })[] = [];
+    const unindexed: RoomProgress[] = [];
+    groups.forEach(([, ids], g) => {
+      const values = replies[g]!;
+      ids.forEach((id, i) => {
+        const [at, seq, read] = values.slice(3 * i, 3 * i + 3);
+        const room = progress(id, String(seq ?? 0), String(read ?? 0));
+        if (at == null) unindexed.push(room);
+        else rooms.push({ ...room, at: Number(at) });
+      });
     });
+    if (unindexed.length > 0) {
+      const created = await Promise.all(
+        unindexed.map((r) => this.redis.hget(keys.room(r.id), 'createdAt')),
+      );
+      // A room without a hash is gone: left in the member's index by a delete that failed half-way.
+      unindexed.forEach((r, i) => {
+        if (created[i] != null) rooms.push({ ...r, at: Number(created[i]) });
+      });
+    }
     return rooms;
   }
 

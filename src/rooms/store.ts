@@ -80,9 +80,12 @@ export class RedisRoomsStore implements RoomsStore {
       settings: JSON.stringify(settings),
     };
     if (settings.historyLength) fields.historyLength = settings.historyLength;
-    // The handler planner's gate (commit-message-10.lua, ARGV[15]).
+    // The handler planner's gate (commit-message-11.lua, ARGV[15]).
     if (settings.handlers?.length) fields.handlers = JSON.stringify(settings.handlers);
-    const created = await this.redis.createRoom(keys.room(id), ...Object.entries(fields).flat());
+    // prettier-ignore
+    const created = await this.redis.createRoom(
+      keys.room(id), keys.active(keys.partitionOf(id)), id, createdAt, ...Object.entries(fields).flat(),
+    );
     if (created === Code.ALREADY) {
       // Created meanwhile by another call: the numbers this one claimed are not that room's.
       const theirs = (await this.get(id))?.numbers ?? [];
@@ -167,7 +170,8 @@ export class RedisRoomsStore implements RoomsStore {
     ]);
     await this.redis
       .multi()
-      .del(keys.room(id), keys.members(id), keys.seq(id), keys.history(id))
+      .del(keys.room(id), keys.members(id), keys.seq(id), keys.history(id), keys.reads(id))
+      .zrem(keys.active(keys.partitionOf(id)), id)
       // In the same MULTI: every subscriber hears of the deletion before anything published later.
       .publish(keys.live(id), revocationPayload({ room: id, reason: 'deleted' }))
       .exec();

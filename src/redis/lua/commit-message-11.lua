@@ -14,6 +14,7 @@
     KEYS[8] room members        thr:{p<n>}:room:<r>:members
     KEYS[9] outbox stream       thr:{p<n>}:outbox
     KEYS[10] read markers       thr:{p<n>}:room:<r>:reads (the sender's moves to its message)
+    KEYS[11] room activity      thr:{p<n>}:active (zset: room → last commit, ms; members' lists)
     ARGV[1] expected lease value "<node>:<token>"
     ARGV[2] funnel entry id
     ARGV[3] consumer group
@@ -160,6 +161,7 @@ end
 if ARGV[10] ~= '' then
   redis.call('HSET', KEYS[10], ARGV[10], seq)
 end
+redis.call('ZADD', KEYS[11], ARGV[9], ARGV[11])
 redis.call('SET', KEYS[3], seq, 'PX', ARGV[8])
 redis.call('HSET', KEYS[4], 'room', ARGV[11], 'seq', seq, 'status', 'committed',
   'committedAt', ARGV[9], 'recipients', recipients)
