@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { sign } from 'hono/jwt';
 import { Keys } from '../../src/redis/keys.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { admin, TestMesh } from '../helpers/mesh.ts';
 import { JWT_SECRET } from '../helpers/node.ts';
 import { startRedisCluster } from '../helpers/redis-cluster.ts';
@@ -68,7 +69,12 @@ describe('Redis Cluster', () => {
     }
     const expected = Array.from({ length: perRoom }, (_, i) => i + 1);
     for (const room of rooms) {
-      await subscriber.next((f) => f.type === 'message' && f.room === room && f.seq === perRoom);
+      // The frames of every room arrive interleaved: count them, rather than walk a cursor.
+      await eventually(
+        `${room}: ${perRoom} messages at the subscriber`,
+        async () => subscriber.frames.filter((f) => f.type === 'message' && f.room === room).length,
+        (n) => n >= perRoom,
+      );
       const seen = subscriber.frames.filter((f) => f.type === 'message' && f.room === room);
       expect(seen.map((f) => f.seq)).toEqual(expected);
       const history = (await (
