@@ -60,6 +60,10 @@ const ConfigSchema = z.object({
     .string()
     .refine((v) => v === '' || URL.canParse(v), { message: 'expected a URL' }),
   dataDir: z.string().min(1),
+  /** The auth database; empty: embedded PGlite under `<dataDir>/auth`, this node's alone. */
+  databaseUrl: z.string().refine((v) => v === '' || /^postgres(ql)?:\/\//.test(v), {
+    message: 'expected a postgres:// URL (or empty for the embedded database under dataDir)',
+  }),
   /** fsync policy of the local redis-server's append-only file (ignored with a Redis URL). */
   appendFsync: z.enum(['always', 'everysec']),
   /** How long a Redis command may take before it fails (ingress then answers 503). */
@@ -163,6 +167,25 @@ const ConfigSchema = z.object({
   webhooks: z.object({
     /** How long one POST to an endpoint may take; a timeout is retried. */
     timeoutMs: ms(100),
+  }),
+  /** Accounts: sign-up and sign-in by a code texted to a phone (DESIGN §5). */
+  auth: z.object({
+    /** ISO 3166 region of phones typed without a country code. */
+    defaultRegion: z.string().regex(/^[A-Za-z]{2}$/, 'expected an ISO 3166 region such as US'),
+    /** Comma-separated regions codes are texted to; empty: the default region only. */
+    allowedCountries: z.string().refine((v) => list(v).every((c) => /^[A-Za-z]{2}$/.test(c)), {
+      message: 'expected comma-separated ISO 3166 regions such as US,CA',
+    }),
+    /** The number codes come from; empty in SMS development mode: +15005550006. */
+    smsFrom: z.string().regex(/^$|^\+[1-9]\d{6,14}$/, 'expected an E.164 number'),
+    /** Starts (code sends) per client address per hour, and over all clients per hour. */
+    startsPerAddressPerHour: z.coerce.number().min(0).max(1_000_000),
+    startsPerHour: z.coerce.number().min(0).max(100_000_000),
+    /** How long a token from POST /v1/auth/phone/verify lasts. */
+    tokenTtlHours: z.coerce
+      .number()
+      .positive()
+      .max(24 * 3650),
   }),
   /** Plug-ins (DESIGN §7), by name; lists, so set in a config file only. */
   channels: pluginList('channels'),

@@ -95,6 +95,18 @@ export class RateLimitedError extends ThresholdError {
   }
 }
 
+/** A sign-in code that is wrong, expired, or was never sent: one answer for all three. */
+export class InvalidCodeError extends ThresholdError {
+  constructor() {
+    super(
+      'invalid_code',
+      401,
+      'wrong or expired code; ask for a new one if it is older than 10 minutes',
+    );
+    this.name = 'InvalidCodeError';
+  }
+}
+
 /** What a client refused a connection is told to wait: slots free up as others close, at no set time. */
 const CONNECTION_RETRY_AFTER_MS = 5_000;
 

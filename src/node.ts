@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { createAuthService } from './auth/service.ts';
 import { type Config, isLoopback, list } from './config.ts';
 import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
 import { LiveHub } from './delivery/live-hub.ts';
@@ -12,13 +13,14 @@ import { Funnel, prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
+import { mountAccounts, PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
 import { mountWebSocket } from './http/websocket.ts';
 import { newUlid } from './ids.ts';
 import { Ingress } from './ingress/ingress.ts';
-import { PublishRateLimiter } from './ingress/rate-limit.ts';
+import { hourlyLimiter, PublishRateLimiter } from './ingress/rate-limit.ts';
 import { SmsInbound } from './ingress/sms-inbound.ts';
 import { SourceRunner } from './ingress/source-runner.ts';
 import { loadSources, publisherFor } from './ingress/sources.ts';
@@ -170,7 +172,10 @@ export async function startNode(
 
     let http: HttpServer | undefined;
     let sources: SourceRunner | undefined;
-    const auth = new Auth({ adminToken: config.adminToken, jwtSecret: config.jwtSecret, devMode });
+    const accounts = createAuthService(config, { redis, keys, metrics, log, sms });
+    services.adopt(accounts);
+    await accounts.start();
+    const auth = new Auth({ adminToken: config.adminToken, devMode, ...accounts.tokens });
     const mesh = {
       get view() {
         return coordinator?.view ?? { live: [], owners: [] };
@@ -182,14 +187,8 @@ export async function startNode(
     const cluster = new ClusterView(redis, keys, nodeId, mesh, async () =>
       sources ? sources.holders() : {},
     );
-    const perHour = config.rooms.createPerHour;
-    const roomCreation = new PublishRateLimiter(
-      redis,
-      keys,
-      metrics,
-      { perSecond: perHour / 3600, burst: Math.max(1, Math.ceil(perHour)), limit: 'room_create' },
-      log,
-    );
+    const limiterDeps = { redis, keys, metrics, log };
+    const roomCreation = hourlyLimiter(limiterDeps, 'room_create', config.rooms.createPerHour);
     const conversations = new Conversations(redis, keys);
     const app = createApp({
       auth,
@@ -219,6 +218,7 @@ export async function startNode(
         maxBodyBytes: config.http.maxBodyBytes,
         maxBodyChars: config.http.maxBodyChars,
         memberPrefixes: outbox.memberPrefixes,
+        publicPaths: PUBLIC_AUTH_PATHS,
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
       },
     });
@@ -250,6 +250,7 @@ export async function startNode(
       },
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
+    mountAccounts(app, accounts);
     const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -350,6 +351,7 @@ export async function startNode(
     await hub.listen(keys.nodeChannel(nodeId), (payload) =>
       receipts.deliver(JSON.parse(payload) as Receipt),
     );
+    await accounts.revocations.listen((channel, handler) => hub.listen(channel, handler));
     await hub.listen(keys.meshChannel, (payload) => {
       const event = JSON.parse(payload) as MeshEvent;
       if (event.node !== nodeId) {

@@ -44,6 +44,8 @@ export interface AppDeps {
     maxBodyChars: number;
     /** Member-id prefixes some channel reaches (`user`, `phone`, `webhook`…); others are refused. */
     memberPrefixes?: readonly string[];
+    /** Routes under /v1 that take no credentials (sign-in: PUBLIC_AUTH_PATHS). */
+    publicPaths?: readonly string[];
     /** The configured validators and handlers a room's settings may name. */
     plugins?: { validators: readonly string[]; handlers: readonly string[] };
   };
@@ -117,6 +119,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use('/v1/*', async (c, next) => {
     if (health.draining())
       throw new UnavailableError('the node is shutting down; retry on another node');
+    if (options.publicPaths?.includes(c.req.path)) return next();
     // Browsers cannot set headers on a WebSocket upgrade, so /v1/ws alone takes `?token=`;
     // elsewhere a token in the URL would only end up in access logs.
     const token =

@@ -5,9 +5,12 @@ import { MEMBER_ID } from '../funnel/envelope.ts';
 
 export interface AuthOptions {
   adminToken: string;
-  jwtSecret: string;
+  /** Empty: no client tokens; a function: looked up when first needed (the auth database's). */
+  jwtSecret: string | (() => Promise<string>);
   /** No secrets configured, loopback only: every request is trusted (DESIGN §5). */
   devMode: boolean;
+  /** Logout-all: a member's tokens issued before this time (ms) are void. */
+  revocations?: { revokedBefore(member: string): Promise<number | undefined> } | undefined;
 }
 
 export type Principal =
@@ -40,10 +43,13 @@ export class Auth {
     // Compare digests so the comparison takes the same time whatever the token's length.
     if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest))
       return { kind: 'admin' };
-    if (!this.options.jwtSecret) throw new UnauthorizedError('invalid token');
+    const { jwtSecret } = this.options;
+    const secret = typeof jwtSecret === 'string' ? jwtSecret : await jwtSecret();
+    if (!secret) throw new UnauthorizedError('invalid token');
     let sub: unknown;
+    let iat: unknown;
     try {
-      ({ sub } = await verify(token, this.options.jwtSecret, 'HS256'));
+      ({ sub, iat } = await verify(token, secret, 'HS256'));
     } catch (err) {
       // hono's messages quote the token itself; never echo credentials back.
       throw new UnauthorizedError(
@@ -53,6 +59,10 @@ export class Auth {
     if (typeof sub !== 'string' || !MEMBER_ID.test(sub)) {
       throw new UnauthorizedError('token sub must be a member id such as user:alice');
     }
+    const before = await this.options.revocations?.revokedBefore(sub);
+    // iat is in whole seconds: a token of the same second as the logout is void too.
+    if (before !== undefined && (typeof iat !== 'number' || iat * 1000 < before))
+      throw new UnauthorizedError('invalid token: revoked (logout-all)');
     return { kind: 'member', member: sub };
   }
 }

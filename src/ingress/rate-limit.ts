@@ -79,3 +79,14 @@ export class PublishRateLimiter {
     );
   }
 }
+
+/** A limit of `perHour` per client over every node (0: none), in bursts of up to an hour's worth. */
+export function hourlyLimiter(
+  deps: { redis: RedisClient; keys: Keys; metrics: Metrics; log: Logger },
+  limit: string,
+  perHour: number,
+): PublishRateLimiter {
+  const { redis, keys, metrics, log } = deps;
+  const options = { perSecond: perHour / 3600, burst: Math.max(1, Math.ceil(perHour)), limit };
+  return new PublishRateLimiter(redis, keys, metrics, options, log);
+}

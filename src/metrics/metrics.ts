@@ -124,6 +124,17 @@ export class Metrics {
     labelNames: ['limit'] as const,
     registers: [this.registry],
   });
+  readonly authCodesSent = new Counter({
+    name: 'threshold_auth_codes_sent_total',
+    help: 'Sign-in codes texted (POST /v1/auth/phone/start)',
+    registers: [this.registry],
+  });
+  readonly authRefused = new Counter({
+    name: 'threshold_auth_refused_total',
+    help: 'Sign-in requests refused, by reason (address_limit, hourly_limit, phone_limit, country, invalid_phone, wrong_code, attempts)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly rateLimiterErrors = new Counter({
     name: 'threshold_rate_limiter_errors_total',
     help: 'Publishes let through unchecked because the shared rate limiter script failed (not an outage: that is a 503): the limit fails open',

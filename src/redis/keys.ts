@@ -75,6 +75,11 @@ export class Keys {
     return `${this.prefix}rl:${member}`;
   }
 
+  /** A member's tokens issued before this time (ms) are void: logout-all (one key, any slot). */
+  tokensRevoked(member: string) {
+    return `${this.prefix}auth:revoked:${member}`;
+  }
+
   /** The lease of a one-node source: `<node>:<token>`, with its token counter in the same slot. */
   sourceLease(name: string) {
     return `${this.prefix}{src:${name}}:lease`;
@@ -93,6 +98,10 @@ export class Keys {
   /** A member's own events (`{"type":"joined","room"}`), for sessions that follow "mine". */
   memberChannel(id: string) {
     return `${this.prefix}member:${id}:live`;
+  }
+  /** Logout-all events, `{"member","before"}`: every node updates its cache of tokensRevoked. */
+  get revokedChannel() {
+    return `${this.prefix}auth:revoked`;
   }
   /** Membership changes (join/leave), so peers rebalance at once instead of at the next heartbeat. */
   get meshChannel() {

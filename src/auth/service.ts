@@ -1,0 +1,115 @@
+import { resolve } from 'node:path';
+import type { Config } from '../config.ts';
+import { type DataDirLock, lockDataDir } from '../data-dir-lock.ts';
+import { list } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { RedisClient } from '../redis/client.ts';
+import type { Keys } from '../redis/keys.ts';
+import { hourlyLimiter } from '../ingress/rate-limit.ts';
+import { Accounts, storedSecret } from './accounts.ts';
+import { type AuthDatabase, openAuthDatabase } from './database.ts';
+import { migrate } from './migrations.ts';
+import { PhoneNumbers } from './phones.ts';
+import { TokenRevocations } from './revocations.ts';
+
+/** Where codes come from in SMS development mode when `auth.smsFrom` is empty (a Twilio test number). */
+export const DEV_SMS_FROM = '+15005550006';
+
+export interface AuthServiceDeps {
+  redis: RedisClient;
+  keys: Keys;
+  metrics: Metrics;
+  log: Logger;
+  /** The node's SMS client (`smsClientFor`); `dev` set when it is development mode's. */
+  sms: { client: CodeSender | undefined; dev?: unknown };
+}
+
+type CodeSender = { send(sms: { to: string; from: string; body: string }): Promise<unknown> };
+
+/**
+ * The accounts side of a node: the auth database (opened at start with a Postgres URL; the
+ * embedded one when first needed, so a node nobody signs in to never starts it), the
+ * accounts, logout-all, and the JWT secret when the config has none.
+ */
+export function createAuthService(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'jwtSecret' | 'auth'>,
+  deps: AuthServiceDeps,
+) {
+  const { log, metrics } = deps;
+  let opening: Promise<AuthDatabase> | undefined;
+  let lock: DataDirLock | undefined;
+  const db = () =>
+    (opening ??= (async () => {
+      // PGlite is one process's: a second node on the same files would corrupt them.
+      if (!config.databaseUrl) lock = lockDataDir(resolve(config.dataDir, 'auth'), 'node');
+      const opened = await openAuthDatabase(
+        { url: config.databaseUrl, dataDir: config.dataDir },
+        log,
+      );
+      try {
+        await migrate(opened, log);
+      } catch (err) {
+        await opened.close().catch(() => {});
+        throw err;
+      }
+      return opened;
+    })().catch((err: unknown) => {
+      opening = undefined;
+      lock?.release();
+      throw err;
+    }));
+  let secret: Promise<string> | undefined;
+  const storedJwtSecret = () =>
+    (secret ??= db()
+      .then(storedSecret)
+      .catch((err: unknown) => {
+        secret = undefined;
+        throw err;
+      }));
+  const jwtSecret = config.jwtSecret || storedJwtSecret;
+
+  const from = config.auth.smsFrom || (deps.sms.dev ? DEV_SMS_FROM : '');
+  const perAddress = hourlyLimiter(deps, 'auth_start', config.auth.startsPerAddressPerHour);
+  const total = hourlyLimiter(deps, 'auth_start_total', config.auth.startsPerHour);
+  const accounts = new Accounts(
+    {
+      db,
+      phones: new PhoneNumbers({
+        defaultRegion: config.auth.defaultRegion,
+        allowedCountries: list(config.auth.allowedCountries),
+      }),
+      sms: from ? deps.sms.client : undefined,
+      secret: typeof jwtSecret === 'string' ? async () => jwtSecret : jwtSecret,
+      limits: {
+        perAddress: (address) => perAddress.take(address || 'unknown'),
+        total: () => total.take('all'),
+      },
+      refused: (reason) => metrics.authRefused.inc({ reason }),
+      sent: () => metrics.authCodesSent.inc(),
+      log,
+    },
+    { smsFrom: from, tokenTtlMs: config.auth.tokenTtlHours * 3_600_000 },
+  );
+  const revocations = new TokenRevocations(deps.redis, deps.keys, {
+    keepMs: Math.round(config.auth.tokenTtlHours * 3_600_000),
+  });
+  return {
+    name: 'auth database',
+    accounts,
+    revocations,
+    /** What the token check needs: the secret, and who logged out everywhere. */
+    tokens: { jwtSecret, revocations },
+    db,
+    /** A Postgres is opened and migrated at start: a wrong URL stops the node there. */
+    async start() {
+      if (config.databaseUrl) await db();
+    },
+    async stop() {
+      const open = opening;
+      opening = undefined;
+      if (open) await (await open.catch(() => undefined))?.close();
+      lock?.release();
+    },
+  };
+}
