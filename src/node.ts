@@ -351,7 +351,7 @@ export async function startNode(
     await hub.listen(keys.nodeChannel(nodeId), (payload) =>
       receipts.deliver(JSON.parse(payload) as Receipt),
     );
-    await accounts.revocations.listen((channel, handler) => hub.listen(channel, handler));
+    await accounts.revocations.listen(hub.listen.bind(hub), (m, t) => ws.closeMember(m, t));
     await hub.listen(keys.meshChannel, (payload) => {
       const event = JSON.parse(payload) as MeshEvent;
       if (event.node !== nodeId) {

@@ -27,15 +27,25 @@ export class TokenRevocations {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Feeds the cache from the announcements; `listen` is the node's subscriber (LiveHub). */
-  async listen(listen: (channel: string, handler: (payload: string) => void) => Promise<void>) {
+  /**
+   * Feeds the cache from the announcements (this node's own too); `listen` is the node's
+   * subscriber (LiveHub), `revoked` what else to do (close the member's open WebSockets).
+   */
+  async listen(
+    listen: (channel: string, handler: (payload: string) => void) => Promise<void>,
+    revoked: (member: string, before: number) => void = () => {},
+  ) {
     await listen(this.keys.revokedChannel, (payload) => {
+      let event: { member?: unknown; before?: unknown };
       try {
-        const { member, before } = JSON.parse(payload) as { member?: unknown; before?: unknown };
-        if (typeof member === 'string' && typeof before === 'number') this.remember(member, before);
+        event = JSON.parse(payload) as typeof event;
       } catch {
-        // Not ours to worry about: the next lookup reads Redis.
+        return; // Not ours to worry about: the next lookup reads Redis.
       }
+      const { member, before } = event;
+      if (typeof member !== 'string' || typeof before !== 'number') return;
+      this.remember(member, before);
+      revoked(member, before);
     });
   }
 

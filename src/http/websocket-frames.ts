@@ -12,6 +12,8 @@ export const CLOSE = {
   GOING_AWAY: 1001,
   /** Policy violation: the client kept sending far over its frame rate. */
   POLICY_VIOLATION: 1008,
+  /** The member logged out everywhere (logout-all): its token no longer works. */
+  REVOKED: 4001,
 } as const;
 
 /** A frame a client may send (DESIGN §5). */

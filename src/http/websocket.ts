@@ -35,6 +35,8 @@ export interface WebSocketEndpoint {
   readonly connections: number;
   /** Closes every connection with 1001 (shutdown). */
   closeAll(): void;
+  /** Closes (4001) the member's connections opened before `before` (ms): logout-all. */
+  closeMember(member: string, before: number): void;
   /** Drops the connections that did not finish closing. */
   terminateAll(): void;
   stop(): void;
@@ -54,7 +56,10 @@ export function mountWebSocket(
   // connection, so an upgrade whose socket died on the way stayed there for good.
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes });
 
-  const sockets = new Map<WebSocket, { session: WebSocketSession; alive: boolean }>();
+  const sockets = new Map<
+    WebSocket,
+    { session: WebSocketSession; alive: boolean; member?: string | undefined; openedAt: number }
+  >();
   const limits = new ConnectionLimits({
     perIp: options.maxConnectionsPerIp,
     perMember: options.maxConnectionsPerMember,
@@ -112,7 +117,7 @@ export function mountWebSocket(
   function open(raw: WebSocket, { identity, welcome }: Admitted): void {
     const session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
     session.start(welcome);
-    sockets.set(raw, { session, alive: true });
+    sockets.set(raw, { session, alive: true, member: identity.member, openedAt: Date.now() });
     deps.metrics.wsConnections.set(sockets.size);
     raw.on('pong', () => {
       const entry = sockets.get(raw);
@@ -195,6 +200,13 @@ export function mountWebSocket(
       for (const raw of sockets.keys()) {
         deps.metrics.wsClosed.inc({ reason: 'shutdown' });
         raw.close(CLOSE.GOING_AWAY, 'node shutting down: reconnect and subscribe with since');
+      }
+    },
+    closeMember(member, before) {
+      for (const [raw, entry] of sockets) {
+        if (entry.member !== member || entry.openedAt > before) continue;
+        deps.metrics.wsClosed.inc({ reason: 'revoked' });
+        raw.close(CLOSE.REVOKED, 'logged out everywhere: sign in again');
       }
     },
     terminateAll() {

@@ -108,7 +108,7 @@ export class Metrics {
   });
   readonly wsClosed = new Counter({
     name: 'threshold_websocket_closed_total',
-    help: 'WebSocket connections closed by the server, by reason (slow_consumer, heartbeat, shutdown, rate_limited)',
+    help: 'WebSocket connections closed by the server, by reason (slow_consumer, heartbeat, shutdown, rate_limited, revoked)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -3,6 +3,9 @@ import { expect } from 'vitest';
 import { eventually } from './eventually.ts';
 import type { TestNode } from './node.ts';
 
+/** A node as these helpers use it: its URL, and requests with the admin token. */
+export type AdminClient = Pick<TestNode, 'url' | 'admin'>;
+
 /** A valid US number nobody else in the run uses (libphonenumber refuses 555-01xx ones). */
 export function testPhone(): string {
   return `+1201555${randomInt(0, 10_000).toString().padStart(4, '0')}`;
@@ -19,7 +22,7 @@ export const post = (node: Pick<TestNode, 'url'>, path: string, body: unknown, t
   });
 
 /** The code in the newest text to `phone` in the dev outbox, once there are `count` of them. */
-export async function codeFor(node: TestNode, phone: string, count = 1): Promise<string> {
+export async function codeFor(node: AdminClient, phone: string, count = 1): Promise<string> {
   const texts = await eventually(
     `sign-in text ${count} to ${phone}`,
     async () => {
@@ -36,7 +39,7 @@ export async function codeFor(node: TestNode, phone: string, count = 1): Promise
 
 /** Sign-up (or sign-in) by SMS code, end to end; returns the token and member id. */
 export async function signUp(
-  node: TestNode,
+  node: AdminClient,
   phone: string,
   names: { first?: string; last?: string } = {},
 ): Promise<{ token: string; member: string }> {
@@ -49,7 +52,7 @@ export async function signUp(
   return (await verified.json()) as { token: string; member: string };
 }
 
-async function countTexts(node: TestNode, phone: string): Promise<number> {
+async function countTexts(node: AdminClient, phone: string): Promise<number> {
   const res = await node.admin('GET', '/v1/dev/outbox');
   const { texts } = (await res.json()) as { texts: { to: string }[] };
   return Math.max(1, texts.filter((t) => t.to === phone).length);

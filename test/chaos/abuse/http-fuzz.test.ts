@@ -4,6 +4,7 @@ import { expect, it, onTestFinished } from 'vitest';
 import { ADMIN_TOKEN, JWT_SECRET } from '../../helpers/node.ts';
 import { admin, type MeshNode, startMesh } from '../../helpers/mesh.ts';
 import { pool } from '../../helpers/pool.ts';
+import { createTestDatabase } from '../../helpers/postgres.ts';
 import { standinEnv } from '../../twilio/sms-node.ts';
 import { startStandin } from '../../twilio/standin.ts';
 import {
@@ -30,7 +31,7 @@ const CASES = SHORT ? 1_000 : 10_000;
 const CONCURRENCY = 16;
 const MAX_BODY = 65_536;
 
-type BodyKind = 'room' | 'publish' | 'dev' | 'twilio' | 'none';
+type BodyKind = 'room' | 'publish' | 'dev' | 'twilio' | 'phone' | 'code' | 'none';
 interface Route {
   method: string;
   path: string;
@@ -60,6 +61,10 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/twilio/status', body: 'twilio', on: 'twilio' },
   { method: 'POST', path: '/v1/dev/sms', body: 'dev', on: 'dev' },
   { method: 'GET', path: '/v1/dev/outbox', body: 'none', on: 'dev' },
+  // Sign-in (the dev node's auth database is a Postgres of the test's own).
+  { method: 'POST', path: '/v1/auth/phone/start', body: 'phone', on: 'dev' },
+  { method: 'POST', path: '/v1/auth/phone/verify', body: 'code', on: 'dev' },
+  { method: 'POST', path: '/v1/auth/logout-all', body: 'none', on: 'twilio' },
 ];
 
 const ROOM_NUMBER = '+15550009000';
@@ -85,7 +90,10 @@ it(
     const quiet = { THRESHOLD_LOG_LEVEL: 'error' };
     const mesh = await startMesh(1, { ...standinEnv(standin, 4), ...quiet });
     const twilioNode = mesh.pick(0);
-    const devNode = await mesh.add(quiet);
+    // Sign-in on the machine's Postgres: embedded PGlite alone would take ~300-800 MiB.
+    const accounts = await createTestDatabase();
+    onTestFinished(() => accounts.drop());
+    const devNode = await mesh.add({ ...quiet, THRESHOLD_DATABASE_URL: accounts.url });
     await admin(twilioNode, 'POST', '/v1/rooms', { id: 'fuzz' });
     await admin(twilioNode, 'PUT', '/v1/rooms/fuzz/members/user:alice');
     await admin(twilioNode, 'POST', '/v1/rooms', { id: 'fuzzsms', numbers: [ROOM_NUMBER] });
@@ -337,6 +345,10 @@ function template(rng: Rng, kind: BodyKind): Record<string, unknown> {
         NumMedia: '0',
         MessageStatus: 'delivered',
       };
+    case 'phone':
+      return { phone: `+1201555${String(1000 + rng.int(8999))}`, first: 'Ada', last: 'Lovelace' };
+    case 'code':
+      return { phone: `+1201555${String(1000 + rng.int(8999))}`, code: String(rng.int(1_000_000)) };
     case 'none':
       return {};
   }
