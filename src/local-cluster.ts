@@ -78,7 +78,15 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   // Validates the flags (and the environment) once, before anything starts.
   const config = loadConfig({ argv: rest });
   if (masters && config.redisUrl) throw new ConfigError('redisCluster', NOT_WITH_REDIS_URL);
-  const flags = withoutFlags(rest, ['port', 'node-id', 'redis-url']);
+  // Accounts are shared only through a Postgres: embedded PGlite is one process's, so without
+  // a database URL each node gets a data directory (and an auth database) of its own.
+  const shared = Boolean(config.databaseUrl);
+  const flags = withoutFlags(rest, [
+    'port',
+    'node-id',
+    'redis-url',
+    ...(shared ? [] : ['data-dir']),
+  ]);
   // The nodes and Redis run in sessions of their own, so a terminal's Ctrl-C reaches only us
   // (and npx's forwarded copy of it), and we stop them in order: nodes, then Redis.
   const members: Member[] = [];
@@ -135,8 +143,9 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       const port = config.port + i;
       const log = resolve(dir, `${id}.log`);
       const file = createWriteStream(log, { flags: 'a' });
+      const own = shared ? [] : ['--data-dir', resolve(dir, id)];
       // prettier-ignore
-      const child = spawn(process.execPath, [BIN, 'node', ...flags, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const child = spawn(process.execPath, [BIN, 'node', ...flags, ...own, '--port', String(port), '--node-id', id, '--redis-url', redisUrl], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       child.stdout?.pipe(file);
       child.stderr?.pipe(file);
       // A node that refuses to start says why in one line on stderr (a taken port...).
@@ -183,6 +192,11 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   const scrape = resolve(dir, 'prometheus.yml');
   await writeFile(scrape, prometheusConfig(members.map((m) => new URL(m.url).host)));
   out.write(`prometheus --config.file=${scrape} scrapes every node\n`);
+  out.write(
+    shared
+      ? 'accounts: every node uses the Postgres of THRESHOLD_DATABASE_URL\n'
+      : `accounts: no THRESHOLD_DATABASE_URL, so each node has its own (embedded, under ${dir}/node-<n>/auth): a phone signed up on one node is unknown to the others, and without THRESHOLD_JWT_SECRET its tokens work there only; set THRESHOLD_DATABASE_URL to share them\n`,
+  );
   out.write(
     `${count} relay nodes share ${masters ? `a Redis Cluster of ${masters} masters` : redisUrl}; GET /v1/cluster on any of them shows the mesh. Ctrl-C stops everything.\n`,
   );

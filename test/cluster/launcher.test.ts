@@ -36,6 +36,8 @@ describe('README: a mesh on one machine', () => {
       pids.push(Number(line?.[1]));
     }
     const redisPid = Number(/local redis-server, pid (\d+)/.exec(out)?.[1]);
+    // Without THRESHOLD_DATABASE_URL each node has its own accounts, and is told so.
+    expect(out).toMatch(/^accounts: no THRESHOLD_DATABASE_URL, so each node has its own/m);
     // A Prometheus config for exactly these nodes, as cluster/prometheus.yml is for compose.
     const scrapeFile = /prometheus --config\.file=(\S+) scrapes every node/.exec(out)?.[1] ?? '';
     const scrape = parse(readFileSync(scrapeFile, 'utf8')) as {
