@@ -87,8 +87,9 @@ interface Owned {
  * are fenced (lua/read-fenced-2.lua, one per partition in a pipeline), and only of the
  * partitions that have something to read: those re-reading their pending entries, those
  * whose last read filled its batch, and those the wait saw new entries on. When none has,
- * it waits in one XREAD BLOCK over all of them (on a connection of its own), whose reply
- * names the streams with new entries; after a busy round that wait returns at once. A fenced
+ * it waits in one XREAD BLOCK over all of them (on a connection of its own; on a Redis
+ * Cluster, for a sharded pub/sub wake-up: see StreamWait), whose reply names the streams with
+ * new entries; after a busy round that wait returns at once. A fenced
  * read costs Redis a script call, an XREAD a few microseconds per stream: reading all owned
  * partitions every round made idle ones most of Redis's work under load. A wait that times
  * out reads every partition once, as a safety net. One batch is in hand at a time, so each
