@@ -129,6 +129,42 @@ describe('README', () => {
     expect((await node.exited).code).toBe(0);
   });
 
+  it('Accounts: sign-up by phone works as written, in open development mode with no Twilio account', async () => {
+    const lines = readmeLines('## Accounts: sign-up by phone');
+    const port = await freePort();
+    const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
+    const [start, outbox, verify] = lines.filter((l) => l.startsWith('curl ')).map(local) as [
+      string,
+      string,
+      string,
+    ];
+    const shown = lines.find((l) => l.startsWith('# {"texts"')) ?? '';
+    const code = /is (\d{6})\./.exec(shown)?.[1] ?? '';
+    expect(verify).toContain(`"code":"${code}"`);
+
+    const node = await startNode('readme-accounts', port);
+    expect(JSON.parse(await shell(start))).toEqual({ phone: '+12015550123', expiresIn: 600 });
+    const { texts } = JSON.parse(await shell(outbox)) as {
+      texts: { to: string; from: string; body: string }[];
+    };
+    const text = texts.find((t) => t.to === '+12015550123');
+    expect(text?.from).toBe('+15005550006');
+    expect(text?.body.replace(/\d{6}/, code)).toBe(/"body":"([^"]+)"/.exec(shown)?.[1]);
+    const sent = /\d{6}/.exec(text?.body ?? '')?.[0] ?? '';
+    const answer = JSON.parse(await shell(verify.replace(code, sent))) as {
+      token: string;
+      member: string;
+    };
+    expect(answer.member).toMatch(/^user:[0-9a-z]{26}$/);
+    // Open development mode signs with a secret it generated and keeps in the auth database.
+    const me = await fetch(`http://127.0.0.1:${port}/v1/me/rooms`, {
+      headers: { authorization: `Bearer ${answer.token}` },
+    });
+    expect(me.status).toBe(200);
+    node.child.kill('SIGTERM');
+    expect((await node.exited).code).toBe(0);
+  });
+
   it('SMS development mode: texting a room and reading the outbox work as written, with no Twilio account', async () => {
     const lines = readmeLines('### Try it without a Twilio account');
     const port = await freePort();
