@@ -97,5 +97,9 @@ export const CLUSTER_OPTIONS: ClusterOptions = {
   scaleReads: 'master',
   // Commands whose key ioredis cannot find (XGROUP's is after its subcommand) would be
   // auto-pipelined to the slot of their first argument; alone they follow MOVED instead.
-  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo'],
+  // SSUBSCRIBE and SUNSUBSCRIBE must go alone too: the sharded subscriber group records the
+  // channels to subscribe again after a failover only for the first command of an
+  // auto-pipelined batch (ioredis 5.11, cluster/index.js), so the others' wake-ups
+  // (stream-wakes.ts) stayed on the dead master for good.
+  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo', 'ssubscribe', 'sunsubscribe'],
 };
