@@ -19,7 +19,6 @@ export default defineConfig({
       'test/integration/commit.test.ts',
       'test/integration/committer.test.ts',
       'test/integration/funnel.test.ts',
-      'test/integration/replica-wait.test.ts',
       // relay
       'test/integration/relay.test.ts',
       'test/integration/rooms.test.ts',
