@@ -68,6 +68,13 @@ const ConfigSchema = z.object({
   appendFsync: z.enum(['always', 'everysec']),
   /** How long a Redis command may take before it fails (ingress then answers 503). */
   redisCommandTimeoutMs: ms(100),
+  /**
+   * Replicas (WAIT) that must hold a message before ingress acknowledges it and before its
+   * commit is confirmed (`?wait=1`, WebSocket `ack`); 0: do not wait.
+   */
+  redisReplicaWait: z.coerce.number().int().min(0).max(5),
+  /** How long that WAIT may take; a message not copied in time gets 503 (ingress) or 202 (commit). */
+  redisReplicaWaitMs: ms(1),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   mesh: z.object({
     heartbeatMs: ms(50),

@@ -192,10 +192,13 @@ export class EmbeddedRedisStartError extends ThresholdError {
   }
 }
 
+// MOVED and ASK reach us during a Redis Cluster failover: ioredis follows them for a command
+// alone, but an auto-pipelined batch holding commands of several slots gets one per slot and
+// hands them out (https://github.com/redis/ioredis/issues/2075). Nothing ran; send it again.
 const UNAVAILABLE_REPLY =
-  /(^|[\s:-])(OOM|BUSY|LOADING|READONLY|MISCONF|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|NOREPLICAS)\s/;
+  /(^|[\s:-])(OOM|BUSY|LOADING|READONLY|MISCONF|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|NOREPLICAS|MOVED|ASK)\s/;
 const UNAVAILABLE_CONNECTION =
-  /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|enableOfflineQueue/;
+  /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|enableOfflineQueue|Too many Cluster redirections/;
 
 /**
  * True when a Redis error says "not now" rather than "never": the server is out of memory,

@@ -89,9 +89,11 @@ export async function startNode(
     const history = new History(redis, keys);
     const rooms = new RedisRoomsStore(redis, keys);
     const members = new MemberSettingsStore(redis, keys);
-    const funnel = new Funnel(redis, keys, {
+    const replicaWait = { replicas: config.redisReplicaWait, timeoutMs: config.redisReplicaWaitMs };
+    const funnel = new Funnel(conns.funnelWrites, keys, {
       maxLength: config.mesh.maxFunnelLength,
       maxSmsBodyChars: SMS_MAX_BODY_CHARS,
+      replicaWait,
     });
     const validators = await createValidators(config.validators, log);
     const ingress = new Ingress(
@@ -142,7 +144,7 @@ export async function startNode(
       },
     });
     const committer = new Committer(
-      redis,
+      conns.commitWrites,
       keys,
       receipts,
       metrics,
@@ -151,6 +153,7 @@ export async function startNode(
         dedupeTtlMs: Math.round(config.rooms.dedupeTtlHours * 3_600_000),
         maxAttempts: config.mesh.maxAttempts,
         deadLength: 100_000,
+        replicaWait,
       },
       log,
       outbox.planner,

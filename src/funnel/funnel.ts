@@ -1,4 +1,5 @@
-import { batch, isCluster, type RedisClient } from '../redis/client.ts';
+import type { ChainableCommander } from 'ioredis';
+import { batch, isCluster, onConnectionDrop, type RedisClient } from '../redis/client.ts';
 import {
   ForbiddenError,
   NotFoundError,
@@ -20,26 +21,45 @@ export interface FunnelOptions {
   maxLength: number;
   /** Longest body, in characters, a room with phone numbers takes (0 = no limit). @default 0 */
   maxSmsBodyChars?: number;
+  /**
+   * Replicas that must hold a new entry before publish() resolves (Redis `WAIT`), and how
+   * long to wait for them. @default { replicas: 0 } (do not wait)
+   */
+  replicaWait?: ReplicaWait;
+}
+
+/** `redisReplicaWait` and `redisReplicaWaitMs`: a Redis WAIT after a write. */
+export interface ReplicaWait {
+  replicas: number;
+  timeoutMs: number;
 }
 
 /** The ingress side of the funnel: the Publisher every source writes through. */
 export class Funnel implements Publisher {
+  /** Connection drops so far: a WAIT answered across one vouches for nothing. */
+  private drops = 0;
+
   constructor(
+    /** With replica waits, a connection of its own: a WAIT holds its connection meanwhile. */
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly options: FunnelOptions = { maxLength: 0 },
-  ) {}
+  ) {
+    if (options.replicaWait?.replicas) onConnectionDrop(redis, () => this.drops++);
+  }
 
   async publish(envelope: Envelope): Promise<Published> {
     const { keys } = this;
     const p = keys.partitionOf(envelope.room);
+    const seen = keys.seen(p, envelope.id);
     let result: string | number | [2, number];
+    let copied = true;
     try {
-      result = await this.redis.publishEnvelope(
+      const args: Parameters<RedisClient['publishEnvelope']> = [
         keys.room(envelope.room),
         keys.members(envelope.room),
         keys.funnel(p),
-        keys.seen(p, envelope.id),
+        seen,
         memberIdOf(envelope.sender),
         JSON.stringify(envelope),
         this.options.maxLength,
@@ -50,13 +70,36 @@ export class Funnel implements Publisher {
         envelope.sender.kind === 'service' ? 1 : 0,
         // On a Redis Cluster the partition's owner waits for a wake-up, not an XREAD BLOCK.
         isCluster(this.redis) ? 1 : 0,
-      );
+      ];
+      if (!this.options.replicaWait?.replicas) {
+        result = await this.redis.publishEnvelope(...args);
+      } else {
+        const stored = await this.replicated<typeof result>((pipe) =>
+          pipe.publishEnvelope(...args),
+        );
+        ({ reply: result, copied } = stored);
+        // Committed before: the commit may not be copied yet (its receipt withheld). Writing
+        // its seen marker again (same value, same ttl) after it makes a WAIT vouch for it.
+        const seq = Array.isArray(stored.reply) ? stored.reply[1] : undefined;
+        if (seq !== undefined)
+          ({ copied } = await this.replicated((pipe) =>
+            pipe.set(seen, String(seq), 'KEEPTTL', 'XX'),
+          ));
+      }
     } catch (err) {
       // Only an outage is the client's cue to retry; anything else is our bug and a 500.
       if (!isRedisUnavailable(err)) throw err;
       throw new UnavailableError('the message could not be stored (Redis unavailable); retry', {
         cause: err,
       });
+    }
+    if (!copied && (Array.isArray(result) || typeof result === 'string')) {
+      // Stored, but a failover now could lose it, so the client is not told it was accepted.
+      // A retry with the same id is safe: a second entry commits as a duplicate of the first.
+      const { replicas, timeoutMs } = this.options.replicaWait as ReplicaWait;
+      throw new UnavailableError(
+        `the message was stored but not yet copied to ${replicas} Redis ${replicas === 1 ? 'replica' : 'replicas'} within ${timeoutMs} ms; retry with the same id: it will be committed once`,
+      );
     }
     if (Array.isArray(result)) return { duplicateOf: result[1] };
     if (result === Code.NO_ROOM) throw new NotFoundError(`room ${envelope.room} does not exist`);
@@ -76,6 +119,24 @@ export class Funnel implements Publisher {
     if (result === Code.FUNNEL_FULL)
       throw new UnavailableError(`room ${envelope.room}'s funnel partition is full; retry later`);
     return { entryId: String(result) };
+  }
+
+  /**
+   * A write and a WAIT right behind it, on the same connection (a pipeline): WAIT answers
+   * how many replicas acknowledged everything this connection wrote so far. A cluster
+   * pipeline goes to the master of its keys' slot, and the keyless WAIT with it.
+   */
+  private async replicated<T>(
+    write: (pipe: ChainableCommander) => ChainableCommander,
+  ): Promise<{ reply: T; copied: boolean }> {
+    const { replicas, timeoutMs } = this.options.replicaWait as ReplicaWait;
+    const drops = this.drops;
+    const replies = await write(this.redis.pipeline()).wait(replicas, timeoutMs).exec();
+    const [written, waited] = replies ?? [];
+    if (!written || written[0]) throw written?.[0] ?? new Error('no reply from Redis');
+    // A failed WAIT (its connection dropped) vouches for nothing: the client retries.
+    const copies = waited && !waited[0] && this.drops === drops ? Number(waited[1]) : 0;
+    return { reply: written[1] as T, copied: copies >= replicas };
   }
 }
 

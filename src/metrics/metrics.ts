@@ -31,6 +31,11 @@ export class Metrics {
     help: 'Funnel entries whose envelope was already committed (client retries, redelivery after a crash)',
     registers: [this.registry],
   });
+  readonly commitsUnreplicated = new Counter({
+    name: 'threshold_commits_unreplicated_total',
+    help: 'Commits whose receipt was withheld because fewer than redisReplicaWait replicas acknowledged them within redisReplicaWaitMs',
+    registers: [this.registry],
+  });
   readonly discarded = new Counter({
     name: 'threshold_messages_discarded_total',
     help: 'Messages not relayed, by reason; dead-lettered ones are in the thr:dead stream',

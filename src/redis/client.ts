@@ -1,4 +1,10 @@
-import { type ChainableCommander, Cluster, type ClusterOptions, type Redis } from 'ioredis';
+import {
+  type ChainableCommander,
+  Cluster,
+  type ClusterOptions,
+  Command,
+  type Redis,
+} from 'ioredis';
 
 /**
  * A connection to Threshold's Redis: one server (`Redis`) or a Redis Cluster (`Cluster`,
@@ -45,6 +51,30 @@ export function batch(client: RedisClient): ChainableCommander {
 }
 
 /**
+ * The server a key's commands go to: on a cluster the `host:port` of its slot's master as
+ * the client knows it now (the key itself before the slots are known), '' on one server.
+ */
+export function serverOf(client: RedisClient, key: string): string {
+  if (!isCluster(client)) return '';
+  const slot = new Command('exists', [key]).getSlot();
+  return (slot === null ? undefined : client.slots[slot]?.[0]) ?? key;
+}
+
+/**
+ * Calls `onDrop` whenever a connection of the client closes (on a cluster: any master's,
+ * those found later included). A WAIT vouches only for writes made on its own connection, so
+ * a drop between the writes and the WAIT's answer voids it: ioredis sends unanswered
+ * commands again on the new connection (the promoted replica, after a failover), where
+ * WAIT would count replicas that never saw those writes.
+ */
+export function onConnectionDrop(client: RedisClient, onDrop: () => void): void {
+  if (isCluster(client)) {
+    for (const node of client.nodes()) node.on('close', onDrop);
+    client.on('+node', (node: Redis) => node.on('close', onDrop));
+  } else client.on('close', onDrop);
+}
+
+/**
  * Seeds of `THRESHOLD_REDIS_URL`: one URL, or several separated by commas (nodes of one
  * Redis Cluster, any of which may be down at start).
  */
@@ -67,5 +97,9 @@ export const CLUSTER_OPTIONS: ClusterOptions = {
   scaleReads: 'master',
   // Commands whose key ioredis cannot find (XGROUP's is after its subcommand) would be
   // auto-pipelined to the slot of their first argument; alone they follow MOVED instead.
-  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo'],
+  // SSUBSCRIBE and SUNSUBSCRIBE must go alone too: the sharded subscriber group records the
+  // channels to subscribe again after a failover only for the first command of an
+  // auto-pipelined batch (ioredis 5.11, cluster/index.js), so the others' wake-ups
+  // (stream-wakes.ts) stayed on the dead master for good.
+  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo', 'ssubscribe', 'sunsubscribe'],
 };

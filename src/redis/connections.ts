@@ -15,7 +15,10 @@ import { WakeWait } from './stream-wakes.ts';
  * Connections: commands (scripts defined, bounded by redisCommandTimeoutMs), the pub/sub
  * subscriber, and the waits for new funnel and outbox entries, which must not queue behind
  * commands: on one server an XREAD BLOCK on a connection of its own each, on a cluster
- * sharded pub/sub wake-ups (stream-wakes.ts) on one more cluster client.
+ * sharded pub/sub wake-ups (stream-wakes.ts) on one more cluster client. With replica waits
+ * (redisReplicaWait > 0), the funnel's writes and the commits each get one more: their WAIT
+ * holds its connection until the replicas answer (up to redisReplicaWaitMs, every time while
+ * a master has too few), which must hold up neither the heartbeats and leases nor each other.
  */
 export class RedisConnections {
   readonly name = 'redis';
@@ -25,12 +28,21 @@ export class RedisConnections {
   sub!: RedisClient;
   funnelWait!: BlockingWait | WakeWait;
   outboxWait!: BlockingWait | WakeWait;
+  /** Ingress's funnel writes (each followed by a WAIT with replica waits): `redis` without. */
+  funnelWrites!: RedisClient;
+  /** The commits (followed by a WAIT with replica waits): `redis` without. */
+  commitWrites!: RedisClient;
   private readonly clients: RedisClient[] = [];
 
   constructor(
     private readonly config: Pick<
       Config,
-      'redisUrl' | 'dataDir' | 'appendFsync' | 'redisCommandTimeoutMs'
+      | 'redisUrl'
+      | 'dataDir'
+      | 'appendFsync'
+      | 'redisCommandTimeoutMs'
+      | 'redisReplicaWait'
+      | 'redisReplicaWaitMs'
     >,
     private readonly nodeId: string,
     private readonly log: Logger,
@@ -59,6 +71,11 @@ export class RedisConnections {
       connectionName: `threshold:${this.nodeId}`,
     };
     const blocking = { ...options, maxRetriesPerRequest: null };
+    const commands = { ...options, commandTimeout: config.redisCommandTimeoutMs };
+    // A WAIT may take redisReplicaWaitMs on top of the write before it.
+    // prettier-ignore
+    const waiting = { ...options, commandTimeout: config.redisCommandTimeoutMs + config.redisReplicaWaitMs };
+    const replicaWaits = config.redisReplicaWait > 0;
     const seeds = seedUrls(this.url);
     try {
       if (await isClusterNode(seeds)) {
@@ -73,8 +90,9 @@ export class RedisConnections {
             }),
             extra.shardedSubscribers ? 'wakes' : String(this.clients.length),
           );
-        // prettier-ignore
-        this.redis = defineScripts(cluster({ ...options, commandTimeout: config.redisCommandTimeoutMs }));
+        this.redis = defineScripts(cluster(commands));
+        this.funnelWrites = replicaWaits ? defineScripts(cluster(waiting)) : this.redis;
+        this.commitWrites = replicaWaits ? defineScripts(cluster(waiting)) : this.redis;
         this.sub = cluster(blocking);
         const wakes = cluster(blocking, { shardedSubscribers: true }) as Cluster;
         this.funnelWait = new WakeWait(wakes, this.redis);
@@ -82,8 +100,11 @@ export class RedisConnections {
         log.info({ redis: seeds }, 'Redis Cluster: found out from its nodes');
       } else {
         // A Redis that stops answering without closing the connection must fail commands, not hang them.
+        this.redis = defineScripts(this.add(new Redis(this.url, commands), 'commands'));
         // prettier-ignore
-        this.redis = defineScripts(this.add(new Redis(this.url, { ...options, commandTimeout: config.redisCommandTimeoutMs }), 'commands'));
+        this.funnelWrites = replicaWaits ? defineScripts(this.add(new Redis(this.url, waiting), 'funnel-writes')) : this.redis;
+        // prettier-ignore
+        this.commitWrites = replicaWaits ? defineScripts(this.add(new Redis(this.url, waiting), 'commit-writes')) : this.redis;
         this.sub = this.add(new Redis(this.url, blocking), 'subscriber');
         this.funnelWait = new BlockingWait(
           this.add(new Redis(this.url, blocking), 'reader'),

@@ -19,9 +19,14 @@ export function wakeChannel(stream: string): string {
  * BlockingWait: the streams with something new, or none after the timeout or interrupt().
  */
 export class WakeWait {
-  /** Streams followed, and whether each was announced since we last answered for it. */
-  private readonly followed = new Map<string, boolean>();
+  /**
+   * Streams followed: whether each was announced since we last answered for it, and when we
+   * last did.
+   */
+  private readonly followed = new Map<string, { announced: boolean; reportedAt: number }>();
   private wake: (() => void) | undefined;
+  /** The longest a followed stream goes unreported: the blockMs of the last wait. */
+  private safetyNetMs = 1_000;
 
   constructor(
     /** A cluster client with `shardedSubscribers`, for SSUBSCRIBE only (shared by waits). */
@@ -29,14 +34,15 @@ export class WakeWait {
     private readonly commands: RedisClient,
   ) {
     subscriber.on('smessage', (channel: string) => {
-      const stream = channel.slice(0, -':wake'.length);
-      if (!this.followed.has(stream)) return;
-      this.followed.set(stream, true);
+      const followed = this.followed.get(channel.slice(0, -':wake'.length));
+      if (!followed) return;
+      followed.announced = true;
       this.wake?.();
     });
   }
 
   async wait(streams: readonly [stream: string, id: string][], blockMs: number): Promise<string[]> {
+    this.safetyNetMs = blockMs;
     const now = await this.poll(streams);
     if (now.length > 0) return now;
     await new Promise<void>((resolve) => {
@@ -59,28 +65,46 @@ export class WakeWait {
     const wanted = new Set(streams.map(([s]) => s));
     const gone = [...this.followed.keys()].filter((s) => !wanted.has(s));
     const added = streams.filter(([s]) => !this.followed.has(s));
+    const now = Date.now();
     for (const s of gone) this.followed.delete(s);
-    for (const [s] of added) this.followed.set(s, false);
+    for (const [s] of added) this.followed.set(s, { announced: false, reportedAt: now });
     // One channel per call: ioredis refuses channels of several slots in one (CROSSSLOT).
-    await Promise.all(gone.map((s) => this.subscriber.sunsubscribe(wakeChannel(s))));
+    // A channel left subscribed costs an ignored message now and then, no more.
+    await Promise.all(gone.map((s) => this.subscriber.sunsubscribe(wakeChannel(s)).catch(() => 0)));
     if (added.length > 0) {
-      await Promise.all(added.map(([s]) => this.subscriber.ssubscribe(wakeChannel(s))));
+      try {
+        await Promise.all(added.map(([s]) => this.subscriber.ssubscribe(wakeChannel(s))));
+      } catch (err) {
+        // Not followed after all (a failover under way): the next poll subscribes again.
+        for (const [s] of added) this.followed.delete(s);
+        throw err;
+      }
       const replies = await Promise.all(
         added.map(([s, id]) => this.commands.xread('COUNT', 1, 'STREAMS', s, id)),
       );
       added.forEach(([s], i) => {
-        if (replies[i]) this.followed.set(s, true);
+        const followed = this.followed.get(s);
+        if (replies[i] && followed) followed.announced = true;
       });
     }
     return this.announced(streams);
   }
 
+  /**
+   * The streams announced since we last answered for them, and, as a safety net, those we
+   * have not answered for in a whole safetyNetMs: a wake-up lost in a failover (published
+   * to a master we no longer listened to) would otherwise leave its stream unread for as
+   * long as the others keep the consumer busy, for its wait then never times out.
+   */
   private announced(streams: readonly [stream: string, id: string][]): string[] {
     const woke: string[] = [];
+    const now = Date.now();
     for (const [s] of streams) {
-      if (this.followed.get(s)) {
+      const followed = this.followed.get(s);
+      if (followed && (followed.announced || now - followed.reportedAt >= this.safetyNetMs)) {
         woke.push(s);
-        this.followed.set(s, false);
+        followed.announced = false;
+        followed.reportedAt = now;
       }
     }
     return woke;

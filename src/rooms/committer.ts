@@ -1,8 +1,8 @@
 import type { ChainableCommander } from 'ioredis';
-import { batch, isCluster, type RedisClient } from '../redis/client.ts';
+import { batch, isCluster, onConnectionDrop, type RedisClient, serverOf } from '../redis/client.ts';
 import type { Receipt } from '../delivery/receipts.ts';
 import { type Envelope, memberIdOf, messageFrameParts, parseEnvelope } from '../funnel/envelope.ts';
-import { RELAY_GROUP } from '../funnel/funnel.ts';
+import { RELAY_GROUP, type ReplicaWait } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
 import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -35,6 +35,11 @@ export interface CommitterOptions {
   maxAttempts: number;
   /** Entries kept in the dead-letter stream (approximate). */
   deadLength: number;
+  /**
+   * Replicas that must hold a commit before its receipt is sent (Redis `WAIT`); a commit not
+   * copied in time gets no receipt, as if it were slow. @default { replicas: 0 } (do not wait)
+   */
+  replicaWait?: ReplicaWait;
 }
 
 /**
@@ -98,8 +103,11 @@ const LIVE_ONLY = '{"user":["",""]}';
 export class Committer implements BatchProcessor {
   /** Failed commits per funnel entry, by {@link entryKey}. */
   private readonly attempts = new Map<string, number>();
+  /** Connection drops so far: a WAIT answered across one vouches for nothing. */
+  private drops = 0;
 
   constructor(
+    /** With replica waits, a connection of its own: a WAIT holds its connection meanwhile. */
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly receipts: ReceiptSink,
@@ -108,7 +116,9 @@ export class Committer implements BatchProcessor {
     private readonly log: Logger,
     /** The channels' say in each commit (SMS texts, opt-outs). */
     private readonly planner: CommitPlanner,
-  ) {}
+  ) {
+    if (options.replicaWait?.replicas) onConnectionDrop(redis, () => this.drops++);
+  }
 
   async process(entries: FunnelEntry[]): Promise<BatchOutcome> {
     const { keys, options } = this;
@@ -162,7 +172,10 @@ export class Committer implements BatchProcessor {
       commits.push({ entry, env });
     }
 
+    const drops = this.drops;
     const results = commits.length > 0 ? ((await pipe.exec()) ?? []) : [];
+    /** Receipts of commits (and duplicates), sent once their partition's master is copied. */
+    const confirmed: { partition: number; origin: Envelope['origin']; receipt: Receipt }[] = [];
     const committedAt = Date.now();
     let committed = 0;
     commits.forEach(({ entry, env }, i) => {
@@ -201,13 +214,16 @@ export class Committer implements BatchProcessor {
           this.metrics.duplicates.inc();
         }
         const kind = status === Code.OK ? 'committed' : 'duplicate';
-        this.receipts.route(
-          env.origin,
-          { id: env.id, room: env.room, status: kind, seq, recipients },
-          receipts,
-        );
+        confirmed.push({
+          partition: entry.partition,
+          origin: env.origin,
+          receipt: { id: env.id, room: env.room, status: kind, seq, recipients },
+        });
       }
     });
+    const unreplicated = await this.unreplicated(confirmed, drops);
+    for (const { partition, origin, receipt } of confirmed)
+      if (!unreplicated.has(partition)) this.receipts.route(origin, receipt, receipts);
     if (committed > 0) this.metrics.commitBatch.observe(committed);
     if (postponed.length > 0) {
       // One line per batch, not per entry: an outage would otherwise flood the log.
@@ -228,6 +244,56 @@ export class Committer implements BatchProcessor {
         );
       });
     return { retry, fenced };
+  }
+
+  /**
+   * With replica waits: the partitions (of those with receipts) whose commits the replicas
+   * did not all acknowledge in time, whose receipts are withheld. One WAIT per master that
+   * took commits, on the connection the commit scripts went through: a pipeline keyed to one
+   * of its partitions goes to that master's connection, the one the client's auto-pipelining
+   * sent them on, and WAIT covers every earlier write of its connection. One per master, not
+   * per partition: a master without replicas would make each of them wait the whole timeout.
+   */
+  private async unreplicated(
+    confirmed: readonly { partition: number }[],
+    drops: number,
+  ): Promise<Set<number>> {
+    const { replicas = 0, timeoutMs = 0 } = this.options.replicaWait ?? {};
+    if (replicas === 0 || confirmed.length === 0) return new Set();
+    const byServer = new Map<string, number[]>();
+    for (const { partition } of confirmed) {
+      const server = serverOf(this.redis, this.keys.lease(partition));
+      const group = byServer.get(server) ?? [];
+      if (!group.includes(partition)) group.push(partition);
+      byServer.set(server, group);
+    }
+    const failed = new Set<number>();
+    let fewest = replicas;
+    await Promise.all(
+      [...byServer.values()].map(async (partitions) => {
+        const replies = await this.redis
+          .pipeline()
+          .exists(this.keys.lease(partitions[0] as number))
+          .wait(replicas, timeoutMs)
+          .exec()
+          .catch((err: Error): [Error, null][] => [[err, null]]);
+        const waited = replies?.[1];
+        const copies = waited && !waited[0] ? Number(waited[1]) : 0;
+        fewest = Math.min(fewest, copies);
+        if (copies < replicas) for (const p of partitions) failed.add(p);
+      }),
+    );
+    // Any connection that dropped meanwhile may have been one the commits went through.
+    if (this.drops !== drops) for (const { partition } of confirmed) failed.add(partition);
+    if (failed.size > 0) {
+      const withheld = confirmed.filter((c) => failed.has(c.partition)).length;
+      this.metrics.commitsUnreplicated.inc(withheld);
+      this.log.warn(
+        { commits: withheld, partitions: [...failed], replicas, copies: fewest, timeoutMs },
+        'commits not copied to enough Redis replicas in time; their receipts are withheld (clients see a slow commit)',
+      );
+    }
+    return failed;
   }
 
   private failed(

@@ -15,6 +15,10 @@ describe('isRedisUnavailable', () => {
     ['Connection is closed.'],
     ['connect ECONNREFUSED 127.0.0.1:6390'],
     ['Command timed out'],
+    // A Redis Cluster failover, seen through an auto-pipelined batch (ioredis #2075).
+    ['MOVED 3821 127.0.0.1:34877'],
+    ['ASK 3821 127.0.0.1:34877'],
+    ['Too many Cluster redirections. Last error: ReplyError: MOVED 3821 127.0.0.1:34877'],
   ])('treats "%s" as "retry later"', (message) => {
     expect(isRedisUnavailable(new ReplyError(message))).toBe(true);
   });
