@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { randomFillSync } from 'node:crypto';
 import { ulid } from 'ulid';
 
@@ -19,3 +20,14 @@ function pooledRandom(): number {
 
 /** A new ULID: time-ordered, 80 random bits. */
 export const newUlid = (): string => ulid(undefined, pooledRandom);
+
+/**
+ * A node's id when none is configured: `<hostname>-<port>`, stable across restarts, so a
+ * restarted node takes its own leases back at once (a random suffix on port 0).
+ */
+export function defaultNodeId(port: number): string {
+  const host = hostname()
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .slice(0, 40);
+  return `${host}-${port || newUlid().slice(-8).toLowerCase()}`;
+}

@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import { createAuthService } from './auth/service.ts';
 import { type Config, isLoopback, list } from './config.ts';
 import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
@@ -18,7 +17,7 @@ import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
 import { mountWebSocket } from './http/websocket.ts';
-import { newUlid } from './ids.ts';
+import { defaultNodeId } from './ids.ts';
 import { Ingress } from './ingress/ingress.ts';
 import { hourlyLimiter, PublishRateLimiter } from './ingress/rate-limit.ts';
 import { SmsInbound } from './ingress/sms-inbound.ts';
@@ -36,6 +35,7 @@ import { RedisConnections } from './redis/connections.ts';
 import { Keys } from './redis/keys.ts';
 import { Committer } from './rooms/committer.ts';
 import { Conversations } from './rooms/conversations.ts';
+import { conversationOptions } from './http/conversations.ts';
 import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
@@ -58,12 +58,7 @@ export async function startNode(
   config: Config,
   log: Logger = createLogger(config.logLevel),
 ): Promise<RelayNode> {
-  // Stable across restarts (host and port), so a restarted node takes its own leases back at once.
-  const nodeId =
-    config.nodeId ||
-    `${hostname()
-      .replace(/[^A-Za-z0-9._-]/g, '-')
-      .slice(0, 40)}-${config.port || newUlid().slice(-8).toLowerCase()}`;
+  const nodeId = config.nodeId || defaultNodeId(config.port);
   log = log.child({ node: nodeId });
   const devMode = !config.adminToken && !config.jwtSecret;
   if (devMode && !isLoopback(config.host)) {
@@ -206,12 +201,7 @@ export async function startNode(
         conversations,
         ingress,
         creationLimit: (member) => roomCreation.take(member),
-        options: {
-          membersMayCreate: config.rooms.membersMayCreate,
-          maxCreatedMembers: config.rooms.maxCreatedMembers,
-          maxBodyChars: config.http.maxBodyChars,
-          memberPrefixes: outbox.memberPrefixes,
-        },
+        options: conversationOptions(config, outbox.memberPrefixes),
       },
       health: {
         ready: () => coordinator?.ready ?? false,
@@ -238,14 +228,7 @@ export async function startNode(
     let publicUrl = '';
     mountTwilio(
       app,
-      {
-        inbound,
-        redis,
-        keys,
-        metrics,
-        log,
-        dev: sms.dev,
-      },
+      { inbound, redis, keys, metrics, log, dev: sms.dev },
       {
         authToken: config.twilio.authToken,
         publicUrl: () => publicUrl,

@@ -34,6 +34,23 @@ export interface ConversationDeps {
   };
 }
 
+/** The conversation settings from the config. */
+export function conversationOptions(
+  config: {
+    rooms: { membersMayCreate: boolean; maxCreatedMembers: number };
+    http: { maxBodyChars: number };
+  },
+  memberPrefixes: readonly string[],
+): ConversationDeps['options'] {
+  const { membersMayCreate, maxCreatedMembers } = config.rooms;
+  return {
+    membersMayCreate,
+    maxCreatedMembers,
+    maxBodyChars: config.http.maxBodyChars,
+    memberPrefixes,
+  };
+}
+
 const StartBody = z
   .object({
     members: z.array(RecipientId).min(1).max(10_000),
