@@ -11,7 +11,7 @@ import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { encode, newHistogram, recordMs, type Histogram } from '../lib/histogram.ts';
 import { serve } from '../lib/processes.ts';
-import { body, now } from '../lib/stamp.ts';
+import { anyOf, body, now, openLoop } from '../lib/stamp.ts';
 import { pool } from '../../test/helpers/pool.ts';
 
 export interface Reader {
@@ -143,34 +143,23 @@ serve({
 
     // Publisher: open loop, each send on its schedule whether or not earlier ones are answered.
     const publishing = (async () => {
-      const interval = 1000 / p.rate;
       const total = Math.floor(((to - p.start) / 1000) * p.rate);
-      let sent = 0;
       let accepted = 0;
       let failed = 0;
-      let maxLagMs = 0;
       const inFlight: Promise<void>[] = [];
-      while (now() < p.start) await sleep(Math.min(5, p.start - now()));
-      while (sent < total) {
-        const t = now();
-        const due = Math.min(total, Math.floor((t - p.start) / interval) + 1);
-        if (due > sent) maxLagMs = Math.max(maxLagMs, t - (p.start + sent * interval));
-        for (; sent < due; sent++) {
-          const room = p.rooms[Math.floor(Math.random() * p.rooms.length)] as string;
-          inFlight.push(
-            call(publishAgent, 'POST', `${p.url}/v1/rooms/${room}/messages`, p.adminToken, {
-              body: body(p.start + sent * interval),
-            }).then(
-              (r) => void (r.status === 202 ? accepted++ : failed++),
-              () => void failed++,
-            ),
-          );
-        }
-        const ahead = p.start + sent * interval - now();
-        await sleep(Math.max(1, ahead));
-      }
+      const { sent, maxLagMs } = await openLoop(p.start, p.rate, total, (at) => {
+        const room = anyOf(p.rooms);
+        inFlight.push(
+          call(publishAgent, 'POST', `${p.url}/v1/rooms/${room}/messages`, p.adminToken, {
+            body: body(at),
+          }).then(
+            (r) => void (r.status === 202 ? accepted++ : failed++),
+            () => void failed++,
+          ),
+        );
+      });
       await Promise.all(inFlight);
-      return { sent, accepted, failed, maxLagMs: Math.round(maxLagMs) };
+      return { sent, accepted, failed, maxLagMs };
     })();
 
     let heavyCycles = 0;

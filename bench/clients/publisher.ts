@@ -4,13 +4,12 @@
  * (one connection per node, acks read and counted); Socket.IO: a `publish` event (one
  * connection per server); raw pipeline: XADD to the room's partition stream.
  */
-import { setTimeout as sleep, setImmediate as yieldNow } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { io, type Socket } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import { partitionOf } from '../../src/redis/keys.ts';
 import { serve } from '../lib/processes.ts';
-import { body, now } from '../lib/stamp.ts';
+import { anyOf, body, openLoop } from '../lib/stamp.ts';
 
 export type PublisherSystem = 'threshold' | 'socketio' | 'raw';
 
@@ -103,27 +102,12 @@ serve({
   },
 
   async run(p: RunParams): Promise<RunResult> {
-    const interval = 1000 / p.rate;
     const total = Math.floor((p.durationMs / 1000) * p.rate);
     acked = 0;
-    let sent = 0;
-    let maxLagMs = 0;
-    while (now() < p.start) await sleep(Math.min(5, p.start - now()));
-    while (sent < total) {
-      const t = now();
-      const due = Math.min(total, Math.floor((t - p.start) / interval) + 1);
-      if (due > sent) maxLagMs = Math.max(maxLagMs, t - (p.start + sent * interval));
-      for (; sent < due; sent++) {
-        const room = p.rooms[Math.floor(Math.random() * p.rooms.length)] as string;
-        send(room, body(p.start + sent * interval));
-      }
-      // Sleep until the next send is due (timers fire on whole milliseconds: sends go out in
-      // per-millisecond batches); only yield when behind, to let the sockets write and read.
-      const ahead = p.start + sent * interval - now();
-      if (ahead > 0) await sleep(ahead);
-      else await yieldNow();
-    }
-    return { sent, acked, maxLagMs: Math.round(maxLagMs) };
+    const { sent, maxLagMs } = await openLoop(p.start, p.rate, total, (at) =>
+      send(anyOf(p.rooms), body(at)),
+    );
+    return { sent, acked, maxLagMs };
   },
 
   acked: () => acked,
