@@ -32,7 +32,7 @@ export class TokenRevocations {
    * subscriber (LiveHub), `revoked` what else to do (close the member's open WebSockets).
    */
   async listen(
-    listen: (channel: string, handler: (payload: string) => void) => Promise<void>,
+    listen: (channel: string, handler: (payload: string) => void) => Promise<unknown>,
     revoked: (member: string, before: number) => void = () => {},
   ) {
     await listen(this.keys.revokedChannel, (payload) => {

@@ -35,8 +35,10 @@ const TAIL_BYTES = 32;
  */
 export class LiveHub {
   private readonly rooms = new Map<string, Set<LiveSubscriber>>();
-  private readonly channels = new Map<string, (payload: string) => void>();
-  private readonly followers = new Map<string, Set<(payload: string) => void>>();
+  private readonly channels = new Map<
+    string,
+    { handlers: Set<(payload: string) => void>; subscribed: Promise<unknown> }
+  >();
   /** Rooms whose SUBSCRIBE Redis has not confirmed yet. */
   private readonly confirmed = new Map<string, Promise<void>>();
   private readonly prefix: string;
@@ -63,39 +65,39 @@ export class LiveHub {
     });
   }
 
-  /** Non-room channels (receipts, membership) on the same subscriber connection. */
-  async listen(channel: string, handler: (payload: string) => void): Promise<void> {
-    this.channels.set(channel, handler);
-    await this.sub.subscribe(channel);
-  }
-
   /**
-   * Calls `handler` with what is published on a member's channel (`joined` events) until the
-   * returned function is called; several followers of one member share the subscription.
+   * Calls `handler` with what is published on a non-room channel (receipts, membership, a
+   * member's events) until the returned function is called. Resolves once Redis confirmed
+   * the subscription; handlers of one channel share it.
    */
-  async followMember(
-    member: string,
-    handler: (payload: string) => void,
-  ): Promise<() => Promise<void>> {
-    const channel = this.keys.memberChannel(member);
-    let set = this.followers.get(channel);
-    if (!set) {
-      set = new Set();
-      this.followers.set(channel, set);
-      this.channels.set(channel, (payload) => {
-        for (const h of this.followers.get(channel) ?? []) h(payload);
+  async listen(channel: string, handler: (payload: string) => void): Promise<() => Promise<void>> {
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      const subscribed = this.sub.subscribe(channel);
+      entry = { handlers: new Set(), subscribed };
+      this.channels.set(channel, entry);
+      const failed = entry;
+      // A failed subscription is not kept: the next listen() tries again.
+      subscribed.catch(() => {
+        if (this.channels.get(channel) === failed) this.channels.delete(channel);
       });
-      await this.sub.subscribe(channel);
     }
-    set.add(handler);
+    const listening = entry;
+    listening.handlers.add(handler);
+    await listening.subscribed;
     return async () => {
-      if (!set.delete(handler) || set.size > 0) return;
-      this.followers.delete(channel);
+      if (!listening.handlers.delete(handler) || listening.handlers.size > 0) return;
+      if (this.channels.get(channel) !== listening) return;
       this.channels.delete(channel);
       await this.sub
         .unsubscribe(channel)
-        .catch((err) => this.log.warn({ err, member }, 'unsubscribe failed'));
+        .catch((err) => this.log.warn({ err, channel }, 'unsubscribe failed'));
     };
+  }
+
+  /** A member's channel (`joined` events), as listen(). */
+  followMember(member: string, handler: (payload: string) => void): Promise<() => Promise<void>> {
+    return this.listen(this.keys.memberChannel(member), handler);
   }
 
   /** Resolves once Redis confirmed the subscription, so nothing published after it is missed. */
@@ -161,7 +163,10 @@ export class LiveHub {
         );
       return;
     }
-    this.channels.get(channel)?.(payload.toString());
+    const handlers = this.channels.get(channel)?.handlers;
+    if (!handlers) return;
+    const text = payload.toString();
+    for (const h of handlers) h(text);
   }
 
   private resyncAll(): void {
