@@ -19,7 +19,7 @@ import { assertMayRead } from '../rooms/access.ts';
 import { RoomSettings, type RoomsStore } from '../rooms/store.ts';
 import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
-import { intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
+import { assertReachable, intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
 import { problemResponse, toProblem } from './problem.ts';
 
 export interface HistoryReader {
@@ -177,13 +177,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     admin(c);
     const room = roomParam(c);
     const member = memberParam(c);
-    const prefix = member.slice(0, member.indexOf(':'));
-    const known = options.memberPrefixes;
-    if (known && !known.includes(prefix))
-      throw new ValidationError(
-        `member: no channel delivers to "${prefix}:" members (known: ${known.map((k) => `${k}:`).join(', ')})`,
-        'member',
-      );
+    assertReachable(member, options.memberPrefixes, 'member');
     const added = await rooms.addMember(room, member);
     return c.json({ room, member }, added ? 201 : 200);
   });

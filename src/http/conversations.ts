@@ -9,7 +9,7 @@ import type { ConversationPage } from '../rooms/conversations.ts';
 import type { Room, RoomsStore } from '../rooms/store.ts';
 import type { AppEnv } from './app.ts';
 import type { Principal } from './auth.ts';
-import { intQuery, readerOf, readJson, roomParam } from './params.ts';
+import { assertReachable, intQuery, readerOf, readJson, roomParam } from './params.ts';
 
 /** What the conversation routes need of the read markers and the member's list of rooms. */
 export interface ConversationReader {
@@ -86,10 +86,7 @@ export function conversationRoutes(app: Hono<AppEnv>, deps: ConversationDeps): v
         `members: at most ${options.maxCreatedMembers} members in a room you start, you included`,
         'members',
       );
-    const known = options.memberPrefixes;
-    const unreachable = members.find((m) => known && !known.includes(m.slice(0, m.indexOf(':'))));
-    if (unreachable !== undefined)
-      throw new ValidationError(`members: no channel delivers to ${unreachable}`, 'members');
+    for (const m of members) assertReachable(m, options.memberPrefixes, 'members');
     if (body.body !== undefined && body.body.length > options.maxBodyChars)
       throw new ValidationError(`body: longer than ${options.maxBodyChars} characters`, 'body');
     await deps.creationLimit(creator);

@@ -61,3 +61,20 @@ export function readerOf(principal: Principal): { member?: string | undefined; a
     ? { admin: true }
     : { member: principal.member, admin: principal.kind === 'dev' };
 }
+
+/**
+ * Refuses a member id whose prefix no delivery channel reaches (`known`: the prefixes some
+ * channel owns; undefined: any), naming `field` and the prefixes there are.
+ */
+export function assertReachable(
+  member: string,
+  known: readonly string[] | undefined,
+  field: string,
+): void {
+  const prefix = member.slice(0, member.indexOf(':'));
+  if (!known || known.includes(prefix)) return;
+  throw new ValidationError(
+    `${field}: no channel delivers to "${prefix}:" members (known: ${known.map((k) => `${k}:`).join(', ')})`,
+    field,
+  );
+}
