@@ -74,7 +74,7 @@ export class PublishRateLimiter {
     this.metrics.rateLimited.inc({ limit });
     const rate = perSecond >= 1 ? `${perSecond}/s` : `${Math.round(perSecond * 3600)}/hour`;
     throw new RateLimitedError(
-      `${client} is over its ${limit.replace('_', ' ')} rate (${rate}, bursts of ${burst}); retry in ${retryAfterMs} ms`,
+      `${client} is over its ${limit.replaceAll('_', ' ')} rate (${rate}, bursts of ${burst}); retry in ${retryAfterMs} ms`,
       retryAfterMs,
     );
   }

@@ -4,7 +4,7 @@ import type { Config } from '../config.ts';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded.ts';
-import { CLUSTER_OPTIONS, isCluster, type RedisClient, seedUrls } from './client.ts';
+import { CLUSTER_OPTIONS, type RedisClient, seedUrls } from './client.ts';
 import { defineScripts } from './scripts.ts';
 import { BlockingWait } from './streams.ts';
 import { WakeWait } from './stream-wakes.ts';
@@ -48,10 +48,6 @@ export class RedisConnections {
     private readonly log: Logger,
   ) {
     this.url = config.redisUrl;
-  }
-
-  get cluster(): boolean {
-    return isCluster(this.redis);
   }
 
   async start(): Promise<void> {

@@ -7,8 +7,10 @@ import type { RedisClient } from './client.ts';
  * to the stream may SPUBLISH to it (publish-envelope, commit-message, promote-retries).
  */
 export function wakeChannel(stream: string): string {
-  return `${stream}:wake`;
+  return `${stream}${WAKE}`;
 }
+
+const WAKE = ':wake';
 
 /**
  * Waits for new entries of streams on a Redis Cluster, where one XREAD over streams of
@@ -34,7 +36,7 @@ export class WakeWait {
     private readonly commands: RedisClient,
   ) {
     subscriber.on('smessage', (channel: string) => {
-      const followed = this.followed.get(channel.slice(0, -':wake'.length));
+      const followed = this.followed.get(channel.slice(0, -WAKE.length));
       if (!followed) return;
       followed.announced = true;
       this.wake?.();
