@@ -95,7 +95,9 @@ export class Conversations {
     const byPartition = new Map<number, string[]>();
     for (const id of ids) {
       const p = keys.partitionOf(id);
-      byPartition.set(p, [...(byPartition.get(p) ?? []), id]);
+      const group = byPartition.get(p);
+      if (group) group.push(id);
+      else byPartition.set(p, [id]);
     }
     const groups = [...byPartition];
     const replies = await Promise.all(
