@@ -346,9 +346,13 @@ describe('OutboxRunner (SMS channel)', () => {
       (n) => n === 0,
     );
     expect(client.sent.map((m) => m.body)).toEqual(['the next one']);
-    expect(await metrics.registry.metrics()).toMatch(
-      /threshold_dead_letters_total\{reason="sms_error"\} 1/,
+    // Counted once the dead-lettered job is settled, so a moment after the outbox empties.
+    const counted = await eventually(
+      'the dead letter counted',
+      () => metrics.registry.metrics(),
+      (text) => /threshold_dead_letters_total\{reason="sms_error"\}/.test(text),
     );
+    expect(counted).toMatch(/threshold_dead_letters_total\{reason="sms_error"\} 1/);
   });
 
   it('release(p): queued jobs stay pending for the next owner and the send in flight is settled first', async () => {
