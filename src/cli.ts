@@ -1,3 +1,4 @@
+import { KEYS_USAGE, runKeys } from './auth/key-command.ts';
 import { fileDefaults, loadConfig, settings } from './config.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
@@ -15,7 +16,7 @@ Commands:
               consecutive ports from --port; other flags go to every node; Ctrl-C stops all.
               --redis-cluster M (3 to 9) starts a local Redis Cluster of M masters instead
               of the redis-server, under <data-dir>/redis-cluster
-  settings    list every setting with its default, environment variable and flag
+${KEYS_USAGE}  settings    list every setting with its default, environment variable and flag
   help        show this text
 
 --config FILE (or THRESHOLD_CONFIG=FILE) reads settings from a JSON file over config/default.json;
@@ -29,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
       return runNode(rest);
     case 'cluster':
       return runCluster(rest);
+    case 'keys':
+      return runKeys(rest);
     case 'settings':
       printSettings();
       return 0;

@@ -13,6 +13,7 @@ import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
 import { mountAccounts, PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
+import { mountKeys } from './http/key-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
@@ -237,6 +238,7 @@ export async function startNode(
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
     mountAccounts(app, accounts);
+    mountKeys(app, accounts);
     const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -337,7 +339,10 @@ export async function startNode(
     await hub.listen(keys.nodeChannel(nodeId), (payload) =>
       receipts.deliver(JSON.parse(payload) as Receipt),
     );
-    await accounts.revocations.listen(hub.listen.bind(hub), (m, t) => ws.closeMember(m, t));
+    await accounts.listen(hub.listen.bind(hub), {
+      member: (m, t) => ws.closeMember(m, t),
+      key: (id) => ws.closeKey(id),
+    });
     await hub.listen(keys.meshChannel, (payload) => {
       const event = JSON.parse(payload) as MeshEvent;
       if (event.node !== nodeId) {

@@ -42,6 +42,21 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: 'api keys',
+    statements: [
+      // The secret is kept as its SHA-256 only: it is 256 random bits, so no slow hash is needed.
+      `CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        scopes text[] NOT NULL,
+        secret_hash text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz
+      )`,
+    ],
+  },
 ];
 
 /** Any constant will do, as long as nothing else in the database uses it as an advisory lock. */

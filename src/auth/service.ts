@@ -8,6 +8,7 @@ import type { RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 import { hourlyLimiter } from '../ingress/rate-limit.ts';
 import { Accounts, storedSecret } from './accounts.ts';
+import { ApiKeys } from './api-keys.ts';
 import { type AuthDatabase, openAuthDatabase } from './database.ts';
 import { migrate } from './migrations.ts';
 import { PhoneNumbers } from './phones.ts';
@@ -94,12 +95,29 @@ export function createAuthService(
   const revocations = new TokenRevocations(deps.redis, deps.keys, {
     keepMs: Math.round(config.auth.tokenTtlHours * 3_600_000),
   });
+  const keyRevoked = deps.keys.keyRevokedChannel;
+  const apiKeys = new ApiKeys(db, (id) => deps.redis.publish(keyRevoked, id));
   return {
     name: 'auth database',
     accounts,
     revocations,
-    /** What the token check needs: the secret, and who logged out everywhere. */
-    tokens: { jwtSecret, revocations },
+    apiKeys,
+    /** What the token check needs: the secret, who logged out everywhere, the API keys. */
+    tokens: { jwtSecret, revocations, apiKeys },
+    /**
+     * Hears revocations from every node (`listen`: the node's subscriber): logout-all and
+     * revoked keys are forgotten at once, and `close` shuts their open WebSockets.
+     */
+    async listen(
+      listen: (channel: string, handler: (payload: string) => void) => Promise<unknown>,
+      close: { member(member: string, before: number): void; key(id: string): void },
+    ) {
+      await revocations.listen(listen, close.member);
+      await listen(keyRevoked, (id) => {
+        apiKeys.forget(id);
+        close.key(id);
+      });
+    },
     db,
     /** A Postgres is opened and migrated at start: a wrong URL stops the node there. */
     async start() {

@@ -74,6 +74,7 @@ const PublishBody = z
   })
   .strict();
 
+const PUBLISH_PATH = /^\/v1\/rooms\/[^/]+\/messages$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 const MAX_HISTORY_PAGE = 1000;
 
@@ -125,7 +126,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const token =
       bearer(c.req.header('authorization')) ??
       (c.req.path === '/v1/ws' ? c.req.query('token') : undefined);
-    c.set('principal', await auth.principal(token, c.req.query('member')));
+    const principal = await auth.principal(token, c.req.query('member'));
+    if (
+      principal.kind === 'publisher' &&
+      !(c.req.method === 'POST' && PUBLISH_PATH.test(c.req.path))
+    )
+      throw new ForbiddenError(
+        'this API key only publishes (POST /v1/rooms/:room/messages); other routes take an admin key',
+      );
+    c.set('principal', principal);
     await next();
   });
   app.use(
@@ -209,6 +218,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         'Idempotency-Key',
       );
     }
+    if (principal.kind === 'publisher' && !principal.rooms.includes(room))
+      throw new ForbiddenError(
+        `this API key may not publish to room ${room} (its scopes: ${principal.rooms.map((r) => `publish:${r}`).join(', ')})`,
+      );
     const sender = senderFor(principal, body.sender);
     const wait = ['1', 'true'].includes(c.req.query('wait') ?? '');
     const accepted = await ingress.submit(
@@ -220,7 +233,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         body: body.body,
         media: body.media,
         clientKey: key,
-        rateLimited: principal.kind === 'admin' ? undefined : principal.member,
+        rateLimited: rateLimitedAs(principal),
       },
       wait,
     );
@@ -337,7 +350,18 @@ function channelStatus(hash: Record<string, string>): { channels?: Record<string
   return Object.keys(channels).length > 0 ? { channels } : {};
 }
 
+/** Whose publish rate a message counts against: a member's, a publish key's; not the admin's. */
+function rateLimitedAs(principal: Principal): string | undefined {
+  if (principal.kind === 'publisher') return `key:${principal.key}`;
+  return principal.kind === 'admin' ? undefined : principal.member;
+}
+
 function senderFor(principal: Principal, requested: string | undefined): Sender {
+  if (principal.kind === 'publisher') {
+    if (requested !== undefined && requested !== principal.name)
+      throw new ForbiddenError(`sender: this API key publishes as ${principal.name}`);
+    return { kind: 'service', id: principal.name };
+  }
   if (principal.kind === 'member') {
     if (requested !== undefined && requested !== principal.member) {
       throw new ForbiddenError('sender: a client may only publish as itself');

@@ -3,6 +3,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { ForbiddenError } from '../errors.ts';
 import type { AppEnv } from './app.ts';
+import { memberOf } from './auth.ts';
 import { readJson } from './params.ts';
 
 /** Routes anyone may call: they are how a client gets its first token. */
@@ -46,8 +47,7 @@ export function mountAccounts(app: Hono<AppEnv>, deps: AccountRoutesDeps): void 
   });
 
   app.post('/v1/auth/logout-all', async (c) => {
-    const principal = c.get('principal');
-    const member = principal.kind === 'admin' ? undefined : principal.member;
+    const member = memberOf(c.get('principal'));
     if (!member) throw new ForbiddenError("logout-all belongs to a member: use the member's token");
     const before = await deps.revocations.revokeAll(member);
     return c.json({ member, revokedBefore: before });

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { verify } from 'hono/jwt';
 import { ForbiddenError, UnauthorizedError } from '../errors.ts';
+import { type Grant, isApiKey } from '../auth/api-keys.ts';
 import { MEMBER_ID } from '../funnel/envelope.ts';
 
 export interface AuthOptions {
@@ -11,10 +12,15 @@ export interface AuthOptions {
   devMode: boolean;
   /** Logout-all: a member's tokens issued before this time (ms) are void. */
   revocations?: { revokedBefore(member: string): Promise<number | undefined> } | undefined;
+  /** API keys (`thr_…`): what a key grants, undefined when unknown or revoked. */
+  apiKeys?: { check(key: string): Promise<Grant | undefined> } | undefined;
 }
 
 export type Principal =
-  | { kind: 'admin' }
+  /** The admin token, or an API key with the `admin` scope (`key` is its id). */
+  | { kind: 'admin'; key?: string }
+  /** An API key with `publish:<room>` scopes: publishes to those rooms, as the service `name`. */
+  | { kind: 'publisher'; key: string; name: string; rooms: readonly string[] }
   /** Open development mode: acts as admin, or as the member it names. */
   | { kind: 'dev'; member?: string | undefined }
   | { kind: 'member'; member: string };
@@ -43,6 +49,13 @@ export class Auth {
     // Compare digests so the comparison takes the same time whatever the token's length.
     if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest))
       return { kind: 'admin' };
+    if (isApiKey(token)) {
+      const grant = await this.options.apiKeys?.check(token);
+      if (!grant) throw new UnauthorizedError('invalid API key: unknown or revoked');
+      return grant.scope === 'admin'
+        ? { kind: 'admin', key: grant.key }
+        : { kind: 'publisher', key: grant.key, name: grant.name, rooms: grant.rooms };
+    }
     const { jwtSecret } = this.options;
     const secret = typeof jwtSecret === 'string' ? jwtSecret : await jwtSecret();
     if (!secret) throw new UnauthorizedError('invalid token');
@@ -67,12 +80,17 @@ export class Auth {
   }
 }
 
+/** The member a principal acts as: a client token's, or the one open development mode names. */
+export function memberOf(p: Principal): string | undefined {
+  return p.kind === 'member' || p.kind === 'dev' ? p.member : undefined;
+}
+
 export function isAdmin(p: Principal): boolean {
   return p.kind === 'admin' || p.kind === 'dev';
 }
 
 export function requireAdmin(p: Principal): void {
-  if (!isAdmin(p)) throw new ForbiddenError('this route takes the admin token');
+  if (!isAdmin(p)) throw new ForbiddenError('this route takes the admin token or an admin key');
 }
 
 /** The bearer token of an Authorization header, if any. */

@@ -8,7 +8,7 @@ import { assertMayRead } from '../rooms/access.ts';
 import type { ConversationPage } from '../rooms/conversations.ts';
 import type { Room, RoomsStore } from '../rooms/store.ts';
 import type { AppEnv } from './app.ts';
-import type { Principal } from './auth.ts';
+import { memberOf, type Principal } from './auth.ts';
 import { assertReachable, intQuery, readerOf, readJson, roomParam } from './params.ts';
 
 /** What the conversation routes need of the read markers and the member's list of rooms. */
@@ -117,7 +117,7 @@ export function conversationRoutes(app: Hono<AppEnv>, deps: ConversationDeps): v
   });
 
   app.get('/v1/me/rooms', async (c) => {
-    const member = memberOf(c.get('principal'), 'GET /v1/me/rooms');
+    const member = actingMember(c.get('principal'), 'GET /v1/me/rooms');
     const limit = intQuery(c, 'limit', 20, 1, MAX_LIST_PAGE);
     const after = c.req.query('after') || undefined;
     return c.json(await conversations.list(member, limit, after));
@@ -125,7 +125,7 @@ export function conversationRoutes(app: Hono<AppEnv>, deps: ConversationDeps): v
 
   app.put('/v1/rooms/:room/read', async (c) => {
     const room = roomParam(c);
-    const member = memberOf(c.get('principal'), 'a read marker');
+    const member = actingMember(c.get('principal'), 'a read marker');
     const { seq } = await readJson(c, ReadBody);
     return c.json({ room, member, seq: await conversations.markRead(room, member, seq) });
   });
@@ -138,7 +138,8 @@ export function conversationRoutes(app: Hono<AppEnv>, deps: ConversationDeps): v
 }
 
 /** The member a request acts as; the admin token has no rooms or markers of its own. */
-function memberOf(principal: Principal, what: string): string {
-  if (principal.kind !== 'admin' && principal.member) return principal.member;
+function actingMember(principal: Principal, what: string): string {
+  const member = memberOf(principal);
+  if (member) return member;
   throw new ForbiddenError(`${what} belongs to a member: use a member's token`);
 }

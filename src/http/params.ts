@@ -2,7 +2,7 @@ import type { Context } from 'hono';
 import type { z } from 'zod';
 import { ValidationError } from '../errors.ts';
 import { RecipientId, RoomId } from '../funnel/envelope.ts';
-import type { Principal } from './auth.ts';
+import { isAdmin, memberOf, type Principal } from './auth.ts';
 
 /** A path parameter checked against its schema; a bad one is a 400 naming it. */
 function param(c: Context, name: 'room' | 'member', schema: z.ZodType<string>): string {
@@ -57,9 +57,8 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
 
 /** The reader a principal is for assertMayRead: the admin, or the member it acts as. */
 export function readerOf(principal: Principal): { member?: string | undefined; admin: boolean } {
-  return principal.kind === 'admin'
-    ? { admin: true }
-    : { member: principal.member, admin: principal.kind === 'dev' };
+  // A publish-only key never gets this far (the /v1 middleware stops it): it reads nothing.
+  return { member: memberOf(principal), admin: isAdmin(principal) };
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Context, Hono } from 'hono';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { ConnectionLimitError, ForbiddenError, ValidationError } from '../errors.ts';
 import type { AppEnv } from './app.ts';
+import { memberOf } from './auth.ts';
 import { ConnectionLimits } from './connection-limits.ts';
 import { corkedSocket } from './corked-socket.ts';
 import { CLOSE } from './websocket-frames.ts';
@@ -37,6 +38,8 @@ export interface WebSocketEndpoint {
   closeAll(): void;
   /** Closes (4001) the member's connections opened before `before` (ms): logout-all. */
   closeMember(member: string, before: number): void;
+  /** Closes (4001) the connections opened with an API key that was revoked. */
+  closeKey(key: string): void;
   /** Drops the connections that did not finish closing. */
   terminateAll(): void;
   stop(): void;
@@ -58,7 +61,13 @@ export function mountWebSocket(
 
   const sockets = new Map<
     WebSocket,
-    { session: WebSocketSession; alive: boolean; member?: string | undefined; openedAt: number }
+    {
+      session: WebSocketSession;
+      alive: boolean;
+      member?: string | undefined;
+      key?: string | undefined;
+      openedAt: number;
+    }
   >();
   const limits = new ConnectionLimits({
     perIp: options.maxConnectionsPerIp,
@@ -90,7 +99,8 @@ export function mountWebSocket(
       );
     }
     const principal = c.get('principal');
-    const member = principal.kind === 'admin' ? undefined : principal.member;
+    const member = memberOf(principal);
+    const key = principal.kind === 'admin' ? principal.key : undefined;
     let release: () => void;
     try {
       release = limits.acquire(getConnInfo(c).remote.address ?? '', member);
@@ -109,15 +119,15 @@ export function mountWebSocket(
       release();
       throw err;
     }
-    upgrading.set(incoming(c), { identity, release, welcome });
+    upgrading.set(incoming(c), { identity, key, release, welcome });
     return c.body(null, 200);
   });
 
   /** A handshake ws completed: its session and heartbeat (inject gives the slot back). */
-  function open(raw: WebSocket, { identity, welcome }: Admitted): void {
+  function open(raw: WebSocket, { identity, key, welcome }: Admitted): void {
     const session = new WebSocketSession(corkedSocket(raw), identity, deps, options);
     session.start(welcome);
-    sockets.set(raw, { session, alive: true, member: identity.member, openedAt: Date.now() });
+    sockets.set(raw, { session, alive: true, member: identity.member, key, openedAt: Date.now() });
     deps.metrics.wsConnections.set(sockets.size);
     raw.on('pong', () => {
       const entry = sockets.get(raw);
@@ -209,6 +219,13 @@ export function mountWebSocket(
         raw.close(CLOSE.REVOKED, 'logged out everywhere: sign in again');
       }
     },
+    closeKey(key) {
+      for (const [raw, entry] of sockets) {
+        if (entry.key !== key) continue;
+        deps.metrics.wsClosed.inc({ reason: 'revoked' });
+        raw.close(CLOSE.REVOKED, 'API key revoked');
+      }
+    },
     terminateAll() {
       for (const raw of sockets.keys()) raw.terminate();
     },
@@ -252,6 +269,8 @@ function checkHandshake(c: Context): void {
 /** An upgrade that passed every check. */
 interface Admitted {
   identity: Principal;
+  /** The API key it connected with, if any (closed when the key is revoked). */
+  key: string | undefined;
   /** Gives the connection slot back (idempotent). */
   release: () => void;
   /** The connection's first frame. */

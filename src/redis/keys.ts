@@ -99,6 +99,10 @@ export class Keys {
   memberChannel(id: string) {
     return `${this.prefix}member:${id}:live`;
   }
+  /** API key revocations, `{"key"}`: every node drops the key from its cache. */
+  get keyRevokedChannel() {
+    return `${this.prefix}auth:key-revoked`;
+  }
   /** Logout-all events, `{"member","before"}`: every node updates its cache of tokensRevoked. */
   get revokedChannel() {
     return `${this.prefix}auth:revoked`;
