@@ -10,11 +10,21 @@ export const KeyName = z
   .string()
   .regex(/^[A-Za-z0-9._@-]{1,64}$/, '1-64 characters: letters, digits and . _ @ -');
 
+/** Scopes beside `admin` and `publish:<room>`: one family of routes each (DESIGN §5). */
+export const ROUTE_SCOPES = ['tags', 'notify'] as const;
+export type RouteScope = (typeof ROUTE_SCOPES)[number];
+
 export const Scope = z
   .string()
-  .refine((s) => s === 'admin' || (s.startsWith('publish:') && ROOM_ID.test(s.slice(8))), {
-    message: 'expected "admin" or "publish:<room id>"',
-  });
+  .refine(
+    (s) =>
+      s === 'admin' ||
+      (ROUTE_SCOPES as readonly string[]).includes(s) ||
+      (s.startsWith('publish:') && ROOM_ID.test(s.slice(8))),
+    {
+      message: `expected "admin", ${ROUTE_SCOPES.map((s) => `"${s}"`).join(', ')} or "publish:<room id>"`,
+    },
+  );
 
 export const NewKey = z
   .object({
@@ -29,10 +39,17 @@ export const NewKey = z
   })
   .strict();
 
-/** What a key may do: everything the admin token may, or publish to the rooms it names. */
+/** What a key may do: everything the admin token may, or what its scopes name. */
 export type Grant =
   | { scope: 'admin'; key: string; name: string }
-  | { scope: 'publish'; key: string; name: string; rooms: readonly string[] };
+  | {
+      scope: 'scoped';
+      key: string;
+      name: string;
+      /** The rooms of its `publish:<room>` scopes. */
+      rooms: readonly string[];
+      routes: readonly RouteScope[];
+    };
 
 export interface KeyRecord {
   id: string;
@@ -149,7 +166,8 @@ const COLUMNS = `id, name, scopes, created_at AS "createdAt", revoked_at AS "rev
 function grantOf(key: string, row: { name: string; scopes: string[] }): Grant {
   if (row.scopes.includes('admin')) return { scope: 'admin', key, name: row.name };
   const rooms = row.scopes.filter((s) => s.startsWith('publish:')).map((s) => s.slice(8));
-  return { scope: 'publish', key, name: row.name, rooms };
+  const routes = ROUTE_SCOPES.filter((s) => row.scopes.includes(s));
+  return { scope: 'scoped', key, name: row.name, rooms, routes };
 }
 
 function sha256(s: string): Buffer {

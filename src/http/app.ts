@@ -74,7 +74,6 @@ const PublishBody = z
   })
   .strict();
 
-const PUBLISH_PATH = /^\/v1\/rooms\/[^/]+\/messages$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 const MAX_HISTORY_PAGE = 1000;
 
@@ -127,13 +126,6 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       bearer(c.req.header('authorization')) ??
       (c.req.path === '/v1/ws' ? c.req.query('token') : undefined);
     const principal = await auth.principal(token, c.req.query('member'));
-    if (
-      principal.kind === 'publisher' &&
-      !(c.req.method === 'POST' && PUBLISH_PATH.test(c.req.path))
-    )
-      throw new ForbiddenError(
-        'this API key only publishes (POST /v1/rooms/:room/messages); other routes take an admin key',
-      );
     c.set('principal', principal);
     await next();
   });
@@ -218,9 +210,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         'Idempotency-Key',
       );
     }
-    if (principal.kind === 'publisher' && !principal.rooms.includes(room))
+    if (principal.kind === 'key' && !principal.rooms.includes(room))
       throw new ForbiddenError(
-        `this API key may not publish to room ${room} (its scopes: ${principal.rooms.map((r) => `publish:${r}`).join(', ')})`,
+        `this API key may not publish to room ${room} (its publish scopes: ${principal.rooms.map((r) => `publish:${r}`).join(', ') || 'none'})`,
       );
     const sender = senderFor(principal, body.sender);
     const wait = ['1', 'true'].includes(c.req.query('wait') ?? '');
@@ -352,12 +344,12 @@ function channelStatus(hash: Record<string, string>): { channels?: Record<string
 
 /** Whose publish rate a message counts against: a member's, a publish key's; not the admin's. */
 function rateLimitedAs(principal: Principal): string | undefined {
-  if (principal.kind === 'publisher') return `key:${principal.key}`;
+  if (principal.kind === 'key') return `key:${principal.key}`;
   return principal.kind === 'admin' ? undefined : principal.member;
 }
 
 function senderFor(principal: Principal, requested: string | undefined): Sender {
-  if (principal.kind === 'publisher') {
+  if (principal.kind === 'key') {
     if (requested !== undefined && requested !== principal.name)
       throw new ForbiddenError(`sender: this API key publishes as ${principal.name}`);
     return { kind: 'service', id: principal.name };

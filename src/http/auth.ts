@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { verify } from 'hono/jwt';
 import { ForbiddenError, UnauthorizedError } from '../errors.ts';
-import { type Grant, isApiKey } from '../auth/api-keys.ts';
+import { type Grant, isApiKey, type RouteScope } from '../auth/api-keys.ts';
 import { MEMBER_ID } from '../funnel/envelope.ts';
 
 export interface AuthOptions {
@@ -19,8 +19,17 @@ export interface AuthOptions {
 export type Principal =
   /** The admin token, or an API key with the `admin` scope (`key` is its id). */
   | { kind: 'admin'; key?: string }
-  /** An API key with `publish:<room>` scopes: publishes to those rooms, as the service `name`. */
-  | { kind: 'publisher'; key: string; name: string; rooms: readonly string[] }
+  /**
+   * An API key with scopes other than admin: publishes to the rooms of its `publish:<room>`
+   * scopes (as the service `name`), and reaches the routes of its route scopes (`tags`…).
+   */
+  | {
+      kind: 'key';
+      key: string;
+      name: string;
+      rooms: readonly string[];
+      routes: readonly RouteScope[];
+    }
   /** Open development mode: acts as admin, or as the member it names. */
   | { kind: 'dev'; member?: string | undefined }
   | { kind: 'member'; member: string };
@@ -54,7 +63,13 @@ export class Auth {
       if (!grant) throw new UnauthorizedError('invalid API key: unknown or revoked');
       return grant.scope === 'admin'
         ? { kind: 'admin', key: grant.key }
-        : { kind: 'publisher', key: grant.key, name: grant.name, rooms: grant.rooms };
+        : {
+            kind: 'key',
+            key: grant.key,
+            name: grant.name,
+            rooms: grant.rooms,
+            routes: grant.routes,
+          };
     }
     const { jwtSecret } = this.options;
     const secret = typeof jwtSecret === 'string' ? jwtSecret : await jwtSecret();
@@ -91,6 +106,14 @@ export function isAdmin(p: Principal): boolean {
 
 export function requireAdmin(p: Principal): void {
   if (!isAdmin(p)) throw new ForbiddenError('this route takes the admin token or an admin key');
+}
+
+/** The admin, or a key with the scope of these routes (`tags`, `notify`). */
+export function requireScope(p: Principal, scope: RouteScope): void {
+  if (isAdmin(p) || (p.kind === 'key' && p.routes.includes(scope))) return;
+  throw new ForbiddenError(
+    `this route takes the admin token or an API key with the ${scope} scope`,
+  );
 }
 
 /** The bearer token of an Authorization header, if any. */

@@ -99,6 +99,8 @@ export function mountWebSocket(
       );
     }
     const principal = c.get('principal');
+    if (principal.kind === 'key')
+      throw new ForbiddenError('an API key opens a WebSocket only with the admin scope');
     const member = memberOf(principal);
     const key = principal.kind === 'admin' ? principal.key : undefined;
     let release: () => void;

@@ -106,9 +106,11 @@ describe.each([
       ['POST', '/v1/rooms'],
       ['GET', '/v1/rooms/alerts/messages'],
       ['GET', '/v1/keys'],
-      ['GET', '/v1/ws'],
+      ['GET', '/v1/me/rooms'],
     ] as const)
       expect((await billing(method, path, method === 'GET' ? undefined : {})).status).toBe(403);
+    const socket = await connect(node.wsUrl, key).catch((err: unknown) => err);
+    expect((socket as UpgradeRefusedError).status).toBe(403);
   });
 
   it('refuses bad key requests with a clear 400 and members with 403', async () => {
@@ -119,7 +121,9 @@ describe.each([
       return ((await res.json()) as { detail: string }).detail;
     };
     expect(await bad({ name: 'x', scopes: [] })).toMatch(/^scopes:/);
-    expect(await bad({ name: 'x', scopes: ['root'] })).toContain('"admin" or "publish:<room id>"');
+    expect(await bad({ name: 'x', scopes: ['root'] })).toContain(
+      'expected "admin", "tags", "notify" or "publish:<room id>"',
+    );
     expect(await bad({ name: 'x', scopes: ['publish:Not A Room'] })).toMatch(/^scopes\.0:/);
     expect(await bad({ name: 'x', scopes: ['admin', 'publish:a'] })).toContain('alone');
     expect(await bad({ name: 'has space', scopes: ['admin'] })).toMatch(/^name:/);
@@ -130,46 +134,50 @@ describe.each([
 });
 
 describe('npx threshold keys', () => {
-  it('create --scope admin prints a key the node then takes; list shows it without the secret', async () => {
-    const dataDir = await tempDir('keys-cli');
-    const env = { PATH: process.env.PATH, HOME: process.env.HOME, THRESHOLD_DATA_DIR: dataDir };
-    const created = await run(
-      process.execPath,
-      [BIN, 'keys', 'create', '--scope', 'admin', '--name', 'bootstrap'],
-      { env },
-    );
-    const key = created.stdout.trim();
-    expect(key).toMatch(/^thr_[0-9a-z]{26}_[A-Za-z0-9_-]{43}$/);
-    expect(created.stderr).toContain('shown once');
-    const listed = await run(process.execPath, [BIN, 'keys', 'list'], { env });
-    expect(listed.stdout).toMatch(/^[0-9a-z]{26} {2}bootstrap {2}admin {2}created /);
-    expect(listed.stdout).not.toContain(key.slice(31));
+  it(
+    'create --scope admin prints a key the node then takes; list shows it without the secret',
+    { timeout: 60_000 },
+    async () => {
+      const dataDir = await tempDir('keys-cli');
+      const env = { PATH: process.env.PATH, HOME: process.env.HOME, THRESHOLD_DATA_DIR: dataDir };
+      const created = await run(
+        process.execPath,
+        [BIN, 'keys', 'create', '--scope', 'admin', '--name', 'bootstrap'],
+        { env },
+      );
+      const key = created.stdout.trim();
+      expect(key).toMatch(/^thr_[0-9a-z]{26}_[A-Za-z0-9_-]{43}$/);
+      expect(created.stderr).toContain('shown once');
+      const listed = await run(process.execPath, [BIN, 'keys', 'list'], { env });
+      expect(listed.stdout).toMatch(/^[0-9a-z]{26} {2}bootstrap {2}admin {2}created /);
+      expect(listed.stdout).not.toContain(key.slice(31));
 
-    // A node process on that data directory takes the key (and so opens the database).
-    const port = await freePort();
-    const node = runThreshold(['node'], {
-      ...env,
-      THRESHOLD_PORT: String(port),
-      THRESHOLD_REDIS_URL: redisUrl(),
-      THRESHOLD_KEY_PREFIX: uniquePrefix('keys-cli'),
-      THRESHOLD_PARTITIONS: '8',
-    });
-    await node.waitFor(/relay node started/);
-    const res = await fetch(`http://127.0.0.1:${port}/v1/rooms`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'bootstrapped' }),
-    });
-    expect(res.status, await res.clone().text()).toBe(201);
-    // The node now holds the embedded database: the command says how to go on.
-    const busy = await run(process.execPath, [BIN, 'keys', 'list'], { env }).catch(
-      (err: { code: number; stderr: string }) => err,
-    );
-    expect(busy).toMatchObject({ code: 1 });
-    expect((busy as { stderr: string }).stderr).toContain('POST /v1/keys');
-  });
+      // A node process on that data directory takes the key (and so opens the database).
+      const port = await freePort();
+      const node = runThreshold(['node'], {
+        ...env,
+        THRESHOLD_PORT: String(port),
+        THRESHOLD_REDIS_URL: redisUrl(),
+        THRESHOLD_KEY_PREFIX: uniquePrefix('keys-cli'),
+        THRESHOLD_PARTITIONS: '8',
+      });
+      await node.waitFor(/relay node started/);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/rooms`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'bootstrapped' }),
+      });
+      expect(res.status, await res.clone().text()).toBe(201);
+      // The node now holds the embedded database: the command says how to go on.
+      const busy = await run(process.execPath, [BIN, 'keys', 'list'], { env }).catch(
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(busy).toMatchObject({ code: 1 });
+      expect((busy as { stderr: string }).stderr).toContain('POST /v1/keys');
+    },
+  );
 
-  it('refuses a create without a scope, and a bad one', async () => {
+  it('refuses a create without a scope, and a bad one', { timeout: 60_000 }, async () => {
     const env = { PATH: process.env.PATH, THRESHOLD_DATA_DIR: await tempDir('keys-cli') };
     for (const args of [[], ['--scope', 'root']]) {
       const failed = await run(process.execPath, [BIN, 'keys', 'create', ...args], { env }).catch(
