@@ -7,8 +7,10 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 import { hourlyLimiter } from '../ingress/rate-limit.ts';
+import { ConflictError } from '../errors.ts';
 import { Accounts, storedSecret } from './accounts.ts';
 import { type AuthDatabase, openAuthDatabase } from './database.ts';
+import { Invites } from './invites.ts';
 import { migrate } from './migrations.ts';
 import { PhoneNumbers } from './phones.ts';
 import { TokenRevocations } from './revocations.ts';
@@ -23,6 +25,13 @@ export interface AuthServiceDeps {
   log: Logger;
   /** The node's SMS client (`smsClientFor`); `dev` set when it is development mode's. */
   sms: { client: CodeSender | undefined; dev?: unknown };
+  /** Where an accepted invite's room is made (the rooms store). */
+  rooms: {
+    create(room: { id: string }): Promise<unknown>;
+    addMember(room: string, member: string): Promise<unknown>;
+  };
+  /** Frames for a member's WebSockets on any node (MemberNotices). */
+  notices: { notify(member: string, frame: string): Promise<void> };
 }
 
 type CodeSender = { send(sms: { to: string; from: string; body: string }): Promise<unknown> };
@@ -30,10 +39,10 @@ type CodeSender = { send(sms: { to: string; from: string; body: string }): Promi
 /**
  * The accounts side of a node: the auth database (opened at start with a Postgres URL; the
  * embedded one when first needed, so a node nobody signs in to never starts it), the
- * accounts, logout-all, and the JWT secret when the config has none.
+ * accounts, invites and connections, logout-all, and the JWT secret when the config has none.
  */
 export function createAuthService(
-  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'jwtSecret' | 'auth'>,
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'jwtSecret' | 'auth' | 'invites'>,
   deps: AuthServiceDeps,
 ) {
   const { log, metrics } = deps;
@@ -72,14 +81,16 @@ export function createAuthService(
   const from = config.auth.smsFrom || (deps.sms.dev ? DEV_SMS_FROM : '');
   const perAddress = hourlyLimiter(deps, 'auth_start', config.auth.startsPerAddressPerHour);
   const total = hourlyLimiter(deps, 'auth_start_total', config.auth.startsPerHour);
+  const phones = new PhoneNumbers({
+    defaultRegion: config.auth.defaultRegion,
+    allowedCountries: list(config.auth.allowedCountries),
+  });
+  const sms = from ? deps.sms.client : undefined;
   const accounts = new Accounts(
     {
       db,
-      phones: new PhoneNumbers({
-        defaultRegion: config.auth.defaultRegion,
-        allowedCountries: list(config.auth.allowedCountries),
-      }),
-      sms: from ? deps.sms.client : undefined,
+      phones,
+      sms,
       secret: typeof jwtSecret === 'string' ? async () => jwtSecret : jwtSecret,
       limits: {
         perAddress: (address) => perAddress.take(address || 'unknown'),
@@ -91,12 +102,38 @@ export function createAuthService(
     },
     { smsFrom: from, tokenTtlMs: config.auth.tokenTtlHours * 3_600_000 },
   );
+  const invitesPerMember = hourlyLimiter(deps, 'invite', config.invites.perHour);
+  const invites = new Invites(
+    {
+      db,
+      phones,
+      sms,
+      rooms: {
+        // The room id comes from the invite: a retried accept finds its room and finishes it.
+        async openPair(room, members) {
+          await deps.rooms.create({ id: room }).catch((err: unknown) => {
+            if (!(err instanceof ConflictError)) throw err;
+          });
+          for (const m of members) await deps.rooms.addMember(room, m);
+        },
+      },
+      notices: deps.notices,
+      limit: (member) => invitesPerMember.take(member),
+      log,
+    },
+    {
+      smsFrom: from,
+      linkUrl: config.invites.linkUrl,
+      maxConnections: config.invites.maxConnections,
+    },
+  );
   const revocations = new TokenRevocations(deps.redis, deps.keys, {
     keepMs: Math.round(config.auth.tokenTtlHours * 3_600_000),
   });
   return {
     name: 'auth database',
     accounts,
+    invites,
     revocations,
     /** What the token check needs: the secret, and who logged out everywhere. */
     tokens: { jwtSecret, revocations },

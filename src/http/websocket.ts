@@ -37,6 +37,8 @@ export interface WebSocketEndpoint {
   closeAll(): void;
   /** Closes (4001) the member's connections opened before `before` (ms): logout-all. */
   closeMember(member: string, before: number): void;
+  /** Sends `frame` (JSON text) to each of the member's connections on this node. */
+  notifyMember(member: string, frame: string): void;
   /** Drops the connections that did not finish closing. */
   terminateAll(): void;
   stop(): void;
@@ -208,6 +210,9 @@ export function mountWebSocket(
         deps.metrics.wsClosed.inc({ reason: 'revoked' });
         raw.close(CLOSE.REVOKED, 'logged out everywhere: sign in again');
       }
+    },
+    notifyMember(member, frame) {
+      for (const entry of sockets.values()) if (entry.member === member) entry.session.push(frame);
     },
     terminateAll() {
       for (const raw of sockets.keys()) raw.terminate();

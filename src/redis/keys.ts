@@ -99,6 +99,13 @@ export class Keys {
   memberChannel(id: string) {
     return `${this.prefix}member:${id}:live`;
   }
+  /**
+   * Frames for one member's WebSockets on whichever node they are (`{"member","frame"}`):
+   * invites now, notifications later. One channel every node follows, not one per member.
+   */
+  get memberNotices() {
+    return `${this.prefix}member:notices`;
+  }
   /** Logout-all events, `{"member","before"}`: every node updates its cache of tokensRevoked. */
   get revokedChannel() {
     return `${this.prefix}auth:revoked`;
