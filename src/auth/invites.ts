@@ -103,10 +103,10 @@ export class Invites {
           `SELECT id FROM invites WHERE inviter = $1 AND invitee = $2 AND state = 'pending'`,
           [inviter, userId],
         );
-      const [mine] = await pending();
-      if (mine) return { id: mine.id, created: false, verified: false };
-      await this.assertRoom(tx, inviter, 'your');
       const verified = state === 'verified';
+      const [mine] = await pending();
+      if (mine) return { id: mine.id, created: false, verified };
+      await this.assertRoom(tx, inviter, 'your');
       if (!verified && !(deps.sms && this.options.smsFrom))
         throw new UnavailableError(
           'this node cannot send SMS (no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, or no auth.smsFrom): a phone without an account cannot be invited',
