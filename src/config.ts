@@ -194,6 +194,19 @@ const ConfigSchema = z.object({
       .positive()
       .max(24 * 3650),
   }),
+  /** Invites and connections (DESIGN §5). */
+  invites: z.object({
+    /** The link texted to an invitee without an account; `{id}` becomes the invite id. */
+    linkUrl: z
+      .string()
+      .min(1)
+      .max(500)
+      .refine((v) => v.includes('{id}'), { message: 'expected a link with {id} in it' }),
+    /** Connections a member may have; inviting or accepting beyond it is 409. */
+    maxConnections: z.coerce.number().int().min(1).max(1_000_000),
+    /** Invites a member may send per hour, over every node (0: no limit). */
+    perHour: z.coerce.number().min(0).max(1_000_000),
+  }),
   /** Plug-ins (DESIGN §7), by name; lists, so set in a config file only. */
   channels: pluginList('channels'),
   sources: pluginList('sources'),

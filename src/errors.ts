@@ -66,9 +66,10 @@ export class NotFoundError extends ThresholdError {
   }
 }
 
+/** 409; `code` names the conflict when a client may act on it (`already_connected`). */
 export class ConflictError extends ThresholdError {
-  constructor(message: string) {
-    super('conflict', 409, message);
+  constructor(message: string, code = 'conflict') {
+    super(code, 409, message);
     this.name = 'ConflictError';
   }
 }

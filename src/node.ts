@@ -2,6 +2,7 @@ import { createAuthService } from './auth/service.ts';
 import { type Config, isLoopback, list } from './config.ts';
 import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
 import { LiveHub } from './delivery/live-hub.ts';
+import { MemberNotices } from './delivery/member-notices.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
@@ -12,8 +13,8 @@ import { Funnel, prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
-import { mountAccounts, PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
-import { mountKeys } from './http/key-routes.ts';
+import { PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
+import { mountIdentity } from './http/identity-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
@@ -171,7 +172,8 @@ export async function startNode(
 
     let http: HttpServer | undefined;
     let sources: SourceRunner | undefined;
-    const accounts = createAuthService(config, { redis, keys, metrics, log, sms });
+    const notices = new MemberNotices(redis, keys);
+    const accounts = createAuthService(config, { redis, keys, metrics, log, sms, rooms, notices });
     services.adopt(accounts);
     await accounts.start();
     const auth = new Auth({ adminToken: config.adminToken, devMode, ...accounts.tokens });
@@ -237,8 +239,7 @@ export async function startNode(
       },
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
-    mountAccounts(app, accounts);
-    mountKeys(app, accounts);
+    mountIdentity(app, accounts);
     const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -339,10 +340,8 @@ export async function startNode(
     await hub.listen(keys.nodeChannel(nodeId), (payload) =>
       receipts.deliver(JSON.parse(payload) as Receipt),
     );
-    await accounts.listen(hub.listen.bind(hub), {
-      member: (m, t) => ws.closeMember(m, t),
-      key: (id) => ws.closeKey(id),
-    });
+    await accounts.listen(hub.listen.bind(hub), ws);
+    await notices.listen(hub.listen.bind(hub), (m, frame) => ws.notifyMember(m, frame));
     await hub.listen(keys.meshChannel, (payload) => {
       const event = JSON.parse(payload) as MeshEvent;
       if (event.node !== nodeId) {

@@ -57,6 +57,41 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 3,
+    name: 'invites and connections',
+    statements: [
+      // The invitee is always a user: one without an account gets a pending row, so verifying
+      // that phone later keeps the id and the invite simply becomes one they received.
+      `CREATE TABLE invites (
+        id text PRIMARY KEY,
+        inviter text NOT NULL,
+        invitee text NOT NULL REFERENCES users (id),
+        first text,
+        last text,
+        state text NOT NULL DEFAULT 'pending'
+          CHECK (state IN ('pending', 'accepted', 'rejected', 'cancelled')),
+        seen_at timestamptz,
+        cleared_at timestamptz,
+        room text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE INDEX invites_by_inviter ON invites (inviter, created_at DESC)`,
+      `CREATE INDEX invites_by_invitee ON invites (invitee, created_at DESC)`,
+      // At most one pending invite from one member to another: two at once insert one.
+      `CREATE UNIQUE INDEX invites_one_pending ON invites (inviter, invitee) WHERE state = 'pending'`,
+      // Two rows per connection, one from each side, so "my connections" is one index range.
+      `CREATE TABLE connections (
+        member text NOT NULL,
+        peer text NOT NULL,
+        room text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (member, peer)
+      )`,
+      `CREATE INDEX connections_by_time ON connections (member, created_at DESC)`,
+    ],
+  },
 ];
 
 /** Any constant will do, as long as nothing else in the database uses it as an advisory lock. */

@@ -25,7 +25,9 @@ export interface AccountRoutesDeps {
 }
 
 // No control characters in names: they end up in texts and on other people's screens.
-const Name = z.string().regex(/^[^\p{Cc}]{1,100}$/u, '1-100 characters, no control characters');
+export const Name = z
+  .string()
+  .regex(/^[^\p{Cc}]{1,100}$/u, '1-100 characters, no control characters');
 
 const StartBody = z
   .object({ phone: z.string().min(1).max(40), first: Name.optional(), last: Name.optional() })

@@ -261,6 +261,11 @@ export class WebSocketSession implements LiveSubscriber {
     if (this.subs.has(room)) this.send(frame);
   }
 
+  /** A frame for the member outside any room (member notices), under the same buffer cap. */
+  push(frame: string): void {
+    this.send(frame);
+  }
+
   resync(room: string): void {
     const sub = this.subs.get(room);
     if (sub && !sub.syncing) void this.catchUp(room, sub);

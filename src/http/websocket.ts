@@ -40,6 +40,8 @@ export interface WebSocketEndpoint {
   closeMember(member: string, before: number): void;
   /** Closes (4001) the connections opened with an API key that was revoked. */
   closeKey(key: string): void;
+  /** Sends `frame` (JSON text) to each of the member's connections on this node. */
+  notifyMember(member: string, frame: string): void;
   /** Drops the connections that did not finish closing. */
   terminateAll(): void;
   stop(): void;
@@ -227,6 +229,9 @@ export function mountWebSocket(
         deps.metrics.wsClosed.inc({ reason: 'revoked' });
         raw.close(CLOSE.REVOKED, 'API key revoked');
       }
+    },
+    notifyMember(member, frame) {
+      for (const entry of sockets.values()) if (entry.member === member) entry.session.push(frame);
     },
     terminateAll() {
       for (const raw of sockets.keys()) raw.terminate();

@@ -125,7 +125,7 @@ export class Metrics {
   });
   readonly rateLimited = new Counter({
     name: 'threshold_rate_limited_total',
-    help: 'Requests refused by a rate limit, by limit (publish: rateLimit.publishPerSecond per member over every node; ws_frame: ws.framesPerSecond per connection, frames dropped; room_create: rooms.createPerHour per member; auth_start, auth_start_total: auth.startsPerAddressPerHour per address, auth.startsPerHour in all)',
+    help: 'Requests refused by a rate limit, by limit (publish: rateLimit.publishPerSecond per member over every node; ws_frame: ws.framesPerSecond per connection, frames dropped; room_create: rooms.createPerHour per member; auth_start, auth_start_total: auth.startsPerAddressPerHour per address, auth.startsPerHour in all; invite: invites.perHour per member)',
     labelNames: ['limit'] as const,
     registers: [this.registry],
   });

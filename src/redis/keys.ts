@@ -103,6 +103,13 @@ export class Keys {
   get keyRevokedChannel() {
     return `${this.prefix}auth:key-revoked`;
   }
+  /**
+   * Frames for one member's WebSockets on whichever node they are (`{"member","frame"}`):
+   * invites now, notifications later. One channel every node follows, not one per member.
+   */
+  get memberNotices() {
+    return `${this.prefix}member:notices`;
+  }
   /** Logout-all events, `{"member","before"}`: every node updates its cache of tokensRevoked. */
   get revokedChannel() {
     return `${this.prefix}auth:revoked`;

@@ -202,6 +202,66 @@ describe('README', () => {
     expect((await node.exited).code).toBe(0);
   });
 
+  it('Invites and connections work as written, in open development mode', async () => {
+    const lines = readmeLines('## Invites and connections');
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const curls = lines
+      .filter((l) => l.startsWith('curl '))
+      .map((l) => l.replaceAll('localhost:8080', `127.0.0.1:${port}`));
+    expect(curls).toHaveLength(4);
+    const node = await startNode('readme-invites', port);
+    /** Sign-up as the Accounts section shows it, the code read from the dev outbox. */
+    const signUp = async (phone: string, first: string, last: string) => {
+      const json = { 'content-type': 'application/json' };
+      const start = { phone, first, last };
+      await fetch(`${base}/v1/auth/phone/start`, {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify(start),
+      });
+      const { texts } = (await (await fetch(`${base}/v1/dev/outbox`)).json()) as {
+        texts: { to: string; body: string }[];
+      };
+      const code = /\d{6}/.exec(texts.filter((t) => t.to === phone).at(-1)?.body ?? '')?.[0];
+      const verified = await fetch(`${base}/v1/auth/phone/verify`, {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ phone, code }),
+      });
+      return (await verified.json()) as { token: string; member: string };
+    };
+    const ada = await signUp('+12015550123', 'Ada', 'Lovelace');
+    const bob = await signUp('+12015550188', 'Bob', 'Babbage');
+    const env = `ADA='${ada.token}' BOB='${bob.token}'; `;
+    const [invite, received, accept, connections] = curls as [string, string, string, string];
+
+    const sent = JSON.parse(await shell(env + invite)) as Record<string, unknown>;
+    expect(sent).toMatchObject({
+      state: 'pending',
+      inviter: ada.member,
+      inviterName: 'Ada Lovelace',
+      invitee: bob.member,
+      first: 'Bob',
+      phone: '+12015550188',
+    });
+    const id = sent.id as string;
+    expect(JSON.parse(await shell(env + received))).toMatchObject({
+      role: 'received',
+      invites: [{ id, state: 'pending', inviter: ada.member }],
+    });
+    expect(JSON.parse(await shell(env + accept.replace('01kby…', id)))).toMatchObject({
+      id,
+      state: 'accepted',
+      room: `c-${id}`,
+    });
+    expect(JSON.parse(await shell(env + connections))).toEqual({
+      connections: [{ member: bob.member, room: `c-${id}`, since: expect.any(Number) }],
+    });
+    node.child.kill('SIGTERM');
+    expect((await node.exited).code).toBe(0);
+  });
+
   it('SMS development mode: texting a room and reading the outbox work as written, with no Twilio account', async () => {
     const lines = readmeLines('### Try it without a Twilio account');
     const port = await freePort();
