@@ -7,9 +7,8 @@ import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
-import { SMS_MAX_BODY_CHARS } from './delivery/sms-plan.ts';
 import { ConfigError } from './errors.ts';
-import { Funnel, prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
+import { prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
@@ -20,12 +19,11 @@ import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
 import { mountWebSocket } from './http/websocket.ts';
 import { defaultNodeId } from './ids.ts';
-import { Ingress } from './ingress/ingress.ts';
-import { hourlyLimiter, PublishRateLimiter } from './ingress/rate-limit.ts';
+import { createIngress } from './ingress/create-ingress.ts';
+import { hourlyLimiter } from './ingress/rate-limit.ts';
 import { SmsInbound } from './ingress/sms-inbound.ts';
 import { SourceRunner } from './ingress/source-runner.ts';
 import { loadSources, publisherFor } from './ingress/sources.ts';
-import { createValidators, RoomValidators } from './ingress/validators.ts';
 import { createLogger, type Logger } from './log.ts';
 import { ClusterView } from './mesh/cluster-view.ts';
 import { Coordinator } from './mesh/coordinator.ts';
@@ -86,30 +84,12 @@ export async function startNode(
     const history = new History(redis, keys);
     const rooms = new RedisRoomsStore(redis, keys);
     const members = new MemberSettingsStore(redis, keys);
-    const replicaWait = { replicas: config.redisReplicaWait, timeoutMs: config.redisReplicaWaitMs };
-    const funnel = new Funnel(conns.funnelWrites, keys, {
-      maxLength: config.mesh.maxFunnelLength,
-      maxSmsBodyChars: SMS_MAX_BODY_CHARS,
-      replicaWait,
+    const { ingress, validators, replicaWait } = await createIngress(config, {
+      nodeId,
+      redis,
+      funnelWrites: conns.funnelWrites,
+      ...{ keys, receipts, rooms, metrics, log },
     });
-    const validators = await createValidators(config.validators, log);
-    const ingress = new Ingress(
-      funnel,
-      receipts,
-      metrics,
-      { nodeId, receiptTimeoutMs: config.http.waitTimeoutMs },
-      new PublishRateLimiter(
-        redis,
-        keys,
-        metrics,
-        { perSecond: config.rateLimit.publishPerSecond, burst: config.rateLimit.publishBurst },
-        log,
-      ),
-      new RoomValidators(
-        validators,
-        async (room) => (await rooms.get(room))?.settings.validators ?? [],
-      ),
-    );
     const handlers = await createHandlers(config.handlers, log);
     const sms = smsClientFor(config, log);
     let coordinator: Coordinator | undefined;
