@@ -1,8 +1,7 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/eventually.ts';
+import { receiver } from '../helpers/http-receiver.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 import { configFile, readmeExample } from '../helpers/readme-example.ts';
 
@@ -22,25 +21,6 @@ interface Received {
   body: string;
   attempt: number;
   id: string;
-}
-
-/** A local HTTP receiver that records each request and answers as `answer` says. */
-async function receiver(answer: (req: IncomingMessage, body: string) => number) {
-  const requests: { headers: IncomingMessage['headers']; body: string; status: number }[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const status = answer(req, body);
-      requests.push({ headers: req.headers, body, status });
-      res.writeHead(status).end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/`, requests };
 }
 
 describe('delivery channel plug-ins', () => {
