@@ -106,9 +106,10 @@ export function createPushChannel(ctx: ChannelContext, deps: PushChannelDeps) {
     payload: string,
     urgency: webpush.Urgency,
   ): Promise<Attempt> {
-    const origin = new URL(sub.endpoint).origin;
+    let origin: string;
     let request: webpush.RequestDetails;
     try {
+      origin = new URL(sub.endpoint).origin;
       request = webpush.generateRequestDetails(
         { endpoint: sub.endpoint, keys: { p256dh: sub.p256dh, auth: sub.auth } },
         payload,
