@@ -15,7 +15,7 @@ export const PLUGIN_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** Each plug-in family's built-in modules; any other `module` is a package or a file. */
 export const BUILT_INS = {
-  channels: ['sms', 'webhook'],
+  channels: ['sms', 'webhook', 'push'],
   sources: ['http', 'websocket', 'twilio', 'mqtt'],
   validators: ['max-length', 'deny-words'],
   handlers: ['echo'],

@@ -175,6 +175,27 @@ const ConfigSchema = z.object({
     /** How long one POST to an endpoint may take; a timeout is retried. */
     timeoutMs: ms(100),
   }),
+  /** The built-in Web Push channel (its subscriptions come from members, PUT /v1/me/push). */
+  push: z
+    .object({
+      /** VAPID key pair (base64url, as web-push prints them); both empty: generated once, kept in Redis. */
+      vapidPublicKey: z.string().regex(/^[A-Za-z0-9_-]*$/, 'expected base64url (no padding)'),
+      vapidPrivateKey: z.string().regex(/^[A-Za-z0-9_-]*$/, 'expected base64url (no padding)'),
+      /** Who push services may contact about this sender (the VAPID `sub` claim). */
+      subject: z
+        .string()
+        .regex(/^(mailto:.+|https:\/\/.+)$/, 'expected a mailto: address or an https: URL'),
+      /** How long a push service keeps a notification for a device that is offline. */
+      ttlSeconds: z.coerce.number().int().min(0).max(2_419_200),
+      /** How long one request to a push service may take; a timeout is retried. */
+      timeoutMs: ms(100),
+      /** Subscriptions (browsers, devices) one member may register. */
+      maxSubscriptionsPerMember: z.coerce.number().int().min(1).max(1000),
+    })
+    .refine((p) => !p.vapidPublicKey === !p.vapidPrivateKey, {
+      message: 'set both push.vapidPublicKey and push.vapidPrivateKey, or neither',
+      path: ['vapidPrivateKey'],
+    }),
   /** Accounts: sign-up and sign-in by a code texted to a phone (DESIGN §5). */
   auth: z.object({
     /** ISO 3166 region of phones typed without a country code. */

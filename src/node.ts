@@ -14,6 +14,7 @@ import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
 import { PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
 import { mountIdentity } from './http/identity-routes.ts';
+import { mountPush, PUBLIC_PUSH_PATHS } from './http/push-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
@@ -39,6 +40,7 @@ import { conversationOptions } from './http/conversations.ts';
 import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
+import { warnAtStart } from './start-warnings.ts';
 
 export const VERSION = '0.1.0';
 
@@ -194,7 +196,7 @@ export async function startNode(
         maxBodyBytes: config.http.maxBodyBytes,
         maxBodyChars: config.http.maxBodyChars,
         memberPrefixes: outbox.memberPrefixes,
-        publicPaths: PUBLIC_AUTH_PATHS,
+        publicPaths: [...PUBLIC_AUTH_PATHS, ...PUBLIC_PUSH_PATHS],
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
       },
     });
@@ -220,6 +222,7 @@ export async function startNode(
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
     mountIdentity(app, accounts);
+    mountPush(app, outbox.push);
     const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -341,24 +344,7 @@ export async function startNode(
     );
     await services.start();
 
-    if (devMode)
-      log.warn(
-        'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
-      );
-    if (!sms.live && sms.dev)
-      log.warn(
-        'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts',
-      );
-    else if (!sms.live)
-      log.error(
-        { host: config.host },
-        'SMS is not sending: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN. Texts stay queued in the outbox (nothing is lost) until a node starts with both set',
-      );
-    else if (!config.publicUrl)
-      log.warn(
-        { url: publicUrl },
-        "no THRESHOLD_PUBLIC_URL: Twilio webhook signatures are checked against this node's own address, which fails behind a proxy",
-      );
+    warnAtStart(log, config, { devMode, sms, publicUrl });
     log.info(
       { url, partitions: config.partitions, owned: coordinator.ownedPartitions.length },
       'relay node started',

@@ -96,6 +96,11 @@ export interface SendOutcome extends SendResult {
 export interface RunnerChannel {
   name: string;
   prefix: string;
+  /**
+   * false: the commit never routes members to it by their prefix (the push channel's is
+   * `user`, the live path's); only jobs that name it (`ch`) reach it. Default true.
+   */
+  routed?: boolean;
   send(
     job: ChannelJob & { fields: Readonly<Record<string, string | undefined>> },
   ): Promise<SendOutcome>;

@@ -4,19 +4,22 @@ import { loadPlugin } from '../plugins.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ChannelContext, ChannelFactory, DeliveryChannel, RunnerChannel } from './channel.ts';
+import { createPushChannel } from './channels/push.ts';
 import { createSmsChannel } from './channels/sms.ts';
 import { createWebhookChannel } from './channels/webhook.ts';
 import type { MemberSettingsStore } from './member-settings.ts';
+import type { PushSubscriptions, VapidKeys } from './push-subscriptions.ts';
 import { retryPolicy } from './retry-policy.ts';
 import type { SmsClient } from './sms-client.ts';
 import type { WebhookEndpoints } from './webhook-endpoints.ts';
 
 export interface ChannelDeps {
-  config: Pick<Config, 'sms' | 'outbox' | 'webhooks' | 'publicUrl' | 'rooms'>;
+  config: Pick<Config, 'sms' | 'outbox' | 'webhooks' | 'push' | 'publicUrl' | 'rooms'>;
   /** Twilio, or development mode's logger; undefined: no SMS channel on this node (texts wait). */
   smsClient: SmsClient | undefined;
   members: MemberSettingsStore;
   webhooks: WebhookEndpoints;
+  push: { subscriptions: PushSubscriptions; vapid: VapidKeys };
   metrics: Metrics;
   log: Logger;
   signal: AbortSignal;
@@ -38,6 +41,7 @@ export function runnerDefaults(
 const DEFAULTS: ChannelSetting[] = [
   { name: 'sms', module: 'sms', options: {} },
   { name: 'webhook', module: 'webhook', options: {} },
+  { name: 'push', module: 'push', options: {} },
 ];
 
 /**
@@ -55,6 +59,8 @@ export async function createChannels(
   for (const setting of all) {
     const channel = await createChannel(setting, deps);
     if (!channel) continue;
+    channels.set(setting.name, channel);
+    if (channel.routed === false) continue;
     const owner = prefixes.get(channel.prefix);
     if (owner)
       throw new ConfigError(
@@ -62,7 +68,6 @@ export async function createChannels(
         `channel ${setting.name} wants the member-id prefix "${channel.prefix}:", which channel ${owner} has`,
       );
     prefixes.set(channel.prefix, setting.name);
-    channels.set(setting.name, channel);
   }
   return channels;
 }
@@ -104,6 +109,12 @@ async function createChannel(
       const timeoutMs = config.webhooks.timeoutMs;
       const channel = createWebhookChannel(ctx, { endpoints: deps.webhooks, timeoutMs });
       return { ...defaults, sendTimeoutMs: timeoutMs, ...plain(channel, channel.prefix) };
+    }
+    case 'push': {
+      const { subject, ttlSeconds, timeoutMs } = config.push;
+      const channel = createPushChannel(ctx, { ...deps.push, subject, ttlSeconds, timeoutMs });
+      // Jobs name it; `user:` members stay on the live path at commit.
+      return { ...defaults, sendTimeoutMs: timeoutMs, routed: false, ...channel };
     }
     default: {
       const { channel, prefix } = await load(setting, ctx);

@@ -18,6 +18,7 @@ import { SENDERS_GROUP } from './outbox-job.ts';
 import { OutboxLedger } from './outbox-ledger.ts';
 import { OutboxRunner } from './outbox-runner.ts';
 import { DevSmsClient, type SmsClient, TwilioSmsClient } from './sms-client.ts';
+import { PushSubscriptions, vapidKeys } from './push-subscriptions.ts';
 import { SmsPlanner } from './sms-plan.ts';
 import { WebhookEndpoints } from './webhook-endpoints.ts';
 
@@ -69,12 +70,17 @@ export interface OutboxDeps {
  */
 export async function createOutbox({ config, redis, keys, log, ...deps }: OutboxDeps) {
   const webhooks = new WebhookEndpoints(redis, keys);
+  const push = {
+    subscriptions: new PushSubscriptions(redis, keys, config.push.maxSubscriptionsPerMember),
+    vapid: await vapidKeys(redis, keys, config.push),
+  };
   const stopping = new AbortController();
   const channels: Map<string, RunnerChannel> = await createChannels(config.channels, {
     config,
     smsClient: deps.smsClient,
     members: deps.members,
     webhooks,
+    push,
     metrics: deps.metrics,
     log,
     signal: stopping.signal,
@@ -82,7 +88,9 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
   // Texts are committed to the outbox even on a node that cannot send them (no Twilio).
   const routes = new Map([
     ['phone', 'sms'],
-    ...[...channels.values()].map((c): [string, string] => [c.prefix, c.name]),
+    ...[...channels.values()]
+      .filter((c) => c.routed !== false)
+      .map((c): [string, string] => [c.prefix, c.name]),
   ]);
   const memberPrefixes = ['user', ...routes.keys()];
   const planners: ChannelPlanner[] = [new SmsPlanner(redis, keys, deps.members)];
@@ -140,6 +148,8 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     memberPrefixes,
     planner,
     webhooks,
+    /** Members' push subscriptions and the VAPID key pair (the push routes). */
+    push,
     runner,
     reader,
     start: () => reader.start(),

@@ -31,6 +31,8 @@ export const Code = {
   STALE: -9,
   /** A state the script does not know. */
   UNKNOWN_STATE: -10,
+  /** At its size limit (a member's push subscriptions): nothing written. */
+  FULL: -11,
 } as const;
 
 export type Code = (typeof Code)[keyof typeof Code];

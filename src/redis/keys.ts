@@ -70,6 +70,16 @@ export class Keys {
     return `${this.prefix}webhook:${name}`;
   }
 
+  /** A member's Web Push subscriptions (hash: endpoint → JSON keys): one key, any slot. */
+  pushSubscriptions(member: string) {
+    return `${this.prefix}member:${member}:push`;
+  }
+
+  /** The VAPID key pair every node signs push requests with (JSON), when not configured. */
+  get pushVapid() {
+    return `${this.prefix}push:vapid`;
+  }
+
   /** A client's publish rate limit (GCRA state), shared by every node. */
   rateLimit(member: string) {
     return `${this.prefix}rl:${member}`;

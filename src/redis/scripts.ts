@@ -100,6 +100,13 @@ declare module 'ioredis' {
       roomPrefix: string,
       ...rooms: string[]
     ): Result<(string | number | null)[], Context>;
+    /** lua/add-subscription-1.lua */
+    addSubscription(
+      subscriptions: string,
+      endpoint: string,
+      value: string,
+      max: number,
+    ): Result<1 | 2 | -11, Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,
