@@ -40,6 +40,9 @@ import { conversationOptions } from './http/conversations.ts';
 import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
+import { warnOfModes } from './start-warnings.ts';
+import { mountTags, TAG_UPLOAD_PATH } from './http/tag-routes.ts';
+import { TagStore } from './notify/tags.ts';
 
 export const VERSION = '0.1.0';
 
@@ -213,6 +216,7 @@ export async function startNode(
         maxBodyChars: config.http.maxBodyChars,
         memberPrefixes: outbox.memberPrefixes,
         publicPaths: PUBLIC_AUTH_PATHS,
+        largeBodies: [{ path: TAG_UPLOAD_PATH, maxBytes: config.tags.maxUploadBytes }],
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
       },
     });
@@ -239,6 +243,8 @@ export async function startNode(
     mountWebhooks(app, { endpoints: outbox.webhooks });
     mountAccounts(app, accounts);
     mountKeys(app, accounts);
+    const tagDeps = { memberPrefixes: outbox.memberPrefixes, options: config.tags };
+    mountTags(app, { tags: new TagStore(redis, keys), ...tagDeps });
     const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
@@ -362,24 +368,8 @@ export async function startNode(
     );
     await services.start();
 
-    if (devMode)
-      log.warn(
-        'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
-      );
-    if (!sms.live && sms.dev)
-      log.warn(
-        'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts',
-      );
-    else if (!sms.live)
-      log.error(
-        { host: config.host },
-        'SMS is not sending: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN. Texts stay queued in the outbox (nothing is lost) until a node starts with both set',
-      );
-    else if (!config.publicUrl)
-      log.warn(
-        { url: publicUrl },
-        "no THRESHOLD_PUBLIC_URL: Twilio webhook signatures are checked against this node's own address, which fails behind a proxy",
-      );
+    const modes = { devMode, sms, host: config.host, configuredPublicUrl: config.publicUrl };
+    warnOfModes(log, { ...modes, publicUrl });
     log.info(
       { url, partitions: config.partitions, owned: coordinator.ownedPartitions.length },
       'relay node started',
