@@ -64,7 +64,10 @@ describe('tags', () => {
     const first = await (await node.admin('GET', '/v1/tags?limit=1')).json();
     expect(first).toEqual({ tags: [{ tag: 'ops.oncall', members: 1 }], next: 'ops.oncall' });
     const second = await (await node.admin('GET', '/v1/tags?limit=1&cursor=ops.oncall')).json();
-    expect(second.tags).toEqual([{ tag: 'staff', members: 2 }]);
+    // A full page: its last name is the cursor, and the page after it is empty.
+    expect(second).toEqual({ tags: [{ tag: 'staff', members: 2 }], next: 'staff' });
+    const third = await (await node.admin('GET', '/v1/tags?limit=1&cursor=staff')).json();
+    expect(third).toEqual({ tags: [], next: null });
 
     expect(await (await node.admin('GET', '/v1/tags/staff/members')).json()).toEqual({
       tag: 'staff',
@@ -77,9 +80,10 @@ describe('tags', () => {
     // The last member goes: so does the tag.
     expect((await node.admin('DELETE', '/v1/tags/ops.oncall/members/user:bob')).status).toBe(204);
     await problem(await node.admin('GET', '/v1/tags/ops.oncall/members'), 404);
-    expect((await (await node.admin('GET', '/v1/tags')).json()).tags).toEqual([
-      { tag: 'staff', members: 1 },
-    ]);
+    expect(await (await node.admin('GET', '/v1/tags')).json()).toEqual({
+      tags: [{ tag: 'staff', members: 1 }],
+      next: null,
+    });
 
     expect((await node.admin('DELETE', '/v1/tags/staff')).status).toBe(204);
     expect(await problem(await node.admin('DELETE', '/v1/tags/staff'), 404)).toBe(
