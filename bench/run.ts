@@ -51,6 +51,8 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     systems: { type: 'string' },
     redis: { type: 'string', default: 'standalone' },
+    /** The expansion workload's `all` (default 100,000; `muted` is a tenth of it). */
+    'expansion-members': { type: 'string' },
   },
 });
 if (!['standalone', 'cluster', 'both'].includes(args.redis ?? ''))
@@ -64,7 +66,11 @@ if (args.profile) process.env.THRESHOLD_BENCH_PROFILE_DIR = args.profile;
  * not stand for the whole bench (README).
  */
 const partial = Boolean(
-  args.only || args.systems || args.profile || !redisModes.includes('standalone'),
+  args.only ||
+  args.systems ||
+  args.profile ||
+  args['expansion-members'] ||
+  !redisModes.includes('standalone'),
 );
 
 // Ctrl-C or a kill: exit through 'exit', where every child started is killed (processes.ts);
@@ -149,7 +155,7 @@ const conversations: ConversationsWorkload = {
 const idle = { settleMs: 5000, measureMs: 30_000 };
 /** Tag expansion (Threshold's streaming merge vs the naive way): `all - muted`, 100,000 − 10,000. */
 const expansion: ExpansionWorkload = {
-  members: 100_000,
+  members: Number(args['expansion-members'] ?? 100_000),
   mutedEvery: 10,
   pageSize: 1000,
   runs: quick ? 3 : 5,

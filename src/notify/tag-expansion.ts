@@ -43,17 +43,8 @@ export async function* expand(
   store: Pick<TagReader, 'range'>,
   options: ExpandOptions = {},
 ): AsyncGenerator<string[]> {
-  const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-  const root = cursorOf(ast, store, pageSize);
-  let page: string[] = [];
-  while (root.buffered || (await root.fill())) {
-    page.push(root.take());
-    if (page.length === pageSize) {
-      yield page;
-      page = [];
-    }
-  }
-  if (page.length > 0) yield page;
+  // Every stream below yields pages of at most pageSize, none empty: the root's are the answer.
+  yield* pagesOf(ast, store, options.pageSize ?? DEFAULT_PAGE_SIZE);
 }
 
 /** Counts the members an expression names, streaming as `expand` does. */
@@ -110,12 +101,16 @@ class Cursor {
   }
 }
 
-function cursorOf(node: TagExpression, store: Pick<TagReader, 'range'>, size: number): Cursor {
-  if (node.kind === 'tag') return new Cursor(readTag(store, node.name, size));
-  const left = cursorOf(node.left, store, size);
-  const right = cursorOf(node.right, store, size);
+function pagesOf(
+  node: TagExpression,
+  store: Pick<TagReader, 'range'>,
+  size: number,
+): AsyncGenerator<string[]> {
+  if (node.kind === 'tag') return readTag(store, node.name, size);
+  const left = new Cursor(pagesOf(node.left, store, size));
+  const right = new Cursor(pagesOf(node.right, store, size));
   const combine = node.op === '+' ? union : node.op === '&' ? intersection : difference;
-  return new Cursor(combine(left, right, size));
+  return combine(left, right, size);
 }
 
 /** A tag's members a page at a time, the next page requested while this one is merged. */
