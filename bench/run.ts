@@ -29,6 +29,7 @@ import { CLUSTER_MASTERS, type RedisMode, REDIS_SETTINGS } from './systems/redis
 import { SYSTEM_LABELS, type SystemName } from './systems/targets.ts';
 import { runConnections } from './workloads/connections.ts';
 import { type ConversationsWorkload, runConversations } from './workloads/conversations.ts';
+import { type ExpansionWorkload, renderExpansion, runExpansion } from './workloads/expansion.ts';
 import { type IdleRun, runIdle } from './workloads/idle.ts';
 import { runIngress } from './workloads/ingress.ts';
 import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.ts';
@@ -50,6 +51,8 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     systems: { type: 'string' },
     redis: { type: 'string', default: 'standalone' },
+    /** The expansion workload's `all` (default 100,000; `muted` is a tenth of it). */
+    'expansion-members': { type: 'string' },
   },
 });
 if (!['standalone', 'cluster', 'both'].includes(args.redis ?? ''))
@@ -63,7 +66,11 @@ if (args.profile) process.env.THRESHOLD_BENCH_PROFILE_DIR = args.profile;
  * not stand for the whole bench (README).
  */
 const partial = Boolean(
-  args.only || args.systems || args.profile || !redisModes.includes('standalone'),
+  args.only ||
+  args.systems ||
+  args.profile ||
+  args['expansion-members'] ||
+  !redisModes.includes('standalone'),
 );
 
 // Ctrl-C or a kill: exit through 'exit', where every child started is killed (processes.ts);
@@ -146,6 +153,13 @@ const conversations: ConversationsWorkload = {
 };
 // 30 s of CPU from /proc in either mode, after 5 s for the node to settle once it holds every partition.
 const idle = { settleMs: 5000, measureMs: 30_000 };
+/** Tag expansion (Threshold's streaming merge vs the naive way): `all - muted`, 100,000 − 10,000. */
+const expansion: ExpansionWorkload = {
+  members: Number(args['expansion-members'] ?? 100_000),
+  mutedEvery: 10,
+  pageSize: 1000,
+  runs: quick ? 3 : 5,
+};
 
 /**
  * The room workloads, system by system: each run starts the system once for both (fan-out,
@@ -271,6 +285,10 @@ async function bench(): Promise<Results> {
           () => runConversations(conversations, log),
         )
       : undefined,
+    expansion: wanted('expansion')
+      ? (log('Expansion: all - muted, streaming vs naive'),
+        await runExpansion(expansion, log, redisModes[0]))
+      : undefined,
   };
   return {
     date: new Date().toISOString(),
@@ -295,6 +313,7 @@ async function bench(): Promise<Results> {
       sms,
       idle,
       conversations,
+      expansion,
       redis: redisModes,
     },
     ...figures,
@@ -355,6 +374,10 @@ if (args.readme) {
     log(convs);
     log('');
     log(renderMachine(results));
+  }
+  if (results.expansion) {
+    log('');
+    log(renderExpansion(results.expansion));
   }
   if (results.goals.length > 0) {
     log('');

@@ -96,6 +96,22 @@ const ConfigSchema = z.object({
     maxCreatedMembers: z.coerce.number().int().min(2).max(10_000),
     createPerHour: z.coerce.number().min(0).max(1_000_000),
   }),
+  /** Tags and tag expressions (src/notify/, README "Tags"). */
+  tags: z.object({
+    /** Ids, add and remove together, one delta upload may carry. */
+    maxUpload: z.coerce.number().int().min(1).max(1_000_000),
+    /** Body bytes of a delta upload (POST /v1/tags/:tag/members); other routes: http.maxBodyBytes. */
+    maxUploadBytes: z.coerce
+      .number()
+      .int()
+      .min(256)
+      .max(256 * 1024 * 1024),
+    maxExpressionLength: z.coerce.number().int().min(1).max(100_000),
+    /** Tags one expression may name (each use counts); FCM caps conditions at 5, we do not. */
+    maxExpressionTags: z.coerce.number().int().min(1).max(10_000),
+    /** Members read from a tag per round trip while an expression is expanded. */
+    expandPageSize: z.coerce.number().int().min(1).max(100_000),
+  }),
   http: z.object({
     maxBodyBytes: z.coerce
       .number()

@@ -41,6 +41,8 @@ import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
 import { warnAtStart } from './start-warnings.ts';
+import { mountTags, TAG_UPLOAD_PATH } from './http/tag-routes.ts';
+import { TagStore } from './notify/tags.ts';
 
 export const VERSION = '0.1.0';
 
@@ -197,6 +199,7 @@ export async function startNode(
         maxBodyChars: config.http.maxBodyChars,
         memberPrefixes: outbox.memberPrefixes,
         publicPaths: [...PUBLIC_AUTH_PATHS, ...PUBLIC_PUSH_PATHS],
+        largeBodies: [{ path: TAG_UPLOAD_PATH, maxBytes: config.tags.maxUploadBytes }],
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
       },
     });
@@ -223,6 +226,8 @@ export async function startNode(
     mountWebhooks(app, { endpoints: outbox.webhooks });
     mountIdentity(app, accounts);
     mountPush(app, outbox.push);
+    const tagDeps = { memberPrefixes: outbox.memberPrefixes, options: config.tags };
+    mountTags(app, { tags: new TagStore(redis, keys), ...tagDeps });
     const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,

@@ -5,6 +5,7 @@
 import type { Machine } from './machine.ts';
 import type { ConnectionsRun } from '../workloads/connections.ts';
 import type { ConversationsRun } from '../workloads/conversations.ts';
+import type { ExpansionRun } from '../workloads/expansion.ts';
 import type { IdleRun } from '../workloads/idle.ts';
 import type { IngressRun } from '../workloads/ingress.ts';
 import type { RoomsRun } from '../workloads/rooms.ts';
@@ -63,6 +64,8 @@ export interface Results {
   idle?: Partial<Record<RedisMode, IdleRun>> | undefined;
   /** Conversations (Threshold only): member lists, read markers, commit cost by room size. */
   conversations?: ConversationsRun | undefined;
+  /** Tag expansion (Threshold's streaming merge vs the naive way, side by side). */
+  expansion?: ExpansionRun | undefined;
   goals: Goal[];
 }
 

@@ -44,6 +44,8 @@ export interface AppDeps {
     maxBodyChars: number;
     /** Member-id prefixes some channel reaches (`user`, `phone`, `webhook`…); others are refused. */
     memberPrefixes?: readonly string[];
+    /** Routes whose bodies may be larger than maxBodyBytes (tag uploads: TAG_UPLOAD_PATH). */
+    largeBodies?: readonly { path: RegExp; maxBytes: number }[];
     /** Routes under /v1 that take no credentials (sign-in: PUBLIC_AUTH_PATHS). */
     publicPaths?: readonly string[];
     /** The configured validators and handlers a room's settings may name. */
@@ -129,14 +131,20 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set('principal', principal);
     await next();
   });
-  app.use(
-    '/v1/*',
+  const limitTo = (maxSize: number) =>
     bodyLimit({
-      maxSize: options.maxBodyBytes,
+      maxSize,
       onError: () => {
-        throw new PayloadTooLargeError(options.maxBodyBytes);
+        throw new PayloadTooLargeError(maxSize);
       },
-    }),
+    });
+  const limit = limitTo(options.maxBodyBytes);
+  const larger = (options.largeBodies ?? []).map(({ path, maxBytes }) => ({
+    path,
+    limit: limitTo(maxBytes),
+  }));
+  app.use('/v1/*', (c, next) =>
+    (larger.find(({ path }) => path.test(c.req.path))?.limit ?? limit)(c, next),
   );
 
   const admin = (c: Context<AppEnv>) => requireAdmin(c.get('principal'));

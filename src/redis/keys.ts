@@ -79,6 +79,14 @@ export class Keys {
   get pushVapid() {
     return `${this.prefix}push:vapid`;
   }
+  /** Every tag with members (zset, score 0: ordered by name); the listing, not the truth. */
+  get tags() {
+    return `${this.prefix}tags`;
+  }
+  /** A tag's members (zset, every score 0, so read in lexicographic order with BYLEX). */
+  tagMembers(tag: string) {
+    return `${this.prefix}{tag:${tag}}:members`;
+  }
 
   /** A client's publish rate limit (GCRA state), shared by every node. */
   rateLimit(member: string) {

@@ -262,6 +262,38 @@ describe('README', () => {
     expect((await node.exited).code).toBe(0);
   });
 
+  it('tags work as written: the answers are the # lines under each command', async () => {
+    const lines = readmeLines('## Tags');
+    const port = await freePort();
+    const dataDir = await tempDir('readme-tags');
+    const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
+    const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`)).trim();
+    expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
+    const node = runThreshold(['node'], {
+      THRESHOLD_PORT: String(port),
+      THRESHOLD_DATA_DIR: dataDir,
+    });
+    await node.waitFor(/relay node started/);
+    const curls = lines.flatMap((line, i) =>
+      line.startsWith('curl ')
+        ? [{ command: line, answer: lines[i + 1]?.startsWith('# {') ? lines[i + 1] : undefined }]
+        : [],
+    );
+    expect(curls).toHaveLength(9);
+    for (const { command, answer } of curls) {
+      const local = command
+        .replaceAll('localhost:8080', `127.0.0.1:${port}`)
+        .replaceAll('$TAGS', key);
+      const out = await shell(local);
+      if (answer === undefined) continue;
+      // `# {…}   (a note)`: the JSON is up to the note.
+      const json = answer.slice(2).replace(/\s+\(.*\)$/, '');
+      expect(JSON.parse(out), command).toEqual(JSON.parse(json));
+    }
+    node.child.kill('SIGTERM');
+    expect((await node.exited).code).toBe(0);
+  });
+
   it('SMS development mode: texting a room and reading the outbox work as written, with no Twilio account', async () => {
     const lines = readmeLines('### Try it without a Twilio account');
     const port = await freePort();

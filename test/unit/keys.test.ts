@@ -150,6 +150,13 @@ describe('Keys', () => {
     expect(custom.rooms).toBe('t:unit:rooms');
   });
 
+  it('gives a tag its own slot, {tag:<name>}, apart from the index of tags', () => {
+    expect(keys.tagMembers('staff')).toBe('thr:{tag:staff}:members');
+    expect(keys.tags).toBe('thr:tags');
+    expect(slotOf(keys.tagMembers('staff'))).toBe(crc16('tag:staff') % 16384);
+    expect(slotOf(keys.tagMembers('staff'))).not.toBe(slotOf(keys.tagMembers('interns')));
+  });
+
   it('uses the partition count it was built with', () => {
     const small = new Keys('thr:', 16);
     expect(small.room(room)).toBe(`thr:{p${partitionOf(room, 16)}}:room:garden`);
