@@ -6,6 +6,7 @@ import { MemberNotices } from './delivery/member-notices.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
+import { Presence } from './delivery/presence.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
 import { SMS_MAX_BODY_CHARS } from './delivery/sms-plan.ts';
 import { ConfigError } from './errors.ts';
@@ -15,6 +16,7 @@ import { createApp } from './http/app.ts';
 import { Auth } from './http/auth.ts';
 import { PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
 import { mountIdentity } from './http/identity-routes.ts';
+import { mountPresence } from './http/presence-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
@@ -41,6 +43,7 @@ import { conversationOptions } from './http/conversations.ts';
 import { History } from './rooms/history.ts';
 import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
+import { warnAtStart } from './start-warnings.ts';
 
 export const VERSION = '0.1.0';
 
@@ -240,7 +243,10 @@ export async function startNode(
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
     mountIdentity(app, accounts);
-    const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
+    const presence = new Presence(redis, keys, { nodeId }, metrics, log);
+    mountPresence(app, { rooms, presence });
+    const markers = conversations;
+    const sessionDeps = { hub, markers, history, rooms, ingress, metrics, log, presence };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
       heartbeatMs: config.ws.heartbeatMs,
@@ -306,6 +312,7 @@ export async function startNode(
           metrics.partitionsMoved.inc({ direction: 'released' }, released);
         },
         onTick: ({ live, owned }) => {
+          presence.onLive(live);
           metrics.nodesLive.set(live.length);
           metrics.partitionsOwned.set(owned);
         },
@@ -356,29 +363,15 @@ export async function startNode(
       { name: 'funnel', start: () => consumer.start(), stop: () => consumer.stop() },
       outbox,
       { name: 'mesh', start: () => coordinator?.start(), stop: () => coordinator?.stop() },
+      // Stopped before the mesh: this node's presence is cleared while it is still live.
+      presence,
       { name: 'maintenance', start: () => maintenance.start(), stop: () => maintenance.stop() },
       sources,
     );
     await services.start();
 
-    if (devMode)
-      log.warn(
-        'open development mode: no THRESHOLD_ADMIN_TOKEN or THRESHOLD_JWT_SECRET, every request is trusted (loopback only)',
-      );
-    if (!sms.live && sms.dev)
-      log.warn(
-        'SMS development mode: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, so texts are logged, not sent; POST /v1/dev/sms simulates a phone, GET /v1/dev/outbox lists the texts',
-      );
-    else if (!sms.live)
-      log.error(
-        { host: config.host },
-        'SMS is not sending: no TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN. Texts stay queued in the outbox (nothing is lost) until a node starts with both set',
-      );
-    else if (!config.publicUrl)
-      log.warn(
-        { url: publicUrl },
-        "no THRESHOLD_PUBLIC_URL: Twilio webhook signatures are checked against this node's own address, which fails behind a proxy",
-      );
+    const { host, publicUrl: configuredPublicUrl } = config;
+    warnAtStart(log, { devMode, sms, host, configuredPublicUrl, publicUrl });
     log.info(
       { url, partitions: config.partitions, owned: coordinator.ownedPartitions.length },
       'relay node started',
