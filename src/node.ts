@@ -243,7 +243,8 @@ export async function startNode(
     );
     mountWebhooks(app, { endpoints: outbox.webhooks });
     mountIdentity(app, accounts);
-    const presence = new Presence(redis, keys, { nodeId }, metrics, log);
+    const presenceOptions = { nodeId, nodeTtlMs: config.mesh.nodeTtlMs };
+    const presence = new Presence(redis, keys, presenceOptions, metrics, log);
     mountPresence(app, { rooms, presence });
     const markers = conversations;
     const sessionDeps = { hub, markers, history, rooms, ingress, metrics, log, presence };

@@ -7,6 +7,11 @@ import { within } from '../within.ts';
 export interface PresenceOptions {
   nodeId: string;
   /**
+   * The mesh's node ttl: a node silent longer than this (paused, or cut off from Redis) was
+   * dropped from the live set and swept by its peers, so it writes its members again.
+   */
+  nodeTtlMs: number;
+  /**
    * Members taken at once (SPOP) from a gone node's set: each is handled by exactly one
    * sweeping node.
    * @default 100
@@ -20,7 +25,7 @@ export interface PresenceOptions {
   stopTimeoutMs?: number;
 }
 
-export const DEFAULT_PRESENCE_OPTIONS: Required<Omit<PresenceOptions, 'nodeId'>> = {
+export const DEFAULT_PRESENCE_OPTIONS: Required<Omit<PresenceOptions, 'nodeId' | 'nodeTtlMs'>> = {
   sweepBatch: 100,
   stopTimeoutMs: 2000,
 };
@@ -52,6 +57,7 @@ export class Presence {
   private sweeping: Promise<void> = Promise.resolve();
   /** The live nodes at the coordinator's last heartbeat. */
   private live: ReadonlySet<string> | undefined;
+  private lastLive = 0;
   private stopped = false;
 
   constructor(
@@ -109,7 +115,13 @@ export class Presence {
   onLive(live: readonly string[]): void {
     const previous = this.live;
     this.live = new Set(live);
+    const silent = Date.now() - this.lastLive;
+    this.lastLive = Date.now();
     if (!previous || this.stopped) return;
+    if (silent > this.options.nodeTtlMs) {
+      this.log.warn({ silentMs: silent }, 'silent past the node ttl: writing presence again');
+      for (const member of this.local.keys()) void this.enqueue(member);
+    }
     const gone = [...previous].filter((n) => !live.includes(n) && n !== this.options.nodeId);
     if (gone.length === 0) return;
     this.sweeping = this.sweeping
@@ -188,6 +200,10 @@ export class Presence {
     if (count > 0) this.local.set(member, count);
     else this.local.delete(member);
     this.metrics.presenceMembers.set(this.local.size);
+    return this.enqueue(member);
+  }
+
+  private enqueue(member: string): Promise<void> {
     const next = (this.writes.get(member) ?? Promise.resolve()).then(() => this.write(member));
     this.writes.set(member, next);
     void next.then(() => {

@@ -136,7 +136,8 @@ describe('presence on stop, crash and restart', () => {
       await Promise.all([redis.quit(), sub.quit()]);
     });
     const log = createLogger('silent');
-    const presence = (nodeId: string) => new Presence(redis, keys, { nodeId }, new Metrics(), log);
+    const presence = (nodeId: string) =>
+      new Presence(redis, keys, { nodeId, nodeTtlMs: 3000 }, new Metrics(), log);
     await redis.sadd(keys.memberRooms('user:gil'), 'garden');
     await redis.sadd(keys.members('garden'), 'user:gil');
     const frames: string[] = [];
@@ -183,5 +184,46 @@ describe('presence on stop, crash and restart', () => {
     expect(await redis.hkeys(keys.presence('user:gil'))).toEqual([]);
     await restarted.connected('user:gil');
     expect(await redis.hget(keys.presence('user:gil'), 'reused')).toBe('1');
+  });
+
+  it('a node silent past the node ttl (swept by its peers meanwhile) writes its members again', async () => {
+    const prefix = uniquePrefix('presence-pause');
+    const keys = new Keys(prefix, 8);
+    const redis = defineScripts(connectRedis());
+    onTestFinished(async () => {
+      await deleteKeys(redis, prefix);
+      await redis.quit();
+    });
+    const log = createLogger('silent');
+    const paused = new Presence(
+      redis,
+      keys,
+      { nodeId: 'paused', nodeTtlMs: 50 },
+      new Metrics(),
+      log,
+    );
+    const peer = new Presence(redis, keys, { nodeId: 'peer', nodeTtlMs: 50 }, new Metrics(), log);
+    paused.onLive(['paused', 'peer']);
+    peer.onLive(['paused', 'peer']);
+    await paused.connected('user:hal');
+    expect(await peer.online(['user:hal'])).toEqual([true]);
+
+    // The paused node misses its heartbeats: the peer drops and sweeps it.
+    await new Promise((r) => setTimeout(r, 100));
+    peer.onLive(['peer']);
+    await eventually(
+      'the sweep',
+      () => redis.hkeys(keys.presence('user:hal')),
+      (fields) => fields.length === 0,
+    );
+    // It wakes up, heartbeats, and puts its member back.
+    paused.onLive(['paused', 'peer']);
+    peer.onLive(['paused', 'peer']);
+    await eventually(
+      'presence written again',
+      () => peer.online(['user:hal']),
+      ([online]) => online === true,
+    );
+    expect(await redis.sismember(keys.presenceNode('paused'), 'user:hal')).toBe(1);
   });
 });
