@@ -22,6 +22,8 @@ export default defineConfig({
       'test/cluster/mesh.test.ts',
       'test/cluster/failover.test.ts',
       'test/cluster/redis-cluster.test.ts',
+      // presence: a member on a killed node goes offline on the others within the node ttl
+      'test/cluster/presence.test.ts',
     ],
     exclude: [
       ...(base.test?.exclude ?? []),

@@ -6,6 +6,7 @@ import { MemberNotices } from './delivery/member-notices.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
+import { Presence } from './delivery/presence.ts';
 import { type Receipt, Receipts } from './delivery/receipts.ts';
 import { ConfigError } from './errors.ts';
 import { prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
@@ -15,6 +16,7 @@ import { Auth } from './http/auth.ts';
 import { PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
 import { mountIdentity } from './http/identity-routes.ts';
 import { mountPush, PUBLIC_PUSH_PATHS } from './http/push-routes.ts';
+import { mountPresence } from './http/presence-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
@@ -228,7 +230,11 @@ export async function startNode(
     mountPush(app, outbox.push);
     const tagDeps = { memberPrefixes: outbox.memberPrefixes, options: config.tags };
     mountTags(app, { tags: new TagStore(redis, keys), ...tagDeps });
-    const sessionDeps = { hub, markers: conversations, history, rooms, ingress, metrics, log };
+    const presenceOptions = { nodeId, nodeTtlMs: config.mesh.nodeTtlMs };
+    const presence = new Presence(redis, keys, presenceOptions, metrics, log);
+    mountPresence(app, { rooms, presence });
+    const markers = conversations;
+    const sessionDeps = { hub, markers, history, rooms, ingress, metrics, log, presence };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
       heartbeatMs: config.ws.heartbeatMs,
@@ -294,6 +300,7 @@ export async function startNode(
           metrics.partitionsMoved.inc({ direction: 'released' }, released);
         },
         onTick: ({ live, owned }) => {
+          presence.onLive(live);
           metrics.nodesLive.set(live.length);
           metrics.partitionsOwned.set(owned);
         },
@@ -344,12 +351,15 @@ export async function startNode(
       { name: 'funnel', start: () => consumer.start(), stop: () => consumer.stop() },
       outbox,
       { name: 'mesh', start: () => coordinator?.start(), stop: () => coordinator?.stop() },
+      // Stopped before the mesh: this node's presence is cleared while it is still live.
+      presence,
       { name: 'maintenance', start: () => maintenance.start(), stop: () => maintenance.stop() },
       sources,
     );
     await services.start();
 
-    warnAtStart(log, config, { devMode, sms, publicUrl });
+    const { host, publicUrl: configuredPublicUrl } = config;
+    warnAtStart(log, { devMode, sms, host, configuredPublicUrl, publicUrl });
     log.info(
       { url, partitions: config.partitions, owned: coordinator.ownedPartitions.length },
       'relay node started',

@@ -31,6 +31,12 @@ export interface WebSocketOptions extends SessionOptions {
   maxConnectionsPerMember: number;
 }
 
+/** What the endpoint tells presence (delivery/presence.ts) as a member's sockets come and go. */
+export interface PresenceHooks {
+  connected(member: string): Promise<void>;
+  disconnected(member: string): Promise<void>;
+}
+
 export interface WebSocketEndpoint {
   inject(server: ServerType): void;
   readonly connections: number;
@@ -54,7 +60,7 @@ export interface WebSocketEndpoint {
  */
 export function mountWebSocket(
   app: Hono<AppEnv>,
-  deps: SessionDeps,
+  deps: SessionDeps & { presence: PresenceHooks },
   options: WebSocketOptions,
 ): WebSocketEndpoint {
   // ws itself, not @hono/node-ws: that helper parks every upgrade in a map until ws emits the
@@ -133,6 +139,8 @@ export function mountWebSocket(
     session.start(welcome);
     sockets.set(raw, { session, alive: true, member: identity.member, key, openedAt: Date.now() });
     deps.metrics.wsConnections.set(sockets.size);
+    const { member } = identity;
+    if (member !== undefined) void deps.presence.connected(member);
     raw.on('pong', () => {
       const entry = sockets.get(raw);
       if (entry) entry.alive = true;
@@ -147,6 +155,7 @@ export function mountWebSocket(
       session.onClose();
       sockets.delete(raw);
       deps.metrics.wsConnections.set(sockets.size);
+      if (member !== undefined) void deps.presence.disconnected(member);
     });
   }
 

@@ -111,6 +111,11 @@ export class Metrics {
     help: 'Open WebSocket connections on this node',
     registers: [this.registry],
   });
+  readonly presenceMembers = new Gauge({
+    name: 'threshold_presence_members',
+    help: 'Members (user:…) with at least one open WebSocket on this node',
+    registers: [this.registry],
+  });
   readonly wsClosed = new Counter({
     name: 'threshold_websocket_closed_total',
     help: 'WebSocket connections closed by the server, by reason (slow_consumer, heartbeat, shutdown, rate_limited, revoked)',

@@ -65,6 +65,18 @@ export class Keys {
     return `${this.prefix}twilio:seen:${messageSid}`;
   }
 
+  /**
+   * A member's presence (hash: node id → that node's count of the member's open WebSockets):
+   * one key per member, not per room, so connecting writes one key however many rooms.
+   */
+  presence(member: string) {
+    return `${this.prefix}presence:${member}`;
+  }
+  /** The members a node has WebSockets for (set): what is swept when the node is gone. */
+  presenceNode(node: string) {
+    return `${this.prefix}presence:node:${node}`;
+  }
+
   /** A webhook endpoint (hash: url, secret, disabled…): one key, so any slot will do. */
   webhook(name: string) {
     return `${this.prefix}webhook:${name}`;

@@ -113,6 +113,12 @@ declare module 'ioredis' {
       node: string,
       ttlMs: number,
     ): Result<[number, ...string[]], Context>;
+    /** lua/set-presence-1.lua */
+    setPresence(
+      presence: string,
+      node: string,
+      count: number,
+    ): Result<[before: number, nodes: number], Context>;
   }
 }
 

@@ -17,6 +17,8 @@ export class UpgradeRefusedError extends Error {
   }
 }
 
+const notPresence = (f: Frame) => f.type !== 'presence';
+
 export interface Closed {
   code: number;
   reason: string;
@@ -76,14 +78,18 @@ export class TestClient {
     this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
   }
 
-  /** The next frame (after the last one `next`/`take` returned) that matches. */
-  async next(predicate: (f: Frame) => boolean = () => true, timeoutMs = 5_000): Promise<Frame> {
+  /**
+   * The next frame (after the last one `next`/`take` returned) that matches; with no
+   * predicate, the next one that is not a `presence` frame (members of the client's rooms
+   * coming and going, which tests about something else do not expect).
+   */
+  async next(predicate: (f: Frame) => boolean = notPresence, timeoutMs = 5_000): Promise<Frame> {
     const [frame] = await this.take(1, predicate, timeoutMs);
     return frame as Frame;
   }
 
   /** The next `count` matching frames; non-matching frames in between are skipped. */
-  take(count: number, predicate: (f: Frame) => boolean = () => true, timeoutMs = 5_000) {
+  take(count: number, predicate: (f: Frame) => boolean = notPresence, timeoutMs = 5_000) {
     const found: Frame[] = [];
     return new Promise<Frame[]>((resolve, reject) => {
       const check = () => {
