@@ -29,6 +29,9 @@ const flag = z
   .transform((v) => v === true || v === 'true' || v === '1');
 const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
 
+/** The channels a notification may fall back to, in their usual order. */
+export const FALLBACKS = ['push', 'webhook', 'sms'];
+
 /** How a channel's deliveries are retried (`sms.*`, `outbox.*`: see RetryPolicy). */
 const retrySettings = {
   /** Attempts before a delivery is dead-lettered (throttled answers count none). */
@@ -243,6 +246,23 @@ const ConfigSchema = z.object({
     maxConnections: z.coerce.number().int().min(1).max(1_000_000),
     /** Invites a member may send per hour, over every node (0: no limit). */
     perHour: z.coerce.number().min(0).max(1_000_000),
+  }),
+  /** Notifications (DESIGN §5, §8). */
+  notifications: z.object({
+    /** How often a node dispatches the due notifications of its partitions. */
+    tickMs: ms(10),
+    /** Recipients expanded and recorded per step (one script call). */
+    pageSize: z.coerce.number().int().min(1).max(10_000),
+    /** How long a live recipient has to answer `received` before their fallback starts. */
+    fallbackAfterMs: ms(0),
+    /** The fallback channels, in order, of a notification that names none. */
+    channels: z.string().refine((v) => list(v).every((c) => FALLBACKS.includes(c)), {
+      message: 'expected comma-separated channels among push, webhook, sms',
+    }),
+    /** Members named one by one in a notification (tags and rooms reach more). */
+    maxMembers: z.coerce.number().int().min(1).max(100_000),
+    /** How far ahead a notification may be scheduled. */
+    maxScheduleDays: z.coerce.number().positive().max(3650),
   }),
   /** Plug-ins (DESIGN §7), by name; lists, so set in a config file only. */
   channels: pluginList('channels'),

@@ -1,4 +1,4 @@
-import { createAuthService } from './auth/service.ts';
+import { createAuthService, DEV_SMS_FROM } from './auth/service.ts';
 import { type Config, isLoopback, list } from './config.ts';
 import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
 import { LiveHub } from './delivery/live-hub.ts';
@@ -44,6 +44,8 @@ import { RedisRoomsStore } from './rooms/store.ts';
 import { ServiceManager } from './services.ts';
 import { warnAtStart } from './start-warnings.ts';
 import { mountTags, TAG_UPLOAD_PATH } from './http/tag-routes.ts';
+import { mountNotifications } from './http/notification-routes.ts';
+import { createNotificationService } from './notify/service.ts';
 import { TagStore } from './notify/tags.ts';
 
 export const VERSION = '0.1.0';
@@ -229,12 +231,22 @@ export async function startNode(
     mountIdentity(app, accounts);
     mountPush(app, outbox.push);
     const tagDeps = { memberPrefixes: outbox.memberPrefixes, options: config.tags };
-    mountTags(app, { tags: new TagStore(redis, keys), ...tagDeps });
+    const tags = new TagStore(redis, keys);
+    mountTags(app, { tags, ...tagDeps });
     const presenceOptions = { nodeId, nodeTtlMs: config.mesh.nodeTtlMs };
     const presence = new Presence(redis, keys, presenceOptions, metrics, log);
+    const notifying = createNotificationService(config, {
+      ...{ redis, keys, channels: outbox.channels, members, presence, tags, log },
+      leases: () => coordinator?.heldLeases() ?? new Map(),
+      notify: (member, frame) => notices.notify(member, frame),
+      smsFrom: config.auth.smsFrom || (sms.dev ? DEV_SMS_FROM : ''),
+    });
+    outbox.runner.settledNotification = (job, end) => notifying.dispatcher.settled(job, end);
+    mountNotifications(app, { ...notifying, links: members });
     mountPresence(app, { rooms, presence });
-    const markers = conversations;
-    const sessionDeps = { hub, markers, history, rooms, ingress, metrics, log, presence };
+    const { notifications } = notifying;
+    const reads = { markers: conversations, history, rooms };
+    const sessionDeps = { hub, ...reads, ingress, metrics, log, presence, notifications };
     const ws = mountWebSocket(app, sessionDeps, {
       maxFrameBytes: config.ws.maxFrameBytes,
       heartbeatMs: config.ws.heartbeatMs,
@@ -353,6 +365,7 @@ export async function startNode(
       { name: 'mesh', start: () => coordinator?.start(), stop: () => coordinator?.stop() },
       // Stopped before the mesh: this node's presence is cleared while it is still live.
       presence,
+      notifying,
       { name: 'maintenance', start: () => maintenance.start(), stop: () => maintenance.stop() },
       sources,
     );

@@ -14,6 +14,14 @@ export interface MemberSettings {
   invalid: boolean;
 }
 
+/** Where an app user is reached besides their WebSockets and push subscriptions. */
+export interface MemberLinks {
+  /** E.164: texts (the sms channel). */
+  phone?: string;
+  /** A webhook endpoint's name (the webhook channel, `webhook:<name>`). */
+  webhook?: string;
+}
+
 /** Field of `thr:member:<id>` that marks an opt-out of one of our numbers. */
 const OPTED_OUT = 'optedOut:';
 
@@ -69,6 +77,34 @@ export class MemberSettingsStore {
 
   async setInvalid(member: string): Promise<void> {
     await this.redis.hset(this.keys.member(member), 'invalid', '1');
+  }
+
+  /** How a member is reached out of band (notification fallback): `link:phone`, `link:webhook`. */
+  async links(member: string): Promise<MemberLinks> {
+    return (await this.linksOf([member]))[0] as MemberLinks;
+  }
+
+  /** The links of many members, in one round trip. */
+  async linksOf(members: readonly string[]): Promise<MemberLinks[]> {
+    if (members.length === 0) return [];
+    const pipe = batch(this.redis);
+    for (const m of members) pipe.hmget(this.keys.member(m), 'link:phone', 'link:webhook');
+    return ((await pipe.exec()) ?? []).map(([err, values]) => {
+      if (err) throw err;
+      const [phone, webhook] = values as (string | null)[];
+      return { ...(phone ? { phone } : {}), ...(webhook ? { webhook } : {}) };
+    });
+  }
+
+  /** Sets (a value) or clears (null) a member's links; fields left out stay as they are. */
+  async setLinks(member: string, links: { [K in keyof MemberLinks]?: string | null }) {
+    const key = this.keys.member(member);
+    for (const [name, value] of Object.entries(links)) {
+      if (value === undefined) continue;
+      if (value === null) await this.redis.hdel(key, `link:${name}`);
+      else await this.redis.hset(key, `link:${name}`, value);
+    }
+    return this.links(member);
   }
 
   /** The rooms a member belongs to (`thr:member:<id>:rooms`). */

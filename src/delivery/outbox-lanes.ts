@@ -67,7 +67,12 @@ export class OutboxLanes {
       this.prune(lane);
       return { at: slot, job: { ...held.job, slot: String(slot), since: sinceOf(held) } };
     }
-    lane.queue.push(held);
+    // A high-priority job (a notification's `pri`) goes ahead of the others waiting, low
+    // ones behind them; jobs of one priority keep their order.
+    const rank = RANK[held.job.pri ?? ''] ?? 1;
+    const behind = lane.queue.findIndex((h) => (RANK[h.job.pri ?? ''] ?? 1) > rank);
+    if (behind < 0) lane.queue.push(held);
+    else lane.queue.splice(behind, 0, held);
     this.inMemory.add(jobKey(held));
     return undefined;
   }
@@ -152,6 +157,8 @@ export class OutboxLanes {
     if (lane.queue.length === 0 && lane.inFlight === 0) this.lanes.delete(lane.key);
   }
 }
+
+const RANK: Record<string, number> = { high: 0, normal: 1, low: 2 };
 
 /** A job's identity on this node (see {@link entryKey}). */
 function jobKey(held: Pick<Held, 'partition' | 'entryId'>): string {

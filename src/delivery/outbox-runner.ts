@@ -4,7 +4,7 @@ import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partitio
 import type { Metrics } from '../metrics/metrics.ts';
 import type { RunnerChannel, SendOutcome } from './channel.ts';
 import type { OutboxLedger } from './outbox-ledger.ts';
-import { channelJob, context, type Held, sinceOf, toJob } from './outbox-job.ts';
+import { channelJob, context, type Held, type OutboxJob, sinceOf, toJob } from './outbox-job.ts';
 import { backoff, decideRetry } from './retry-policy.ts';
 import { type Lane, OutboxLanes } from './outbox-lanes.ts';
 import type { Clock } from './token-bucket.ts';
@@ -39,6 +39,9 @@ export class OutboxRunner implements BatchProcessor {
   rewind: (partition: number) => void = () => {};
   /** There is room for more jobs again (the partition reader's resume). */
   resume: () => void = () => {};
+  /** A notification's job reached its final outcome (its dispatcher moves the recipient on). */
+  settledNotification: (job: Readonly<OutboxJob>, outcome: string) => Promise<void> =
+    async () => {};
 
   constructor(
     private readonly channels: ReadonlyMap<string, RunnerChannel>,
@@ -163,6 +166,11 @@ export class OutboxRunner implements BatchProcessor {
     const { job } = held;
     const { channel } = lane;
     if (this.leases().get(held.partition) !== held.lease) return undefined; // the next owner has it
+    if (job.exp && this.clock.now() >= Number(job.exp)) {
+      // Not delivered in time: not sent at all.
+      if (await this.settle(held)) this.count('expired', '', held);
+      return undefined;
+    }
     const begin = await this.ledger.begin(held, this.clock.now());
     if (begin.go === 'fenced') return this.fenced(held);
     if (begin.go === 'already') {
@@ -374,11 +382,15 @@ export class OutboxRunner implements BatchProcessor {
     if (outcome !== 'postponed') this.errors.delete(deliveryKey(held));
     if (held.job.kind === 'relay' && FINAL.includes(delivery))
       this.metrics.deliveries.inc({ channel, outcome: delivery });
+    if (held.job.kind === 'notification' && FINAL.includes(delivery))
+      this.settledNotification(held.job, delivery).catch((err: unknown) =>
+        this.log.warn({ err, ...context(held) }, 'notification recipient not moved on'),
+      );
   }
 }
 
 /** Outcomes that settle a recipient, counted in threshold_deliveries_total. */
-const FINAL = ['sent', 'delivered', 'failed', 'dead', 'skipped'];
+const FINAL = ['sent', 'delivered', 'failed', 'dead', 'skipped', 'expired'];
 
 /** A delivery's identity, the same when its job is rescheduled under another entry id. */
 function deliveryKey({ job }: Held): string {

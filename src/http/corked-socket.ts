@@ -1,6 +1,14 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import type { SocketLike } from './websocket-session.ts';
+
+/** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
+export interface SocketLike {
+  send(data: string): void;
+  /** Live frames are Buffers holding UTF-8 JSON, sent as text frames (`binary: false`). */
+  send(data: Buffer, options: { binary: boolean }): void;
+  close(code: number, reason: string): void;
+  readonly bufferedAmount: number;
+}
 
 /**
  * A WebSocket whose frames sent within one tick reach the kernel in one write. The live hub

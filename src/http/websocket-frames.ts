@@ -45,6 +45,11 @@ export const ClientFrame = z.discriminatedUnion('type', [
     media: z.array(z.url()).max(10).optional(),
   }),
   z.object({ type: z.literal('ping') }),
+  /** A notification reached the client (its fallback over other channels stops). */
+  z.object({
+    type: z.literal('received'),
+    id: z.string().regex(/^[0-9a-z]{26}$/, 'expected a notification id'),
+  }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type PublishFrame = Extract<ClientFrame, { type: 'publish' }>;
@@ -57,7 +62,7 @@ export function parseClientFrame(text: string): ClientFrame {
 /** The `bad_frame` message for what {@link parseClientFrame} threw: the field at fault. */
 export function describeFrameError(err: unknown): string {
   if (err instanceof SyntaxError)
-    return 'frames are JSON text: {"type":"subscribe"|"unsubscribe"|"publish"|"read"|"ping", ...}';
+    return 'frames are JSON text: {"type":"subscribe"|"unsubscribe"|"publish"|"read"|"received"|"ping", ...}';
   if (err instanceof z.ZodError) {
     const issue = err.issues[0];
     const field = issue?.path.join('.') || 'type';

@@ -8,6 +8,11 @@ export interface ReadMarkers {
   markRead(room: string, member: string, seq: number): Promise<number>;
 }
 
+/** What a member's session needs of notifications: their `received` answers. */
+export interface Receipts {
+  received(id: string, member: string): Promise<boolean>;
+}
+
 /** What a member's session needs to hear of rooms the member joins. */
 export interface MemberEvents {
   followMember(member: string, handler: (payload: string) => void): Promise<() => Promise<void>>;
@@ -45,12 +50,26 @@ export class MemberFeed {
 
   constructor(
     private readonly member: string | undefined,
-    private readonly deps: { markers: ReadMarkers; events: MemberEvents },
+    private readonly deps: {
+      markers: ReadMarkers;
+      events: MemberEvents;
+      notifications?: Receipts | undefined;
+    },
     private readonly session: FeedSession,
   ) {}
 
-  async read(room: string, seq: number): Promise<void> {
-    await this.deps.markers.markRead(room, this.mustBeMember('a read marker'), seq);
+  /** A member's own frames: a read marker, or a notification's `received`. */
+  async handle(
+    frame: { type: 'read'; room: string; seq: number } | { type: 'received'; id: string },
+  ): Promise<void> {
+    if (frame.type === 'read')
+      return void (await this.deps.markers.markRead(
+        frame.room,
+        this.mustBeMember('a read marker'),
+        frame.seq,
+      ));
+    // An answer for a notification that had moved on (or never was) changes nothing.
+    await this.deps.notifications?.received(frame.id, this.mustBeMember('a received answer'));
   }
 
   async subscribeMine(): Promise<void> {

@@ -16,16 +16,13 @@ import {
 } from './websocket-frames.ts';
 import { FrameRate, type FrameRateOptions } from './frame-rate.ts';
 import { type MessageIngress, publishFrame } from './websocket-publish.ts';
-import { MemberFeed, type MemberEvents, type ReadMarkers } from './websocket-mine.ts';
-
-/** The part of a WebSocket the session uses (ws's WebSocket satisfies it). */
-export interface SocketLike {
-  send(data: string): void;
-  /** Live frames are Buffers holding UTF-8 JSON, sent as text frames (`binary: false`). */
-  send(data: Buffer, options: { binary: boolean }): void;
-  close(code: number, reason: string): void;
-  readonly bufferedAmount: number;
-}
+import {
+  MemberFeed,
+  type MemberEvents,
+  type ReadMarkers,
+  type Receipts,
+} from './websocket-mine.ts';
+import type { SocketLike } from './corked-socket.ts';
 
 export interface Principal {
   /** The member id the client acts as (`user:alice`); undefined for the admin token. */
@@ -57,6 +54,8 @@ export interface SessionDeps {
   hub: LiveFeed & MemberEvents;
   /** Read markers and unread counts (the `welcome` and `read` frames). */
   markers: ReadMarkers;
+  /** Notifications: a `received` answer stops the recipient's fallback. */
+  notifications?: Receipts | undefined;
   history: HistorySource;
   rooms: RoomAccess;
   ingress: MessageIngress;
@@ -100,7 +99,7 @@ export class WebSocketSession implements LiveSubscriber {
     this.rate = new FrameRate(options);
     this.feed = new MemberFeed(
       principal.member,
-      { markers: deps.markers, events: deps.hub },
+      { markers: deps.markers, events: deps.hub, notifications: deps.notifications },
       {
         subscribe: (room, since) => this.subscribe(room, since),
         isSubscribed: (room) => this.subs.has(room),
@@ -133,7 +132,8 @@ export class WebSocketSession implements LiveSubscriber {
           else await this.subscribe(frame.room, frame.since);
           return;
         case 'read':
-          await this.feed.read(frame.room, frame.seq);
+        case 'received':
+          await this.feed.handle(frame);
           return;
         case 'unsubscribe':
           await this.unsubscribe(frame.room);

@@ -33,6 +33,8 @@ export const Code = {
   UNKNOWN_STATE: -10,
   /** At its size limit (a member's push subscriptions): nothing written. */
   FULL: -11,
+  /** Too late for the change: the notification is dispatching, done, cancelled or expired. */
+  CLOSED: -12,
 } as const;
 
 export type Code = (typeof Code)[keyof typeof Code];

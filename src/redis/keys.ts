@@ -153,6 +153,31 @@ export class Keys {
   funnel(n: number) {
     return `${this.p(n)}funnel`;
   }
+  /** A notification (hash): status, priority, what it says, to whom, counts (DESIGN §3). */
+  notification(n: number, id: string) {
+    return `${this.p(n)}ntf:${id}`;
+  }
+  /** Its recipients: member → state (live, a channel, delivered, sent, failed, expired). */
+  notificationRecipients(n: number, id: string) {
+    return `${this.p(n)}ntf:${id}:to`;
+  }
+  /** Notifications waiting for their time, one set per priority: id → sendAt (ms). */
+  notificationsDue(n: number, priority: 'high' | 'normal' | 'low') {
+    return `${this.p(n)}ntf:due:${priority}`;
+  }
+  /** Notifications claimed for dispatch and not finished: id → claim time (ms). */
+  notificationsDispatching(n: number) {
+    return `${this.p(n)}ntf:dispatching`;
+  }
+  /** Live recipients who have not answered `received`: "<id> <member>" → fallback time. */
+  notificationsWaiting(n: number) {
+    return `${this.p(n)}ntf:waiting`;
+  }
+  /** The prefix of the partition's notification keys, for scripts that build them. */
+  notificationPrefix(n: number) {
+    return `${this.p(n)}ntf:`;
+  }
+
   lease(n: number) {
     return `${this.p(n)}lease`;
   }

@@ -107,6 +107,20 @@ declare module 'ioredis' {
       value: string,
       max: number,
     ): Result<1 | 2 | -11, Context>;
+    /** lua/claim-notifications-5.lua */
+    claimNotifications(
+      ...args: [string, string, string, string, string, string, number, number, string]
+    ): Result<-1 | string[], Context>;
+    /** lua/change-notification-4.lua */
+    changeNotification(
+      ...args: [string, string, string, string, string, string, number]
+    ): Result<[number, string?], Context>;
+    /** lua/dispatch-recipients-5.lua */
+    dispatchRecipients(...args: Arg[]): Result<-1 | string[], Context>;
+    /** lua/advance-recipient-4.lua */
+    advanceRecipient(
+      ...args: [string, string, string, string, string, string, string, string, '0' | '1', string]
+    ): Result<1 | -9, Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,

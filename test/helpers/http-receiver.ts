@@ -4,16 +4,18 @@ import { onTestFinished } from 'vitest';
 
 /**
  * A local HTTP receiver (a webhook endpoint, a plug-in's service) that records each request
- * and answers as `answer` says; closed when the test finishes.
+ * and answers as `answer` says (when it resolves); closed when the test finishes.
  */
-export async function receiver(answer: (req: IncomingMessage, body: string) => number) {
+export async function receiver(
+  answer: (req: IncomingMessage, body: string) => number | Promise<number>,
+) {
   const requests: { headers: IncomingMessage['headers']; body: string; status: number }[] = [];
   const server: Server = createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const status = answer(req, body);
+    req.on('end', async () => {
+      const status = await answer(req, body);
       requests.push({ headers: req.headers, body, status });
       res.writeHead(status).end();
     });
