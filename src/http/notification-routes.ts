@@ -1,7 +1,7 @@
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import { E164, MemberId, RecipientId, RoomId } from '../funnel/envelope.ts';
+import { E164, RecipientId, RoomId } from '../funnel/envelope.ts';
 import type { MemberLinks } from '../delivery/member-settings.ts';
 import type { NewNotification, Priority } from '../notify/notifications.ts';
 import { PRIORITIES } from '../notify/notifications.ts';
@@ -150,17 +150,23 @@ export function mountNotifications(app: Hono<AppEnv>, deps: NotificationRoutesDe
     })
     .strict();
 
+  /** Links are for app users: the others have their own channel. */
+  const userParam = (c: Context<AppEnv>) => {
+    const member = memberParam(c);
+    if (!member.startsWith('user:'))
+      throw new ValidationError('member: links are for app users (user:…)', 'member');
+    return member;
+  };
+
   app.get('/v1/members/:member/links', async (c) => {
     notify(c.get('principal'));
-    const member = MemberId.parse(memberParam(c));
+    const member = userParam(c);
     return c.json({ member, ...(await deps.links.links(member)) });
   });
 
   app.put('/v1/members/:member/links', async (c) => {
     notify(c.get('principal'));
-    const member = memberParam(c);
-    if (!member.startsWith('user:'))
-      throw new ValidationError('member: links are for app users (user:…)', 'member');
+    const member = userParam(c);
     const links = await deps.links.setLinks(member, await readJson(c, Links));
     return c.json({ member, ...links });
   });

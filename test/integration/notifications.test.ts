@@ -340,6 +340,11 @@ describe('notifications', () => {
       'to.tags: unknown tag "nosuchtag"',
     );
     expect((await node.admin('GET', '/v1/notifications/nope')).status).toBe(400);
+    expect((await node.admin('GET', '/v1/members/webhook:x/links')).status).toBe(400);
+    const links = await node.admin('PUT', '/v1/members/user:ann/links', { phone: '555' });
+    expect(((await links.json()) as { detail: string }).detail).toMatch(
+      /^phone: expected an E\.164/,
+    );
     expect((await node.admin('GET', `/v1/notifications/${'0'.repeat(26)}`)).status).toBe(404);
 
     const member = await fetch(`${node.url}/v1/notifications`, {
