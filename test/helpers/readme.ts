@@ -26,8 +26,8 @@ export function readmeLines(heading: string): string[] {
 }
 
 /** Runs a README command with bash, from the repository's root; resolves with its stdout. */
-export async function shell(command: string): Promise<string> {
-  const { stdout } = await run('bash', ['-c', command], { cwd: ROOT, timeout: 15_000 });
+export async function shell(command: string, timeoutMs = 15_000): Promise<string> {
+  const { stdout } = await run('bash', ['-c', command], { cwd: ROOT, timeout: timeoutMs });
   return stdout;
 }
 

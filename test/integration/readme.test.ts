@@ -165,42 +165,49 @@ describe('README', () => {
     expect((await node.exited).code).toBe(0);
   });
 
-  it('API keys work as written: the first from the command line, the rest over HTTP', async () => {
-    const lines = readmeLines('## API keys');
-    const port = await freePort();
-    const dataDir = await tempDir('readme-keys');
-    const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
-    const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
-    const [room, newKey, publish, list, revoke] = lines
-      .filter((l) => l.startsWith('curl '))
-      .map(local) as [string, string, string, string, string];
-    const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`)).trim();
-    expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
+  it(
+    'API keys work as written: the first from the command line, the rest over HTTP',
+    { timeout: 120_000 },
+    async () => {
+      const lines = readmeLines('## API keys');
+      const port = await freePort();
+      const dataDir = await tempDir('readme-keys');
+      const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
+      const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
+      const [room, newKey, publish, list, revoke] = lines
+        .filter((l) => l.startsWith('curl '))
+        .map(local) as [string, string, string, string, string];
+      // The first open of the embedded database creates its files: seconds on a busy machine.
+      const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`, 60_000)).trim();
+      expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
 
-    const node = runThreshold(['node'], {
-      THRESHOLD_PORT: String(port),
-      THRESHOLD_DATA_DIR: dataDir,
-    });
-    await node.waitFor(/relay node started/);
-    const withKeys = (s: string, billing = '', id = '') =>
-      s.replaceAll('$KEY', key).replaceAll('$BILLING', billing).replaceAll('01kby…', id);
-    expect(JSON.parse(await shell(withKeys(room)))).toMatchObject({ id: 'alerts' });
-    const made = JSON.parse(await shell(withKeys(newKey))) as { id: string; key: string };
-    const shown = lines.find((l) => l.startsWith('# {"id"')) ?? '';
-    expect(Object.keys(made)).toEqual(Object.keys(JSON.parse(shown.slice(2).replaceAll('…', ''))));
-    expect(made).toMatchObject({ name: 'billing', scopes: ['publish:alerts'] });
-    expect(JSON.parse(await shell(withKeys(publish, made.key)))).toMatchObject({
-      status: 'accepted',
-    });
-    const listed = await shell(withKeys(list));
-    expect(listed).toContain(made.id);
-    expect(listed).not.toContain(made.key);
-    expect(await shell(withKeys(revoke, '', made.id))).toBe('');
-    const after = await shell(`${withKeys(publish, made.key)} -o /dev/null -w '%{http_code}'`);
-    expect(after).toBe('401');
-    node.child.kill('SIGTERM');
-    expect((await node.exited).code).toBe(0);
-  });
+      const node = runThreshold(['node'], {
+        THRESHOLD_PORT: String(port),
+        THRESHOLD_DATA_DIR: dataDir,
+      });
+      await node.waitFor(/relay node started/);
+      const withKeys = (s: string, billing = '', id = '') =>
+        s.replaceAll('$KEY', key).replaceAll('$BILLING', billing).replaceAll('01kby…', id);
+      expect(JSON.parse(await shell(withKeys(room)))).toMatchObject({ id: 'alerts' });
+      const made = JSON.parse(await shell(withKeys(newKey))) as { id: string; key: string };
+      const shown = lines.find((l) => l.startsWith('# {"id"')) ?? '';
+      expect(Object.keys(made)).toEqual(
+        Object.keys(JSON.parse(shown.slice(2).replaceAll('…', ''))),
+      );
+      expect(made).toMatchObject({ name: 'billing', scopes: ['publish:alerts'] });
+      expect(JSON.parse(await shell(withKeys(publish, made.key)))).toMatchObject({
+        status: 'accepted',
+      });
+      const listed = await shell(withKeys(list));
+      expect(listed).toContain(made.id);
+      expect(listed).not.toContain(made.key);
+      expect(await shell(withKeys(revoke, '', made.id))).toBe('');
+      const after = await shell(`${withKeys(publish, made.key)} -o /dev/null -w '%{http_code}'`);
+      expect(after).toBe('401');
+      node.child.kill('SIGTERM');
+      expect((await node.exited).code).toBe(0);
+    },
+  );
 
   it('Invites and connections work as written, in open development mode', async () => {
     const lines = readmeLines('## Invites and connections');
@@ -262,37 +269,42 @@ describe('README', () => {
     expect((await node.exited).code).toBe(0);
   });
 
-  it('tags work as written: the answers are the # lines under each command', async () => {
-    const lines = readmeLines('## Tags');
-    const port = await freePort();
-    const dataDir = await tempDir('readme-tags');
-    const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
-    const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`)).trim();
-    expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
-    const node = runThreshold(['node'], {
-      THRESHOLD_PORT: String(port),
-      THRESHOLD_DATA_DIR: dataDir,
-    });
-    await node.waitFor(/relay node started/);
-    const curls = lines.flatMap((line, i) =>
-      line.startsWith('curl ')
-        ? [{ command: line, answer: lines[i + 1]?.startsWith('# {') ? lines[i + 1] : undefined }]
-        : [],
-    );
-    expect(curls).toHaveLength(9);
-    for (const { command, answer } of curls) {
-      const local = command
-        .replaceAll('localhost:8080', `127.0.0.1:${port}`)
-        .replaceAll('$TAGS', key);
-      const out = await shell(local);
-      if (answer === undefined) continue;
-      // `# {…}   (a note)`: the JSON is up to the note.
-      const json = answer.slice(2).replace(/\s+\(.*\)$/, '');
-      expect(JSON.parse(out), command).toEqual(JSON.parse(json));
-    }
-    node.child.kill('SIGTERM');
-    expect((await node.exited).code).toBe(0);
-  });
+  it(
+    'tags work as written: the answers are the # lines under each command',
+    { timeout: 120_000 },
+    async () => {
+      const lines = readmeLines('## Tags');
+      const port = await freePort();
+      const dataDir = await tempDir('readme-tags');
+      const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
+      // The first open of the embedded database creates its files: seconds on a busy machine.
+      const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`, 60_000)).trim();
+      expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
+      const node = runThreshold(['node'], {
+        THRESHOLD_PORT: String(port),
+        THRESHOLD_DATA_DIR: dataDir,
+      });
+      await node.waitFor(/relay node started/);
+      const curls = lines.flatMap((line, i) =>
+        line.startsWith('curl ')
+          ? [{ command: line, answer: lines[i + 1]?.startsWith('# {') ? lines[i + 1] : undefined }]
+          : [],
+      );
+      expect(curls).toHaveLength(9);
+      for (const { command, answer } of curls) {
+        const local = command
+          .replaceAll('localhost:8080', `127.0.0.1:${port}`)
+          .replaceAll('$TAGS', key);
+        const out = await shell(local);
+        if (answer === undefined) continue;
+        // `# {…}   (a note)`: the JSON is up to the note.
+        const json = answer.slice(2).replace(/\s+\(.*\)$/, '');
+        expect(JSON.parse(out), command).toEqual(JSON.parse(json));
+      }
+      node.child.kill('SIGTERM');
+      expect((await node.exited).code).toBe(0);
+    },
+  );
 
   it('SMS development mode: texting a room and reading the outbox work as written, with no Twilio account', async () => {
     const lines = readmeLines('### Try it without a Twilio account');
