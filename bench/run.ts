@@ -18,6 +18,7 @@ import {
   renderCluster,
   renderClusterMachine,
   renderConversations,
+  renderExpansion,
   renderGoals,
   renderIdleCommands,
   renderMachine,
@@ -29,7 +30,7 @@ import { CLUSTER_MASTERS, type RedisMode, REDIS_SETTINGS } from './systems/redis
 import { SYSTEM_LABELS, type SystemName } from './systems/targets.ts';
 import { runConnections } from './workloads/connections.ts';
 import { type ConversationsWorkload, runConversations } from './workloads/conversations.ts';
-import { type ExpansionWorkload, renderExpansion, runExpansion } from './workloads/expansion.ts';
+import { type ExpansionWorkload, runExpansion } from './workloads/expansion.ts';
 import { type IdleRun, runIdle } from './workloads/idle.ts';
 import { runIngress } from './workloads/ingress.ts';
 import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.ts';

@@ -644,3 +644,16 @@ export function renderConversations(input: Results | Results[]): string | undefi
   const head = ['Workload', 'Figure', ...(several ? ['Run'] : []), 'Threshold'];
   return [`| ${head.join(' | ')} |`, `|${' --- |'.repeat(head.length)}`, ...lines].join('\n');
 }
+
+/** The workload's figures as a table (Threshold's streaming merge vs the naive way). */
+export function renderExpansion(r: ExpansionRun): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const expr = `all - muted (${n(r.members)} − ${n(r.muted)} = ${n(r.streaming.recipients)})`;
+  return [
+    '| Workload | Figure | Streaming merge | Naive (read all, Set difference) | Ratio |',
+    '| --- | --- | --- | --- | --- |',
+    `| Expansion | ${expr}: recipients/s (median of ${r.streaming.runs.length}) | ${n(r.streaming.perSecond)} | ${n(r.naive.perSecond)} | ${r.speedRatio}× |`,
+    `| Expansion | expanding process: peak RSS above its RSS before, MiB (peak RSS) | ${r.streaming.peakGrowthMiB} (${r.streaming.peakRssMiB}) | ${r.naive.peakGrowthMiB} (${r.naive.peakRssMiB}) | ${r.memoryRatio}× |`,
+    `| Expansion | node, POST /v1/tags/expand (count, pages of ${n(r.pageSize)}): seconds, recipients/s, RSS before → peak MiB | ${r.node.seconds} s, ${n(r.node.perSecond)}/s, ${r.node.rssBeforeMiB} → ${r.node.peakRssMiB} | | |`,
+  ].join('\n');
+}
