@@ -655,5 +655,23 @@ export function renderExpansion(r: ExpansionRun): string {
     `| Expansion | ${expr}: recipients/s (median of ${r.streaming.runs.length}) | ${n(r.streaming.perSecond)} | ${n(r.naive.perSecond)} | ${r.speedRatio}× |`,
     `| Expansion | expanding process: peak RSS above its RSS before, MiB (peak RSS) | ${r.streaming.peakGrowthMiB} (${r.streaming.peakRssMiB}) | ${r.naive.peakGrowthMiB} (${r.naive.peakRssMiB}) | ${r.memoryRatio}× |`,
     `| Expansion | node, POST /v1/tags/expand (count, pages of ${n(r.pageSize)}): seconds, recipients/s, RSS before → peak MiB | ${r.node.seconds} s, ${n(r.node.perSecond)}/s, ${r.node.rssBeforeMiB} → ${r.node.peakRssMiB} | | |`,
+    ...dispatchRows(r),
   ].join('\n');
+}
+
+/**
+ * The dispatch rows: the node's figure in the streaming column (its expansion is the merge),
+ * against the expansion alone (speed) and the naive way's growth (memory).
+ */
+function dispatchRows(r: ExpansionRun): string[] {
+  const d = r.dispatch;
+  const mid = medianItem(d.runs, (x) => x.perSecond);
+  if (!mid) return [];
+  const n = (x: number) => x.toLocaleString('en-US');
+  const runs = d.runs.length === 1 ? 'one run' : `median of ${d.runs.length}`;
+  const peak = mid.hwm ? 'VmHWM' : `VmRSS every ${d.sampleMs} ms`;
+  return [
+    `| Dispatch | node, POST /v1/notifications to all - muted until done (pages of ${n(d.pageSize)}; 202 → done, polled every ${d.pollMs} ms, ${runs}): recipients/s (s; ${n(mid.expansion)} recorded, ${n(mid.failed)} failed; wait for the tick ${n(d.claimMs)} ms) | ${n(d.perSecond)} (${mid.seconds} s) | | ${d.speedRatio}× the expansion alone |`,
+    `| Dispatch | node: peak RSS above its idle RSS during the dispatch, MiB (idle → peak, ${peak}); naive column: the naive expanding process's growth | ${d.growthMiB} (${mid.rssIdleMiB} → ${mid.peakRssMiB}) | ${r.naive.peakGrowthMiB} | ${d.memoryRatio}× |`,
+  ];
 }
