@@ -670,8 +670,9 @@ function dispatchRows(r: ExpansionRun): string[] {
   const n = (x: number) => x.toLocaleString('en-US');
   const runs = d.runs.length === 1 ? 'one run' : `median of ${d.runs.length}`;
   const peak = mid.hwm ? 'VmHWM' : `VmRSS every ${d.sampleMs} ms`;
+  const quarters = mid.peakByQuarterMiB.join(' → ');
   return [
     `| Dispatch | node, POST /v1/notifications to all - muted until done (pages of ${n(d.pageSize)}; 202 → done, polled every ${d.pollMs} ms, ${runs}): recipients/s (s; ${n(mid.expansion)} recorded, ${n(mid.failed)} failed; wait for the tick ${n(d.claimMs)} ms) | ${n(d.perSecond)} (${mid.seconds} s) | | ${d.speedRatio}× the expansion alone |`,
-    `| Dispatch | node: peak RSS above its idle RSS during the dispatch, MiB (idle → peak, ${peak}); naive column: the naive expanding process's growth | ${d.growthMiB} (${mid.rssIdleMiB} → ${mid.peakRssMiB}) | ${r.naive.peakGrowthMiB} | ${d.memoryRatio}× |`,
+    `| Dispatch | node: peak RSS above its idle RSS during the dispatch, MiB (idle → peak, ${peak}; peak so far at 25/50/75/100 % recorded: ${quarters}); naive column: the naive expanding process's growth | ${d.growthMiB} (${mid.rssIdleMiB} → ${mid.peakRssMiB}) | ${r.naive.peakGrowthMiB} | ${d.memoryRatio}× |`,
   ];
 }

@@ -77,6 +77,11 @@ export interface DispatchRun {
   rssIdleMiB: number;
   peakRssMiB: number;
   growthMiB: number;
+  /**
+   * The peak so far when a quarter, half, three quarters and all of the audience was
+   * recorded, MiB: flat after the first quarter is memory that does not grow with recipients.
+   */
+  peakByQuarterMiB: number[];
   /** False where the kernel refused the VmHWM reset: the peak is the 50 ms samples'. */
   hwm: boolean;
 }
@@ -271,10 +276,14 @@ async function dispatchOnce(
       dispatchedAt: string | null;
     }
     let status: Status;
+    const peakSoFar = () => Math.max(peak, (hwm && peakRssBytes(pid)) || 0);
+    const quarters: number[] = [];
     for (;;) {
       const poll = await mesh.admin(node, 'GET', `/v1/notifications/${id}`);
       if (!poll.ok) throw new Error(`status ${id}: ${poll.status} ${await poll.text()}`);
       status = (await poll.json()) as Status;
+      const reached = Math.min(4, Math.floor((status.expansion * 4) / recipients));
+      while (quarters.length < reached) quarters.push(mib(peakSoFar()));
       if (status.status === 'done') break;
       if (status.status !== 'queued' && status.status !== 'dispatching')
         throw new Error(`notification ${id}: ${status.status}, expected done`);
@@ -285,7 +294,7 @@ async function dispatchOnce(
     const seconds = (performance.now() - accepted) / 1000;
     done = true;
     await sampler;
-    if (hwm) peak = Math.max(peak, peakRssBytes(pid) ?? 0);
+    peak = peakSoFar();
     if (status.expansion !== recipients || status.counts.failed !== recipients)
       throw new Error(
         `notification ${id}: expansion ${status.expansion}, failed ${status.counts.failed}; expected ${recipients} each`,
@@ -300,6 +309,7 @@ async function dispatchOnce(
       rssIdleMiB: mib(idle),
       peakRssMiB: mib(peak),
       growthMiB: mib(peak - idle),
+      peakByQuarterMiB: quarters,
       hwm,
     };
   } finally {
