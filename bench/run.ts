@@ -18,6 +18,7 @@ import {
   renderCluster,
   renderClusterMachine,
   renderConversations,
+  renderExpansion,
   renderGoals,
   renderIdleCommands,
   renderMachine,
@@ -29,7 +30,7 @@ import { CLUSTER_MASTERS, type RedisMode, REDIS_SETTINGS } from './systems/redis
 import { SYSTEM_LABELS, type SystemName } from './systems/targets.ts';
 import { runConnections } from './workloads/connections.ts';
 import { type ConversationsWorkload, runConversations } from './workloads/conversations.ts';
-import { type ExpansionWorkload, renderExpansion, runExpansion } from './workloads/expansion.ts';
+import { type ExpansionWorkload, runExpansion } from './workloads/expansion.ts';
 import { type IdleRun, runIdle } from './workloads/idle.ts';
 import { runIngress } from './workloads/ingress.ts';
 import { type RoomsRun, type RoomsWorkload, runRooms } from './workloads/rooms.ts';
@@ -153,12 +154,17 @@ const conversations: ConversationsWorkload = {
 };
 // 30 s of CPU from /proc in either mode, after 5 s for the node to settle once it holds every partition.
 const idle = { settleMs: 5000, measureMs: 30_000 };
-/** Tag expansion (Threshold's streaming merge vs the naive way): `all - muted`, 100,000 − 10,000. */
+/**
+ * Tag expansion (Threshold's streaming merge vs the naive way): `all - muted`, 100,000 − 10,000;
+ * then notifications to it dispatched by the node (its default page of 500) until done.
+ */
 const expansion: ExpansionWorkload = {
   members: Number(args['expansion-members'] ?? 100_000),
   mutedEvery: 10,
   pageSize: 1000,
   runs: quick ? 3 : 5,
+  dispatches: quick ? 1 : 3,
+  dispatchPageSize: 500,
 };
 
 /**
@@ -286,7 +292,7 @@ async function bench(): Promise<Results> {
         )
       : undefined,
     expansion: wanted('expansion')
-      ? (log('Expansion: all - muted, streaming vs naive'),
+      ? (log('Expansion: all - muted, streaming vs naive, then dispatched'),
         await runExpansion(expansion, log, redisModes[0]))
       : undefined,
   };

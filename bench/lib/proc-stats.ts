@@ -1,6 +1,6 @@
 /** CPU time and memory of a process, read from /proc (Linux). */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat times (CLK_TCK; 100 on mainstream Linux). */
 const TICKS = (() => {
@@ -32,6 +32,31 @@ export function sample(pid: number): ProcSample | undefined {
       cpuSeconds: (utime + stime) / TICKS,
       rssBytes: kib('VmRSS') * 1024,
     };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Resets a process's VmHWM to its RSS now (Linux 4.0+; our own children only), so a later
+ * `peakRssBytes` is the peak since then and catches what sampling every few ms misses.
+ * False where the kernel refuses it.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A process's peak RSS (VmHWM), bytes: since it started, or since `resetPeakRss`. */
+export function peakRssBytes(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
+    return kib === undefined ? undefined : Number(kib) * 1024;
   } catch {
     return undefined;
   }

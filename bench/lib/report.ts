@@ -644,3 +644,35 @@ export function renderConversations(input: Results | Results[]): string | undefi
   const head = ['Workload', 'Figure', ...(several ? ['Run'] : []), 'Threshold'];
   return [`| ${head.join(' | ')} |`, `|${' --- |'.repeat(head.length)}`, ...lines].join('\n');
 }
+
+/** The workload's figures as a table (Threshold's streaming merge vs the naive way). */
+export function renderExpansion(r: ExpansionRun): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const expr = `all - muted (${n(r.members)} − ${n(r.muted)} = ${n(r.streaming.recipients)})`;
+  return [
+    '| Workload | Figure | Streaming merge | Naive (read all, Set difference) | Ratio |',
+    '| --- | --- | --- | --- | --- |',
+    `| Expansion | ${expr}: recipients/s (median of ${r.streaming.runs.length}) | ${n(r.streaming.perSecond)} | ${n(r.naive.perSecond)} | ${r.speedRatio}× |`,
+    `| Expansion | expanding process: peak RSS above its RSS before, MiB (peak RSS) | ${r.streaming.peakGrowthMiB} (${r.streaming.peakRssMiB}) | ${r.naive.peakGrowthMiB} (${r.naive.peakRssMiB}) | ${r.memoryRatio}× |`,
+    `| Expansion | node, POST /v1/tags/expand (count, pages of ${n(r.pageSize)}): seconds, recipients/s, RSS before → peak MiB | ${r.node.seconds} s, ${n(r.node.perSecond)}/s, ${r.node.rssBeforeMiB} → ${r.node.peakRssMiB} | | |`,
+    ...dispatchRows(r),
+  ].join('\n');
+}
+
+/**
+ * The dispatch rows: the node's figure in the streaming column (its expansion is the merge),
+ * against the expansion alone (speed) and the naive way's growth (memory).
+ */
+function dispatchRows(r: ExpansionRun): string[] {
+  const d = r.dispatch;
+  const mid = medianItem(d.runs, (x) => x.perSecond);
+  if (!mid) return [];
+  const n = (x: number) => x.toLocaleString('en-US');
+  const runs = d.runs.length === 1 ? 'one run' : `median of ${d.runs.length}`;
+  const peak = mid.hwm ? 'VmHWM' : `VmRSS every ${d.sampleMs} ms`;
+  const quarters = mid.peakByQuarterMiB.join(' → ');
+  return [
+    `| Dispatch | node, POST /v1/notifications to all - muted until done (pages of ${n(d.pageSize)}; 202 → done, polled every ${d.pollMs} ms, ${runs}): recipients/s (s; ${n(mid.expansion)} recorded, ${n(mid.failed)} failed; wait for the tick ${n(d.claimMs)} ms) | ${n(d.perSecond)} (${mid.seconds} s) | | ${d.speedRatio}× the expansion alone |`,
+    `| Dispatch | node: peak RSS above its idle RSS during the dispatch, MiB (idle → peak, ${peak}; peak so far at 25/50/75/100 % recorded: ${quarters}); naive column: the naive expanding process's growth | ${d.growthMiB} (${mid.rssIdleMiB} → ${mid.peakRssMiB}) | ${r.naive.peakGrowthMiB} | ${d.memoryRatio}× |`,
+  ];
+}

@@ -6,15 +6,21 @@
  * read) and the naive way (every member of both tags read at once, then a Set difference):
  * recipients/s and the process's peak RSS over what it held before, with their ratios. Last,
  * the node's own view: `POST /v1/tags/expand` (which streams the whole expansion to count it)
- * timed, with the node's RSS sampled meanwhile.
+ * timed, with the node's RSS sampled meanwhile. Then the whole path: `dispatches` notifications
+ * to `all - muted` with no fallback channels, one after another, each polled until `done`:
+ * the node's recipients/s and its peak RSS above its idle RSS (VmRSS sampled every 50 ms,
+ * and VmHWM, reset just before), set against the expansion alone (speed) and the naive
+ * way's growth (memory). Every recipient is an offline `user:` with no push and no links, so
+ * each one costs what the dispatcher always does (presence, links, one record) and ends
+ * `failed` at once, with no outbox job.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExpandParams, ExpandResult } from '../clients/expander.ts';
 import { median } from '../lib/report.ts';
 import { forkBench } from '../lib/processes.ts';
-import { round, sample } from '../lib/proc-stats.ts';
+import { peakRssBytes, resetPeakRss, round, sample } from '../lib/proc-stats.ts';
 import type { RedisMode } from '../systems/redis.ts';
-import { ThresholdCluster } from '../systems/threshold.ts';
+import { ThresholdCluster, type ThresholdNode } from '../systems/threshold.ts';
 
 export interface ExpansionWorkload {
   members: number;
@@ -22,6 +28,10 @@ export interface ExpansionWorkload {
   mutedEvery: number;
   pageSize: number;
   runs: number;
+  /** Notifications dispatched to `all - muted`, one after another (median by recipients/s). */
+  dispatches: number;
+  /** The node's `notifications.pageSize` (set, so the table can say it; 500 by default). */
+  dispatchPageSize: number;
 }
 
 export interface WayFigures {
@@ -50,7 +60,51 @@ export interface ExpansionRun {
     rssBeforeMiB: number;
     peakRssMiB: number;
   };
+  /** The whole path: notifications to `all - muted` dispatched by the node until `done`. */
+  dispatch: DispatchFigures;
 }
+
+/** One notification to `all - muted`, from POST to the first poll that reads `done`. */
+export interface DispatchRun {
+  expansion: number;
+  failed: number;
+  /** 202 → the node's `dispatchedAt`, ms: the wait for the dispatcher's next tick. */
+  claimMs: number;
+  /** 202 → the first poll that read `done`, s. */
+  seconds: number;
+  perSecond: number;
+  /** The node's RSS just before the POST, and its peak until `done` (VmHWM, or sampled), MiB. */
+  rssIdleMiB: number;
+  peakRssMiB: number;
+  growthMiB: number;
+  /**
+   * The peak so far when a quarter, half, three quarters and all of the audience was
+   * recorded, MiB: flat after the first quarter is memory that does not grow with recipients.
+   */
+  peakByQuarterMiB: number[];
+  /** False where the kernel refused the VmHWM reset: the peak is the 50 ms samples'. */
+  hwm: boolean;
+}
+
+export interface DispatchFigures {
+  pageSize: number;
+  pollMs: number;
+  sampleMs: number;
+  /** Medians over the runs. */
+  perSecond: number;
+  claimMs: number;
+  growthMiB: number;
+  /** dispatch recipients/s ÷ the streaming expansion's: what the per-recipient work costs. */
+  speedRatio: number;
+  /** The node's growth ÷ the naive expanding process's growth. */
+  memoryRatio: number;
+  runs: DispatchRun[];
+}
+
+const POLL_MS = 25;
+const SAMPLE_MS = 50;
+const DISPATCH_TIMEOUT_MS = 300_000;
+const mib = (b: number) => round(b / 1048576, 1);
 
 const id = (i: number) => `user:m${String(i).padStart(7, '0')}`;
 
@@ -59,7 +113,11 @@ export async function runExpansion(
   log: (line: string) => void,
   mode: RedisMode = 'standalone',
 ): Promise<ExpansionRun> {
-  const mesh = await ThresholdCluster.start(1, {}, mode);
+  const mesh = await ThresholdCluster.start(
+    1,
+    { THRESHOLD_NOTIFICATIONS_PAGE_SIZE: String(w.dispatchPageSize) },
+    mode,
+  );
   const node = mesh.nodes[0]!;
   try {
     const all = Array.from({ length: w.members }, (_, i) => id(i));
@@ -138,7 +196,16 @@ export async function runExpansion(
     done = true;
     await sampler;
     const { count } = (await res.json()) as { count: number };
-    const mib = (b: number) => round(b / 1048576, 1);
+
+    const recipients = w.members - muted.length;
+    const dispatches: DispatchRun[] = [];
+    for (let run = 0; run < w.dispatches; run++) {
+      const r = await dispatchOnce(mesh, node, recipients);
+      log(`  dispatch: ${JSON.stringify(r)}`);
+      dispatches.push(r);
+    }
+    const dispatchPerSecond = Math.round(median(dispatches.map((r) => r.perSecond)));
+    const growthMiB = round(median(dispatches.map((r) => r.growthMiB)), 1);
     return {
       members: w.members,
       muted: muted.length,
@@ -154,21 +221,99 @@ export async function runExpansion(
         rssBeforeMiB: mib(before),
         peakRssMiB: mib(peak),
       },
+      dispatch: {
+        pageSize: w.dispatchPageSize,
+        pollMs: POLL_MS,
+        sampleMs: SAMPLE_MS,
+        perSecond: dispatchPerSecond,
+        claimMs: Math.round(median(dispatches.map((r) => r.claimMs))),
+        growthMiB,
+        speedRatio: round(dispatchPerSecond / streaming.perSecond, 3),
+        memoryRatio: round(growthMiB / naive.peakGrowthMiB, 2),
+        runs: dispatches,
+      },
     };
   } finally {
     await mesh.stop();
   }
 }
 
-/** The workload's figures as a table (Threshold's streaming merge vs the naive way). */
-export function renderExpansion(r: ExpansionRun): string {
-  const n = (x: number) => x.toLocaleString('en-US');
-  const expr = `all - muted (${n(r.members)} − ${n(r.muted)} = ${n(r.streaming.recipients)})`;
-  return [
-    '| Workload | Figure | Streaming merge | Naive (read all, Set difference) | Ratio |',
-    '| --- | --- | --- | --- | --- |',
-    `| Expansion | ${expr}: recipients/s (median of ${r.streaming.runs.length}) | ${n(r.streaming.perSecond)} | ${n(r.naive.perSecond)} | ${r.speedRatio}× |`,
-    `| Expansion | expanding process: peak RSS above its RSS before, MiB (peak RSS) | ${r.streaming.peakGrowthMiB} (${r.streaming.peakRssMiB}) | ${r.naive.peakGrowthMiB} (${r.naive.peakRssMiB}) | ${r.memoryRatio}× |`,
-    `| Expansion | node, POST /v1/tags/expand (count, pages of ${n(r.pageSize)}): seconds, recipients/s, RSS before → peak MiB | ${r.node.seconds} s, ${n(r.node.perSecond)}/s, ${r.node.rssBeforeMiB} → ${r.node.peakRssMiB} | | |`,
-  ].join('\n');
+/**
+ * Posts a notification to `all - muted` and polls it until `done`, sampling the node's RSS
+ * meanwhile; throws unless every recipient was counted once and ended `failed`.
+ */
+async function dispatchOnce(
+  mesh: ThresholdCluster,
+  node: ThresholdNode,
+  recipients: number,
+): Promise<DispatchRun> {
+  const pid = node.process.pid;
+  await sleep(1000); // what the previous phase left to collect, collected
+  const hwm = resetPeakRss(pid);
+  const idle = sample(pid)?.rssBytes ?? 0;
+  let peak = idle;
+  let done = false;
+  const sampler = (async () => {
+    while (!done) {
+      peak = Math.max(peak, sample(pid)?.rssBytes ?? 0);
+      await sleep(SAMPLE_MS);
+    }
+  })();
+  try {
+    const res = await mesh.admin(node, 'POST', '/v1/notifications', {
+      to: { tags: 'all - muted' },
+      body: 'bench: everyone but the muted',
+      channels: [],
+    });
+    const accepted = performance.now();
+    const acceptedAt = Date.now();
+    if (res.status !== 202) throw new Error(`notify: ${res.status} ${await res.text()}`);
+    const { id } = (await res.json()) as { id: string };
+    interface Status {
+      status: string;
+      expansion: number;
+      counts: { failed: number };
+      dispatchedAt: string | null;
+    }
+    let status: Status;
+    const peakSoFar = () => Math.max(peak, (hwm && peakRssBytes(pid)) || 0);
+    const quarters: number[] = [];
+    for (;;) {
+      const poll = await mesh.admin(node, 'GET', `/v1/notifications/${id}`);
+      if (!poll.ok) throw new Error(`status ${id}: ${poll.status} ${await poll.text()}`);
+      status = (await poll.json()) as Status;
+      const reached = Math.min(4, Math.floor((status.expansion * 4) / recipients));
+      while (quarters.length < reached) quarters.push(mib(peakSoFar()));
+      if (status.status === 'done') break;
+      if (status.status !== 'queued' && status.status !== 'dispatching')
+        throw new Error(`notification ${id}: ${status.status}, expected done`);
+      if (performance.now() - accepted > DISPATCH_TIMEOUT_MS)
+        throw new Error(`notification ${id}: not done after ${DISPATCH_TIMEOUT_MS} ms`);
+      await sleep(POLL_MS);
+    }
+    const seconds = (performance.now() - accepted) / 1000;
+    done = true;
+    await sampler;
+    peak = peakSoFar();
+    if (status.expansion !== recipients || status.counts.failed !== recipients)
+      throw new Error(
+        `notification ${id}: expansion ${status.expansion}, failed ${status.counts.failed}; expected ${recipients} each`,
+      );
+    const dispatchedAt = status.dispatchedAt ? Date.parse(status.dispatchedAt) : acceptedAt;
+    return {
+      expansion: status.expansion,
+      failed: status.counts.failed,
+      claimMs: dispatchedAt - acceptedAt,
+      seconds: round(seconds, 3),
+      perSecond: Math.round(status.expansion / seconds),
+      rssIdleMiB: mib(idle),
+      peakRssMiB: mib(peak),
+      growthMiB: mib(peak - idle),
+      peakByQuarterMiB: quarters,
+      hwm,
+    };
+  } finally {
+    done = true;
+    await sampler;
+  }
 }

@@ -5,6 +5,7 @@ import {
   median,
   renderCluster,
   renderConversations,
+  renderExpansion,
   renderTable,
   type Results,
   summarise,
@@ -20,6 +21,7 @@ import {
 import { body, now, stampOfFrame } from '../../bench/lib/stamp.ts';
 import type { RoomsRun, Step } from '../../bench/workloads/rooms.ts';
 import type { CommitCost, ConversationsRun } from '../../bench/workloads/conversations.ts';
+import type { DispatchRun, ExpansionRun } from '../../bench/workloads/expansion.ts';
 import { bisect, disturbed, loadGeneratorBound, trendingUp } from '../../bench/lib/verdict.ts';
 
 const step = (rate: number, delivered: number, p99: number, sustained = true): Step => ({
@@ -241,6 +243,60 @@ describe('bench report', () => {
       goals({ fanout: {}, manyRooms: {}, connections: {}, conversations: c }).map((g) => g.met);
     expect(judged(conv(80, 990, 1000))).toEqual([true, true]);
     expect(judged(conv(150, 700, 1000))).toEqual([false, false]);
+  });
+
+  it('prints the dispatch beside the expansion: against the expansion alone and the naive growth', () => {
+    const way = (perSecond: number, growth: number) => ({
+      recipients: 90_000,
+      perSecond,
+      peakGrowthMiB: growth,
+      peakRssMiB: 90 + growth,
+      runs: [{ recipients: 90_000, seconds: 0.2, rssBeforeMiB: 90, peakRssMiB: 90 + growth }],
+    });
+    const dispatch = (perSecond: number, growthMiB: number): DispatchRun => ({
+      expansion: 90_000,
+      failed: 90_000,
+      claimMs: 120,
+      seconds: Math.round((90_000 / perSecond) * 1000) / 1000,
+      perSecond,
+      rssIdleMiB: 160,
+      peakRssMiB: 160 + growthMiB,
+      growthMiB,
+      peakByQuarterMiB: [160 + growthMiB / 2, 160 + growthMiB, 160 + growthMiB, 160 + growthMiB],
+      hwm: true,
+    });
+    const r: ExpansionRun = {
+      members: 100_000,
+      muted: 10_000,
+      pageSize: 1000,
+      streaming: way(500_000, 5),
+      naive: way(600_000, 20),
+      speedRatio: 0.83,
+      memoryRatio: 0.25,
+      node: { count: 90_000, seconds: 0.1, perSecond: 900_000, rssBeforeMiB: 160, peakRssMiB: 162 },
+      dispatch: {
+        pageSize: 500,
+        pollMs: 25,
+        sampleMs: 50,
+        perSecond: 45_000,
+        claimMs: 120,
+        growthMiB: 4,
+        speedRatio: 0.09,
+        memoryRatio: 0.2,
+        runs: [dispatch(30_000, 6), dispatch(45_000, 4), dispatch(50_000, 3)],
+      },
+    };
+    const rows = renderExpansion(r).split('\n');
+    expect(rows).toHaveLength(7);
+    const [speed, memory] = rows.slice(5);
+    expect(speed).toMatch(/^\| Dispatch \| .*pages of 500.*median of 3/);
+    // The median run's own figures: its seconds, what it recorded.
+    expect(speed).toContain('90,000 recorded, 90,000 failed');
+    expect(speed).toContain('| 45,000 (2 s) | | 0.09× the expansion alone |');
+    expect(memory).toContain(
+      '(idle → peak, VmHWM; peak so far at 25/50/75/100 % recorded: 162 → 164 → 164 → 164)',
+    );
+    expect(memory).toContain('| 4 (160 → 164) | 20 | 0.2× |');
   });
 
   it('counts and times only the messages stamped inside the measured window', () => {
