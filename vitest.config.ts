@@ -8,7 +8,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Chaos tests kill and partition nodes; they run on their own, not in `npm test`.
     exclude: [...configDefaults.exclude, 'test/chaos/**', 'bench/**'],
-    testTimeout: 20_000,
+    // Generous: the embedded auth database's first open creates its files (seconds when busy).
+    testTimeout: 60_000,
     hookTimeout: 30_000,
     teardownTimeout: 30_000,
     // Tests spawn child processes (redis-server, relay nodes); forks isolate them best.
