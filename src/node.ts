@@ -87,6 +87,7 @@ export async function startNode(
     await prepareOutbox(redis, keys);
 
     const metrics = new Metrics();
+    metrics.redisReady = () => redis.status === 'ready';
     const receipts = new Receipts(nodeId, keys);
     const hub = new LiveHub(sub, keys, metrics, log);
     const history = new History(redis, keys);

@@ -200,6 +200,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * Whether the node's command connection to Redis is up, read at each scrape; the
+   * composition root points it at the connection. Until then, up.
+   */
+  redisReady: () => boolean = () => true;
+  readonly redisConnected: Gauge = new Gauge({
+    name: 'threshold_redis_connected',
+    help: "1 while this node's command connection to Redis is ready, 0 while it is cut off and reconnecting",
+    registers: [this.registry],
+    collect: (): void => this.redisConnected.set(this.redisReady() ? 1 : 0),
+  });
+
   constructor(labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry });

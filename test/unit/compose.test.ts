@@ -1,30 +1,20 @@
 /**
  * No Docker engine runs here, so docker-compose.cluster.yml, cluster/prometheus.yml and
  * cluster/Dockerfile are checked against the code instead: every variable is a setting the
- * node knows and accepts, ports line up, Prometheus scrapes every relay, and the image holds
- * what the node needs at run time.
+ * node knows and accepts, ports line up, Prometheus scrapes every relay and loads the alerts,
+ * every mounted file exists, and the image holds what the node needs at run time.
+ * test/unit/monitoring.test.ts checks the rules and the Grafana dashboard themselves.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig, settings } from '../../src/config.ts';
+import { containerPath, mounts, readCompose, ROOT } from '../helpers/compose.ts';
 
-const ROOT = join(import.meta.dirname, '../..');
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
 
-interface Service {
-  image?: string;
-  build?: { context: string; dockerfile: string };
-  command?: string[];
-  environment?: Record<string, string>;
-  ports?: string[];
-  depends_on?: unknown;
-  healthcheck?: { test: string[] };
-}
-const compose = parse(read('docker-compose.cluster.yml'), { merge: true }) as {
-  services: Record<string, Service>;
-};
+const compose = readCompose();
 const relays = Object.entries(compose.services).filter(([name]) => name.startsWith('relay-'));
 const envNames = new Set(settings().map((s) => s.env));
 
@@ -95,6 +85,39 @@ describe('cluster/prometheus.yml', () => {
     );
     expect(job?.static_configs.flatMap((s) => s.targets).sort()).toEqual(expected.sort());
     expect(compose.services.prometheus?.depends_on).toEqual(relays.map(([name]) => name));
+  });
+});
+
+describe('monitoring services', () => {
+  it('mounts only files and folders that exist', () => {
+    for (const [name, service] of Object.entries(compose.services)) {
+      for (const { host } of mounts(service)) {
+        expect(existsSync(join(ROOT, host)), `${name} mounts ./${host}`).toBe(true);
+      }
+    }
+  });
+
+  it('gives Prometheus the alert rules at the path cluster/prometheus.yml loads them from', () => {
+    const prometheus = compose.services.prometheus;
+    expect(containerPath(prometheus, 'cluster/prometheus.yml')).toBe(
+      '/etc/prometheus/prometheus.yml',
+    );
+    const config = parse(read('cluster/prometheus.yml')) as { rule_files?: string[] };
+    expect(config.rule_files).toEqual([containerPath(prometheus, 'cluster/prometheus/rules.yml')]);
+  });
+
+  it('runs Grafana on port 3000 with the provisioning folders and the dashboard mounted', () => {
+    const grafana = compose.services.grafana;
+    expect(grafana?.image).toMatch(/^grafana\/grafana(:|$)/);
+    expect(grafana?.ports?.[0]?.split(':').slice(-2)).toEqual(['3000', '3000']);
+    expect(containerPath(grafana, 'cluster/grafana/provisioning/datasources/prometheus.yml')).toBe(
+      '/etc/grafana/provisioning/datasources/prometheus.yml',
+    );
+    expect(containerPath(grafana, 'cluster/grafana/provisioning/dashboards/threshold.yml')).toBe(
+      '/etc/grafana/provisioning/dashboards/threshold.yml',
+    );
+    expect(containerPath(grafana, 'cluster/grafana/threshold.json')).toBeDefined();
+    expect(grafana?.depends_on).toEqual(['prometheus']);
   });
 });
 
