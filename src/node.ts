@@ -205,6 +205,7 @@ export async function startNode(
         publicPaths: [...PUBLIC_AUTH_PATHS, ...PUBLIC_PUSH_PATHS],
         largeBodies: [{ path: TAG_UPLOAD_PATH, maxBytes: config.tags.maxUploadBytes }],
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
+        allowedOrigins: list(config.http.allowedOrigins || config.ws.allowedOrigins),
       },
     });
     const inbound = new SmsInbound(
