@@ -3,7 +3,7 @@ import { cors as honoCors } from 'hono/cors';
 import { ForbiddenError } from '../errors.ts';
 
 /** How long a browser may reuse a preflight's answer (Chrome caps it at 7200 s anyway). */
-export const PREFLIGHT_MAX_AGE_SECONDS = 600;
+const PREFLIGHT_MAX_AGE_SECONDS = 600;
 
 /**
  * CORS for browser pages on other origins (`http.allowedOrigins`). An allowed origin gets
