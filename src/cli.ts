@@ -1,50 +1,80 @@
-import { KEYS_USAGE, runKeys } from './auth/key-command.ts';
-import { fileDefaults, loadConfig, settings } from './config.ts';
+import { KEYS_HELP, runKeys } from './auth/key-command.ts';
+import { loadConfig } from './config.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
-import { runCluster } from './local-cluster.ts';
+import { CLUSTER_HELP, runCluster } from './local-cluster.ts';
 import { createLogger } from './log.ts';
-import { startNode } from './node.ts';
+import { startNode, VERSION } from './node.ts';
 import { RedisNotInstalledError } from './redis/embedded.ts';
+import { SETTINGS_HELP, settingFlags, settingsTable } from './settings-command.ts';
 import { onStopSignals, signalExitCode } from './stop-signals.ts';
 
 const USAGE = `Usage: threshold <command> [--config FILE] [--setting value ...]
 
 Commands:
   node        run a relay node (with its own local redis-server unless THRESHOLD_REDIS_URL is set)
-  cluster     run a local mesh: a redis-server and --nodes N relay nodes (default 3) on
-              consecutive ports from --port; other flags go to every node; Ctrl-C stops all.
-              --redis-cluster M (3 to 9) starts a local Redis Cluster of M masters instead
-              of the redis-server, under <data-dir>/redis-cluster
-${KEYS_USAGE}  settings    list every setting with its default, environment variable and flag
-  help        show this text
+  cluster     run a local mesh: a redis-server (or --redis-cluster M) and --nodes N relay nodes
+  keys        create and list API keys in the auth database
+  settings    list every setting with its default, environment variable, flag and meaning
+  help        show this text; \`threshold help <command>\` shows a command's
+
+  --help      after a command: that command's flags (\`threshold node --help\`)
+  --version   print the version
 
 --config FILE (or THRESHOLD_CONFIG=FILE) reads settings from a JSON file over config/default.json;
 environment variables and flags still win over it.
 `;
 
+const NODE_HELP = () => `Usage: threshold node [--config FILE] [--<setting> VALUE ...]
+
+Runs a relay node, with its own local redis-server under --data-dir unless --redis-url (or
+THRESHOLD_REDIS_URL) names a Redis. SIGTERM or Ctrl-C stops it gracefully.
+
+  --config FILE  a JSON settings file over config/default.json (or THRESHOLD_CONFIG=FILE)
+  --help         show this text
+
+Every setting is a flag (and a THRESHOLD_* variable; \`threshold settings\` says what each means):
+${settingFlags()}`;
+
+interface Command {
+  run(argv: string[]): Promise<number>;
+  help(): string;
+}
+
+const COMMANDS: Record<string, Command> = {
+  node: { run: runNode, help: NODE_HELP },
+  cluster: { run: runCluster, help: CLUSTER_HELP },
+  keys: { run: runKeys, help: () => KEYS_HELP },
+  settings: {
+    run: async () => {
+      process.stdout.write(settingsTable());
+      return 0;
+    },
+    help: () => SETTINGS_HELP,
+  },
+};
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  switch (command) {
-    case 'node':
-      return runNode(rest);
-    case 'cluster':
-      return runCluster(rest);
-    case 'keys':
-      return runKeys(rest);
-    case 'settings':
-      printSettings();
-      return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return 0;
-    default:
-      process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
-      return 2;
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
   }
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    const about = rest[0] === undefined ? undefined : COMMANDS[rest[0]];
+    process.stdout.write(about ? about.help() : USAGE);
+    return 0;
+  }
+  const found = COMMANDS[command];
+  if (!found) {
+    process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(found.help());
+    return 0;
+  }
+  return found.run(rest);
 }
 
 async function runNode(argv: string[]): Promise<number> {
@@ -87,25 +117,6 @@ async function runNode(argv: string[]): Promise<number> {
   const code = await Promise.race([stopped, timeout]);
   clearTimeout(timer);
   return code;
-}
-
-function printSettings(): void {
-  const defaults = fileDefaults();
-  for (const leaf of settings(defaults)) {
-    let value: unknown = defaults;
-    for (const key of leaf.path) value = (value as Record<string, unknown>)[key];
-    process.stdout.write(
-      `${leaf.path.join('.').padEnd(24)} ${JSON.stringify(value).padEnd(10)} ${leaf.env.padEnd(36)} --${leaf.flag}\n`,
-    );
-  }
-  // Lists (channels) have no variable or flag.
-  for (const [key, value] of Object.entries(defaults)) {
-    if (Array.isArray(value)) {
-      process.stdout.write(
-        `${key.padEnd(24)} ${JSON.stringify(value).padEnd(10)} (a list: set it in a --config file)\n`,
-      );
-    }
-  }
 }
 
 main(process.argv.slice(2)).then(

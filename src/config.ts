@@ -27,6 +27,8 @@ export type { ChannelSetting, PluginSetting } from './config-file.ts';
 const flag = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
   .transform((v) => v === true || v === 'true' || v === '1');
+/** `scheme://host[:port]`, any case, an optional trailing slash: what `*.allowedOrigins` list. */
+const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/\s]+\/?$/i;
 const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
 
 /** The channels a notification may fall back to, in their usual order. */
@@ -123,6 +125,13 @@ const ConfigSchema = z.object({
       .max(64 * 1024 * 1024),
     waitTimeoutMs: ms(100),
     maxBodyChars: z.coerce.number().int().min(1).max(1_000_000),
+    /**
+     * Comma-separated origins browser pages may call the HTTP API from (CORS), `*` for any;
+     * empty: the same as ws.allowedOrigins.
+     */
+    allowedOrigins: z.string().refine((v) => list(v).every((o) => o === '*' || ORIGIN.test(o)), {
+      message: 'expected * or comma-separated origins such as https://app.example.com (no path)',
+    }),
   }),
   ws: z.object({
     maxFrameBytes: z.coerce
@@ -137,11 +146,9 @@ const ConfigSchema = z.object({
      * Comma-separated origins (`https://app.example.com`) browsers may connect from; empty: any.
      * Compared in lowercase without a trailing slash, the way browsers send them.
      */
-    allowedOrigins: z
-      .string()
-      .refine((v) => list(v).every((o) => /^[a-z][a-z0-9+.-]*:\/\/[^/\s]+\/?$/i.test(o)), {
-        message: 'expected comma-separated origins such as https://app.example.com (no path)',
-      }),
+    allowedOrigins: z.string().refine((v) => list(v).every((o) => ORIGIN.test(o)), {
+      message: 'expected comma-separated origins such as https://app.example.com (no path)',
+    }),
     /** Frames a connection may send per second (0: no limit); more are dropped. */
     framesPerSecond: z.coerce.number().min(0).max(1_000_000),
     frameBurst: z.coerce.number().int().min(1).max(1_000_000),

@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Config, loadConfig } from './config.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
+import { settingFlags } from './settings-command.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { onStopSignals, signalExitCode } from './stop-signals.ts';
 import { startEmbeddedRedisCluster } from './redis/embedded-cluster.ts';
@@ -21,6 +22,21 @@ const COUNT_FLAGS = {
   nodes: { setting: 'nodes', min: 1, max: 16 },
   'redis-cluster': { setting: 'redisCluster', min: 3, max: 9 },
 } as const;
+export const CLUSTER_HELP =
+  (): string => `Usage: threshold cluster [--nodes N] [--redis-cluster M] [--config FILE] [--<setting> VALUE ...]
+
+Runs a local mesh: a redis-server and N relay nodes on consecutive ports from --port, under
+<data-dir>/cluster; Ctrl-C stops them all.
+
+  --nodes N          relay nodes to start, ${COUNT_FLAGS.nodes.min} to ${COUNT_FLAGS.nodes.max} (default 3)
+  --redis-cluster M  a local Redis Cluster of M masters (${COUNT_FLAGS['redis-cluster'].min} to ${COUNT_FLAGS['redis-cluster'].max}) under <data-dir>/redis-cluster
+                     instead of the redis-server; not with --redis-url
+  --config FILE      a JSON settings file over config/default.json, for every node
+  --help             show this text
+
+Other setting flags go to every node (--port is the first node's; --node-id and --redis-url are set per node):
+${settingFlags()}`;
+
 const NOT_WITH_REDIS_URL =
   '--redis-cluster starts a Redis Cluster of its own; it cannot be combined with --redis-url or THRESHOLD_REDIS_URL';
 const READY_TIMEOUT_MS = 30_000;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createAuthService, DEV_SMS_FROM } from './auth/service.ts';
 import { type Config, isLoopback, list } from './config.ts';
 import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
@@ -48,7 +49,12 @@ import { mountNotifications } from './http/notification-routes.ts';
 import { createNotificationService } from './notify/service.ts';
 import { TagStore } from './notify/tags.ts';
 
-export const VERSION = '0.1.0';
+/** package.json's, so a release bumps it in one place. */
+export const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 export interface RelayNode {
   readonly id: string;
@@ -206,6 +212,7 @@ export async function startNode(
         publicPaths: [...PUBLIC_AUTH_PATHS, ...PUBLIC_PUSH_PATHS],
         largeBodies: [{ path: TAG_UPLOAD_PATH, maxBytes: config.tags.maxUploadBytes }],
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
+        allowedOrigins: list(config.http.allowedOrigins || config.ws.allowedOrigins),
       },
     });
     const inbound = new SmsInbound(

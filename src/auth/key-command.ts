@@ -7,12 +7,18 @@ import { ApiKeys, NewKey } from './api-keys.ts';
 import { openAuthDatabase } from './database.ts';
 import { migrate } from './migrations.ts';
 
-export const KEYS_USAGE = `  keys        API keys in the auth database (THRESHOLD_DATABASE_URL, or the embedded one
-              under --data-dir):
-                keys create --scope admin | --scope publish:<room> ... [--name NAME]
-                            prints the new key (shown once) on stdout
-                keys list   prints every key (id, name, scopes, created, revoked), no secrets
-              Revoke with DELETE /v1/keys/<id>: it tells every node at once.
+export const KEYS_HELP = `Usage: threshold keys create --scope SCOPE ... [--name NAME]
+       threshold keys list
+
+API keys in the auth database (--database-url / THRESHOLD_DATABASE_URL, or the embedded one
+under --data-dir). Revoke with DELETE /v1/keys/<id>: it tells every node at once.
+
+  create          prints the new key (shown once) on stdout
+  list            prints every key (id, name, scopes, created, revoked), no secrets
+  --scope SCOPE   admin, or publish:<room>; repeat it for more scopes (create)
+  --name NAME     what the key is for (create; default: cli)
+  --config FILE   a JSON settings file, as for the node; any other setting flag too
+  --help          show this text
 `;
 
 /** `threshold keys …`: the bootstrap beside THRESHOLD_ADMIN_TOKEN, run where the node's config is. */
@@ -34,7 +40,7 @@ export async function runKeys(argv: string[]): Promise<number> {
     else name = value;
   }
   if (action !== 'create' && action !== 'list')
-    throw usage(`keys: expected "create" or "list"\n\n${KEYS_USAGE}`);
+    throw usage(`keys: expected "create" or "list"\n\n${KEYS_HELP}`);
   if (action === 'create' && scopes.length === 0)
     throw usage('keys create: give at least one --scope (admin, or publish:<room>)');
 

@@ -19,6 +19,7 @@ import { assertMayRead } from '../rooms/access.ts';
 import { RoomSettings, type RoomsStore } from '../rooms/store.ts';
 import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
+import { cors } from './cors.ts';
 import { assertReachable, intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
 import { problemResponse, toProblem } from './problem.ts';
 
@@ -50,6 +51,8 @@ export interface AppDeps {
     publicPaths?: readonly string[];
     /** The configured validators and handlers a room's settings may name. */
     plugins?: { validators: readonly string[]; handlers: readonly string[] };
+    /** Origins browser pages may call from (http.allowedOrigins); absent: no CORS at all. */
+    allowedOrigins?: readonly string[];
   };
 }
 
@@ -104,6 +107,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       detail: `no route for ${c.req.method} ${c.req.path}`,
     }),
   );
+
+  // Before the credentials check: a browser's preflight carries no token.
+  if (options.allowedOrigins) app.use('*', cors(options.allowedOrigins));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {

@@ -9,6 +9,7 @@ import type { AppEnv } from './app.ts';
 import { memberOf } from './auth.ts';
 import { ConnectionLimits } from './connection-limits.ts';
 import { corkedSocket } from './corked-socket.ts';
+import { normalizeOrigin } from './cors.ts';
 import { CLOSE } from './websocket-frames.ts';
 import { welcomeFrame } from './websocket-mine.ts';
 import {
@@ -291,14 +292,6 @@ interface Admitted {
   release: () => void;
   /** The connection's first frame. */
   welcome: string;
-}
-
-/**
- * Browsers send an origin's scheme and host in lowercase, with no path: a configured origin is
- * compared the same way (`HTTPS://App.example.com/` allows `https://app.example.com`).
- */
-function normalizeOrigin(origin: string): string {
-  return origin.toLowerCase().replace(/\/$/, '');
 }
 
 /** What {@link inject} passes to the app for an upgrade (the HTTP server passes no `upgrade`). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fileDefaults, settings } from '../../src/config.ts';
+import { MEANINGS } from '../../src/config-meanings.ts';
 import { freePort } from '../../src/redis/embedded.ts';
 import { runThreshold } from '../helpers/process.ts';
 import { README, readmeBlocks, readmeLines, shell, tempDir } from '../helpers/readme.ts';
@@ -17,11 +18,21 @@ async function startNode(name: string, port: number, env: NodeJS.ProcessEnv = {}
 }
 
 describe('README', () => {
-  it('the configuration table lists every setting, with its default, environment variable and flag', () => {
+  it('the configuration table lists every setting, with its default, environment variable, flag and meaning', () => {
     const rows = new Map(
       [
-        ...README.matchAll(/^\| ([a-zA-Z.]+) +\| ([^|]+)\| `([A-Z_]+)` +\| `--([a-z-]+)` +\|/gm),
-      ].map((m) => [m[1], { value: (m[2] ?? '').trim(), env: m[3], flag: m[4] }]),
+        ...README.matchAll(
+          /^\| ([a-zA-Z.]+) +\| ([^|]+)\| `([A-Z_]+)` +\| `--([a-z-]+)` +\| (.*?) *\|$/gm,
+        ),
+      ].map((m) => [
+        m[1],
+        {
+          value: (m[2] ?? '').trim(),
+          env: m[3],
+          flag: m[4],
+          meaning: m[5]?.replaceAll('\\|', '|'),
+        },
+      ]),
     );
     const defaults = fileDefaults();
     for (const leaf of settings(defaults)) {
@@ -30,6 +41,8 @@ describe('README', () => {
       expect(row, `README lacks a row for ${name}`).toBeDefined();
       expect(row?.env, name).toBe(leaf.env);
       expect(row?.flag, name).toBe(leaf.flag);
+      // `threshold settings` prints src/config-meanings.ts: the README must say the same.
+      expect(row?.meaning, `meaning of ${name}`).toBe(MEANINGS[name as keyof typeof MEANINGS]);
       let value: unknown = defaults;
       for (const key of leaf.path) value = (value as Record<string, unknown>)[key];
       // An empty default may be shown as what it means (`<hostname>-<port>` for nodeId).

@@ -158,6 +158,27 @@ describe('loadConfig', () => {
     },
   );
 
+  it.each(['*', 'https://app.example.com, HTTP://localhost:5173/', ''])(
+    'accepts http.allowedOrigins %j',
+    (origins) => {
+      expect(load({ THRESHOLD_HTTP_ALLOWED_ORIGINS: origins }).http.allowedOrigins).toBe(origins);
+    },
+  );
+
+  it.each(['https://app.example.com/path', 'app.example.com'])(
+    'rejects http.allowedOrigins %j, naming the setting',
+    (origins) => {
+      const err = configError(() => load({}, ['--http-allowed-origins', origins]));
+      expect(err.setting).toBe('http.allowedOrigins');
+    },
+  );
+
+  it('takes no * in ws.allowedOrigins (a WebSocket is let in from any origin when it is empty)', () => {
+    expect(configError(() => load({ THRESHOLD_WS_ALLOWED_ORIGINS: '*' })).setting).toBe(
+      'ws.allowedOrigins',
+    );
+  });
+
   it('rejects a partition count of 0', () => {
     expect(configError(() => load({ THRESHOLD_PARTITIONS: '0' })).setting).toBe('partitions');
   });

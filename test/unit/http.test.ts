@@ -626,3 +626,89 @@ describe('HTTP operations routes', () => {
     expect(text).not.toMatch(/^threshold_ingress_total\{/m);
   });
 });
+
+describe('HTTP CORS', () => {
+  const APP = 'https://app.example.com';
+  const preflight = (origin: string, method = 'POST') => ({
+    method: 'OPTIONS',
+    headers: {
+      origin,
+      'access-control-request-method': method,
+      'access-control-request-headers': 'authorization,content-type,idempotency-key',
+    },
+  });
+
+  it('answers an allowed origin’s preflight 204 without a token, with the methods, headers and max age', async () => {
+    const { app } = await harness({ allowedOrigins: ['HTTPS://App.example.com/'] });
+    const res = await app.request('/v1/rooms/garden/messages', preflight(APP));
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(res.headers.get('access-control-allow-methods')?.split(',')).toEqual(
+      expect.arrayContaining(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
+    );
+    expect(res.headers.get('access-control-allow-headers')).toBe(
+      'authorization,content-type,idempotency-key',
+    );
+    expect(res.headers.get('access-control-max-age')).toBe('600');
+    expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+    expect(res.headers.get('vary')).toContain('Origin');
+  });
+
+  it('marks an allowed origin’s answers, errors included, and exposes Retry-After', async () => {
+    const { app } = await harness({ allowedOrigins: [APP] });
+    const ok = await publish(app, { ...(await asMember()), origin: APP }, { body: 'hi' });
+    expect(ok.status).toBe(202);
+    expect(ok.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(ok.headers.get('vary')).toContain('Origin');
+    expect(ok.headers.get('access-control-expose-headers')).toBe('retry-after');
+
+    const refused = await publish(app, { origin: APP, 'content-type': 'application/json' }, {});
+    await expectProblem(refused, 401);
+    expect(refused.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(refused.headers.get('vary')).toContain('Origin');
+  });
+
+  it('gives another origin no CORS headers, and its preflight 403 naming the setting', async () => {
+    const { app, publisher } = await harness({ allowedOrigins: [APP] });
+    const res = await app.request('/v1/rooms/garden/messages', preflight('https://evil.example'));
+    const problem = await expectProblem(res, 403);
+    expect(problem.detail).toContain('http.allowedOrigins');
+    expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    expect(res.headers.get('access-control-allow-methods')).toBeNull();
+
+    const get = await app.request('/v1/connect', {
+      headers: { ...(await asMember()), origin: 'https://evil.example' },
+    });
+    expect(get.headers.get('access-control-allow-origin')).toBeNull();
+    expect(get.headers.get('access-control-expose-headers')).toBeNull();
+    expect(get.headers.get('vary')).toContain('Origin');
+    expect(publisher.envelopes).toHaveLength(0);
+  });
+
+  it('answers any origin with * (and never credentials) when the setting is * or empty', async () => {
+    for (const allowedOrigins of [['*'], []]) {
+      const { app } = await harness({ allowedOrigins });
+      const pre = await app.request('/v1/connect', preflight('http://localhost:5173', 'GET'));
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin')).toBe('*');
+      expect(pre.headers.get('access-control-allow-credentials')).toBeNull();
+      const res = await publish(
+        app,
+        { ...(await asMember()), origin: 'http://localhost:5173' },
+        { body: 'hi' },
+      );
+      expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    }
+  });
+
+  it('adds nothing to a request without Origin, and has no CORS at all without the option', async () => {
+    const { app } = await harness({ allowedOrigins: [APP] });
+    const res = await app.request('/healthz');
+    expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    const none = await harness();
+    const pre = await none.app.request('/v1/rooms/garden/messages', preflight(APP));
+    expect(pre.headers.get('access-control-allow-origin')).toBeNull();
+    // What CORS registered before the credentials check avoids: a preflight asked for a token.
+    expect(pre.status).toBe(401);
+  });
+});
