@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createAuthService, DEV_SMS_FROM } from './auth/service.ts';
-import { type Config, isLoopback, list } from './config.ts';
+import { type Config, isLoopback } from './config.ts';
 import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberNotices } from './delivery/member-notices.ts';
@@ -13,6 +13,7 @@ import { ConfigError } from './errors.ts';
 import { prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
 import { createApp } from './http/app.ts';
+import { corsOrigins } from './http/cors.ts';
 import { Auth } from './http/auth.ts';
 import { PUBLIC_AUTH_PATHS } from './http/auth-routes.ts';
 import { mountIdentity } from './http/identity-routes.ts';
@@ -21,7 +22,7 @@ import { mountPresence } from './http/presence-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
 import { mountWebhooks } from './http/webhooks.ts';
-import { mountWebSocket } from './http/websocket.ts';
+import { mountWebSocket, websocketOptions } from './http/websocket.ts';
 import { defaultNodeId } from './ids.ts';
 import { createIngress } from './ingress/create-ingress.ts';
 import { hourlyLimiter } from './ingress/rate-limit.ts';
@@ -212,7 +213,7 @@ export async function startNode(
         publicPaths: [...PUBLIC_AUTH_PATHS, ...PUBLIC_PUSH_PATHS],
         largeBodies: [{ path: TAG_UPLOAD_PATH, maxBytes: config.tags.maxUploadBytes }],
         plugins: { validators: [...validators.keys()], handlers: [...handlers.keys()] },
-        allowedOrigins: list(config.http.allowedOrigins || config.ws.allowedOrigins),
+        allowedOrigins: corsOrigins(config, devMode),
       },
     });
     const inbound = new SmsInbound(
@@ -255,19 +256,7 @@ export async function startNode(
     const { notifications } = notifying;
     const reads = { markers: conversations, history, rooms };
     const sessionDeps = { hub, ...reads, ingress, metrics, log, presence, notifications };
-    const ws = mountWebSocket(app, sessionDeps, {
-      maxFrameBytes: config.ws.maxFrameBytes,
-      heartbeatMs: config.ws.heartbeatMs,
-      maxBufferedBytes: config.ws.maxBufferedBytes,
-      replayPageSize: config.ws.replayPageSize,
-      maxBodyChars: config.http.maxBodyChars,
-      framesPerSecond: config.ws.framesPerSecond,
-      frameBurst: config.ws.frameBurst,
-      maxDroppedFrames: config.ws.maxDroppedFrames,
-      allowedOrigins: list(config.ws.allowedOrigins),
-      maxConnectionsPerIp: config.ws.maxConnectionsPerIp,
-      maxConnectionsPerMember: config.ws.maxConnectionsPerMember,
-    });
+    const ws = mountWebSocket(app, sessionDeps, websocketOptions(config));
 
     http = new HttpServer(
       app.fetch,

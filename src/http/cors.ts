@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
+import { list } from '../config.ts';
 import { cors as honoCors } from 'hono/cors';
 import { ForbiddenError } from '../errors.ts';
 
@@ -14,6 +15,21 @@ const PREFLIGHT_MAX_AGE_SECONDS = 600;
  *
  * `origins` empty or holding `*`: any origin (answered `*`).
  */
+/**
+ * The origins CORS lets in: `http.allowedOrigins`, else `ws.allowedOrigins`; with neither set,
+ * any origin (bearer tokens, never cookies) — except in open development mode, where every
+ * request is trusted: there a page on any site could drive the node, so no origin is let in
+ * until one is named.
+ */
+export function corsOrigins(
+  config: { http: { allowedOrigins: string }; ws: { allowedOrigins: string } },
+  devMode: boolean,
+): string[] | undefined {
+  const named = config.http.allowedOrigins || config.ws.allowedOrigins;
+  if (!named && devMode) return undefined;
+  return list(named);
+}
+
 export function cors(origins: readonly string[]): MiddlewareHandler {
   const any = origins.length === 0 || origins.includes('*');
   const allowed = new Set(origins.map(normalizeOrigin));

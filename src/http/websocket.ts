@@ -4,6 +4,7 @@ import type { ServerType } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context, Hono } from 'hono';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { type Config, list } from '../config.ts';
 import { ConnectionLimitError, ForbiddenError, ValidationError } from '../errors.ts';
 import type { AppEnv } from './app.ts';
 import { memberOf } from './auth.ts';
@@ -52,6 +53,24 @@ export interface WebSocketEndpoint {
   /** Drops the connections that did not finish closing. */
   terminateAll(): void;
   stop(): void;
+}
+
+/** The WebSocket settings from the config (`ws.*`, and the body limit of a publish). */
+export function websocketOptions(config: Pick<Config, 'ws' | 'http'>): WebSocketOptions {
+  const { ws } = config;
+  return {
+    maxFrameBytes: ws.maxFrameBytes,
+    heartbeatMs: ws.heartbeatMs,
+    maxBufferedBytes: ws.maxBufferedBytes,
+    replayPageSize: ws.replayPageSize,
+    maxBodyChars: config.http.maxBodyChars,
+    framesPerSecond: ws.framesPerSecond,
+    frameBurst: ws.frameBurst,
+    maxDroppedFrames: ws.maxDroppedFrames,
+    allowedOrigins: list(ws.allowedOrigins),
+    maxConnectionsPerIp: ws.maxConnectionsPerIp,
+    maxConnectionsPerMember: ws.maxConnectionsPerMember,
+  };
 }
 
 /**
