@@ -30,9 +30,6 @@ import { SMS_MAX_BODY_CHARS } from './sms-plan.ts';
 /** The channel (and job kind) of the planner's jobs; a prefix no member id has. */
 export const MISSED = 'missed';
 
-/** The channels a member may name, in the order of their choosing. */
-export const MISSED_WAYS = ['push', 'webhook', 'sms'] as const;
-
 /** What the setting's writer needs of the rooms (RedisRoomsStore). */
 export interface MissedRooms {
   markMissed(room: string, member: string, on: boolean): Promise<void>;

@@ -2,7 +2,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { ForbiddenError, ValidationError } from '../errors.ts';
 import { MemberId } from '../funnel/envelope.ts';
-import { MISSED_WAYS } from '../delivery/missed.ts';
+import { FALLBACKS } from '../config.ts';
 import type { AppEnv } from './app.ts';
 import { isAdmin, memberOf, type Principal } from './auth.ts';
 import { memberParam, readJson } from './params.ts';
@@ -19,14 +19,9 @@ export interface MemberRoutesDeps {
 const Missed = z
   .string()
   .transform((v) => (v === 'off' ? [] : v.split(',').map((c) => c.trim())))
-  .refine(
-    (cs) =>
-      cs.every((c) => (MISSED_WAYS as readonly string[]).includes(c)) &&
-      new Set(cs).size === cs.length,
-    {
-      message: `expected "off" or channels of ${MISSED_WAYS.join(', ')}, comma-separated, each once`,
-    },
-  );
+  .refine((cs) => cs.every((c) => FALLBACKS.includes(c)) && new Set(cs).size === cs.length, {
+    message: `expected "off" or channels of ${FALLBACKS.join(', ')}, comma-separated, each once`,
+  });
 
 const Settings = z.object({ missed: Missed.optional() }).strict();
 
