@@ -143,6 +143,18 @@ describe('missed room messages', () => {
     expect(push.received).toHaveLength(5);
     for (const b of [carlPhone, danPhone]) expect(push.attempts(b.endpoint)).toBe(0);
     await carl.close();
+
+    // Bob leaves: the room's later messages are not his. Carl, offline now, gets them.
+    expect((await node.admin('DELETE', '/v1/rooms/crew/members/user:bob')).status).toBe(204);
+    await publish(node, 'crew', 'six');
+    await eventually(
+      'pushed to carl',
+      async () => push.received.filter((r) => r.endpoint === carlPhone.endpoint),
+      (r) => r.length === 1,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(push.received.filter((r) => r.endpoint === bobPhone.endpoint)).toHaveLength(5);
+    expect(push.received.at(-1)?.payload.body).toBe('six');
   });
 
   it('without a push subscription the message goes to the linked webhook, then the phone; without the setting nowhere', async () => {
