@@ -5,6 +5,7 @@ import { createHandlers, HANDLER_SOURCE } from './delivery/handlers.ts';
 import { LiveHub } from './delivery/live-hub.ts';
 import { MemberNotices } from './delivery/member-notices.ts';
 import { MemberSettingsStore } from './delivery/member-settings.ts';
+import { MissedSettings } from './delivery/missed.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
 import { Presence } from './delivery/presence.ts';
@@ -47,6 +48,7 @@ import { ServiceManager } from './services.ts';
 import { warnAtStart } from './start-warnings.ts';
 import { mountTags, TAG_UPLOAD_PATH } from './http/tag-routes.ts';
 import { mountNotifications } from './http/notification-routes.ts';
+import { mountMemberSettings } from './http/member-routes.ts';
 import { createNotificationService } from './notify/service.ts';
 import { TagStore } from './notify/tags.ts';
 
@@ -108,6 +110,9 @@ export async function startNode(
     });
     const handlers = await createHandlers(config.handlers, log);
     const sms = smsClientFor(config, log);
+    const smsFrom = config.auth.smsFrom || (sms.dev ? DEV_SMS_FROM : '');
+    const presenceOptions = { nodeId, nodeTtlMs: config.mesh.nodeTtlMs };
+    const presence = new Presence(redis, keys, presenceOptions, metrics, log);
     let coordinator: Coordinator | undefined;
     const outbox = await createOutbox({
       config,
@@ -121,6 +126,7 @@ export async function startNode(
       smsClient: sms.client,
       leases: () => coordinator?.heldLeases() ?? new Map(),
       handlers,
+      ...{ presence, smsFrom },
       // A reply's id comes from the message: a handler run again replies once.
       reply: async (handler, message, body) => {
         await ingress.submit(
@@ -242,15 +248,14 @@ export async function startNode(
     const tagDeps = { memberPrefixes: outbox.memberPrefixes, options: config.tags };
     const tags = new TagStore(redis, keys);
     mountTags(app, { tags, ...tagDeps });
-    const presenceOptions = { nodeId, nodeTtlMs: config.mesh.nodeTtlMs };
-    const presence = new Presence(redis, keys, presenceOptions, metrics, log);
     const notifying = createNotificationService(config, {
       ...{ redis, keys, channels: outbox.channels, members, presence, tags, log },
       leases: () => coordinator?.heldLeases() ?? new Map(),
       notify: (member, frame) => notices.notify(member, frame),
-      smsFrom: config.auth.smsFrom || (sms.dev ? DEV_SMS_FROM : ''),
+      smsFrom,
     });
-    outbox.runner.settledNotification = (job, end) => notifying.dispatcher.settled(job, end);
+    outbox.fallbacks.notification = (job, end) => notifying.dispatcher.settled(job, end);
+    mountMemberSettings(app, { missed: new MissedSettings(members, rooms) });
     mountNotifications(app, { ...notifying, links: members });
     mountPresence(app, { rooms, presence });
     const { notifications } = notifying;

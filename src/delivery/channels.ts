@@ -140,13 +140,13 @@ async function load(
   if (RESERVED.includes(prefix))
     throw new ConfigError(
       where,
-      `the prefix "${prefix}:" is taken (user: is the live WebSocket path, handler: runs handlers): choose another`,
+      `the prefix "${prefix}:" is taken (user: is the live WebSocket path, handler: runs handlers, missed: hands on what members miss): choose another`,
     );
   return { channel: channel as DeliveryChannel, prefix };
 }
 
 /** Member-id prefixes no plug-in channel may claim. */
-const RESERVED = ['user', 'handler'];
+const RESERVED = ['user', 'handler', 'missed'];
 
 /** A plug-in's channel as the runner sees it (its own methods bound to it). */
 function plain(

@@ -1,7 +1,7 @@
 import { batch, type RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
 
-/** A member's own settings (`thr:member:<id>`, DESIGN §3). */
+/** A member's own settings (`thr:member:<id>`, DESIGN §3; `missed` is read by missed.ts). */
 export interface MemberSettings {
   /** undefined: the room's default (its `confirmations` setting, on when unset). */
   confirmations?: boolean;
@@ -105,6 +105,24 @@ export class MemberSettingsStore {
       else await this.redis.hset(key, `link:${name}`, value);
     }
     return this.links(member);
+  }
+
+  /**
+   * The channels (push, webhook, sms) a member wants the room messages they miss while offline
+   * sent through, in order ([]: off, the default), and their links: one round trip.
+   */
+  async missed(member: string): Promise<{ channels: string[]; links: MemberLinks }> {
+    // prettier-ignore
+    const [missed, phone, webhook] = await this.redis.hmget(this.keys.member(member), 'missed', 'link:phone', 'link:webhook');
+    const links = { ...(phone ? { phone } : {}), ...(webhook ? { webhook } : {}) };
+    return { channels: missed ? missed.split(',') : [], links };
+  }
+
+  /** Sets the member's `missed` channels ([]: off); their rooms' sets are the caller's. */
+  async setMissed(member: string, channels: readonly string[]): Promise<void> {
+    const key = this.keys.member(member);
+    if (channels.length > 0) await this.redis.hset(key, 'missed', channels.join(','));
+    else await this.redis.hdel(key, 'missed');
   }
 
   /** The rooms a member belongs to (`thr:member:<id>:rooms`). */

@@ -74,12 +74,19 @@ export class OutboxLedger {
     );
   }
 
-  /** A relay's recipient failed for good (`code` says why). */
-  async failed(held: Held, code: string): Promise<void> {
+  /** A relay's recipient failed for good (`code` says why), or expired unsent. */
+  async failed(held: Held, code: string, state: 'failed' | 'expired' = 'failed'): Promise<void> {
     const { job } = held;
     if (job.kind !== 'relay') return;
     const key = this.keys.msg(held.partition, job.msg);
-    await this.waitOut(() => this.redis.recordStatus(key, job.ch, job.to, 'failed', code));
+    await this.waitOut(() => this.redis.recordStatus(key, job.ch, job.to, state, code));
+  }
+
+  /** Settles a job whose time ran out unsent (a relay's recipient: expired); false if fenced. */
+  async expire(held: Held): Promise<boolean> {
+    if (!(await this.settle(held))) return false;
+    await this.failed(held, '', 'expired');
+    return true;
   }
 
   /**

@@ -39,9 +39,8 @@ export class OutboxRunner implements BatchProcessor {
   rewind: (partition: number) => void = () => {};
   /** There is room for more jobs again (the partition reader's resume). */
   resume: () => void = () => {};
-  /** A notification's job reached its final outcome (its dispatcher moves the recipient on). */
-  settledNotification: (job: Readonly<OutboxJob>, outcome: string) => Promise<void> =
-    async () => {};
+  /** A fallback's job (field `rcpt`) reached its final outcome: its side moves it on. */
+  settled: (job: Readonly<OutboxJob>, outcome: string) => Promise<void> = async () => {};
 
   constructor(
     private readonly channels: ReadonlyMap<string, RunnerChannel>,
@@ -167,8 +166,9 @@ export class OutboxRunner implements BatchProcessor {
     const { channel } = lane;
     if (this.leases().get(held.partition) !== held.lease) return undefined; // the next owner has it
     if (job.exp && this.clock.now() >= Number(job.exp)) {
-      // Not delivered in time: not sent at all.
-      if (await this.settle(held)) this.count('expired', '', held);
+      // Not delivered in time: not sent at all (a relay's recipient counts as expired).
+      if (await this.ledger.expire(held)) this.count('expired', '', held);
+      else this.fenced(held);
       return undefined;
     }
     const begin = await this.ledger.begin(held, this.clock.now());
@@ -232,7 +232,7 @@ export class OutboxRunner implements BatchProcessor {
         }
         if (!(await this.settle(held))) return undefined;
         await this.ledger.failed(held, code);
-        this.log.warn({ ...ctx, err: result.error }, 'delivery failed; not retried');
+        this.log[result.outcome ? 'debug' : 'warn']({ ...ctx, err: result.error }, 'not sent');
         this.count(result.outcome ?? 'failed', code, held);
         return undefined;
       }
@@ -382,9 +382,9 @@ export class OutboxRunner implements BatchProcessor {
     if (outcome !== 'postponed') this.errors.delete(deliveryKey(held));
     if (held.job.kind === 'relay' && FINAL.includes(delivery))
       this.metrics.deliveries.inc({ channel, outcome: delivery });
-    if (held.job.kind === 'notification' && FINAL.includes(delivery))
-      this.settledNotification(held.job, delivery).catch((err: unknown) =>
-        this.log.warn({ err, ...context(held) }, 'notification recipient not moved on'),
+    if (held.job.rcpt && FINAL.includes(delivery))
+      this.settled(held.job, delivery).catch((err: unknown) =>
+        this.log.warn({ err, ...context(held) }, 'fallback recipient not moved on'),
       );
   }
 }

@@ -14,6 +14,8 @@ import {
   HandlerPlanner,
 } from './handlers.ts';
 import type { MemberSettingsStore } from './member-settings.ts';
+import { createMissedChannel, type MissedDeps, MissedPlanner } from './missed.ts';
+import type { OutboxJob } from './outbox-job.ts';
 import { SENDERS_GROUP } from './outbox-job.ts';
 import { OutboxLedger } from './outbox-ledger.ts';
 import { OutboxRunner } from './outbox-runner.ts';
@@ -61,7 +63,14 @@ export interface OutboxDeps {
   /** The configured handlers, run through the outbox, and how they reply. */
   handlers: ReadonlyMap<string, Handler>;
   reply: (handler: string, message: HandlerMessage, body: string) => Promise<void>;
+  /** Who is online, for the room messages members miss while offline (missed.ts). */
+  presence: MissedDeps['presence'];
+  /** The number texts come from when a room has none. */
+  smsFrom: string;
 }
+
+/** A fallback job (field `rcpt`) reached its final outcome: its side moves the recipient on. */
+type Settled = (job: Readonly<OutboxJob>, outcome: string) => Promise<void>;
 
 /**
  * The delivery side of a node (DESIGN §7): the channels, what they decide at commit (the
@@ -103,6 +112,21 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     routes.set('handler', 'handler');
     planners.push(new HandlerPlanner(redis, keys));
   }
+  // Room messages members miss while offline: an internal channel, like the handlers'.
+  const missed = createMissedChannel(
+    {
+      redis,
+      keys,
+      members: deps.members,
+      presence: deps.presence,
+      smsFrom: deps.smsFrom,
+      has: (ch) => channels.has(ch) || ch === 'sms',
+    },
+    runnerDefaults(config.outbox),
+  );
+  channels.set('missed', missed.channel);
+  routes.set('missed', 'missed');
+  planners.push(new MissedPlanner(redis, keys));
   const planner = new DeliveryPlanner(routes, planners);
   const blockMs = Math.min(config.mesh.readBlockMs, 500);
   const ledger = new OutboxLedger(
@@ -139,6 +163,9 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     },
     log,
   );
+  /** By job kind: relay (a missed room message's way), notification (set by its service). */
+  const fallbacks: Record<string, Settled> = { relay: (job, end) => missed.settled(job, end) };
+  runner.settled = async (job, end) => fallbacks[job.kind]?.(job, end);
   runner.rewind = (p) => reader.rewind(p);
   runner.resume = () => reader.resume?.();
   return {
@@ -151,6 +178,7 @@ export async function createOutbox({ config, redis, keys, log, ...deps }: Outbox
     /** Members' push subscriptions and the VAPID key pair (the push routes). */
     push,
     runner,
+    fallbacks,
     reader,
     start: () => reader.start(),
     /** Stops reading, waits (at most `waitMs`) for sends in flight, then stops the channels. */

@@ -351,6 +351,7 @@ function channelStatus(hash: Record<string, string>): { channels?: Record<string
       delivered: count('delivered'),
       ...(hash[`${ch}:undelivered`] !== undefined ? { undelivered: count('undelivered') } : {}),
       failed: count('failed'),
+      ...(hash[`${ch}:expired`] !== undefined ? { expired: count('expired') } : {}),
     };
   }
   return Object.keys(channels).length > 0 ? { channels } : {};

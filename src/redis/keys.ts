@@ -224,6 +224,10 @@ export class Keys {
   history(room: string) {
     return `${this.room(room)}:history`;
   }
+  /** Members who want the room's messages they miss while offline (the `missed` setting). */
+  missed(room: string) {
+    return `${this.room(room)}:missed`;
+  }
   /** Read markers: member id → the seq they have read up to. */
   reads(room: string) {
     return `${this.room(room)}:reads`;

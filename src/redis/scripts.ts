@@ -121,6 +121,23 @@ declare module 'ioredis' {
     advanceRecipient(
       ...args: [string, string, string, string, string, string, string, string, '0' | '1', string]
     ): Result<1 | -9, Context>;
+    /** lua/hand-over-2.lua */
+    handOver(
+      msg: string,
+      outbox: string,
+      channel: string,
+      to: string,
+      fields: string,
+      wake: '0' | '1',
+    ): Result<0 | 1 | 2, Context>;
+    /** lua/mark-missed-3.lua */
+    markMissed(
+      room: string,
+      members: string,
+      missed: string,
+      member: string,
+      on: '0' | '1',
+    ): Result<number, Context>;
     /** lua/heartbeat-node-1.lua */
     heartbeatNode(
       nodes: string,

@@ -18,6 +18,16 @@ export const RoomSettings = z
     validators: z.array(z.string().min(1).max(32)).max(16).optional(),
     /** Handlers (config `handlers`) run on each committed message, on the room's owner. */
     handlers: z.array(z.string().min(1).max(32)).max(16).optional(),
+    /**
+     * Out-of-band deliveries (outbox jobs: texts, webhooks, pushes) of a message not made
+     * within this many seconds of its commit are not made at all, and count as expired.
+     */
+    deliverWithinSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86_400)
+      .optional(),
   })
   .strict();
 export type RoomSettings = z.infer<typeof RoomSettings>;
@@ -80,6 +90,9 @@ export class RedisRoomsStore implements RoomsStore {
       settings: JSON.stringify(settings),
     };
     if (settings.historyLength) fields.historyLength = settings.historyLength;
+    // Read by the commit script, which gives every outbox job of a message its `exp`.
+    if (settings.deliverWithinSeconds)
+      fields.deliverWithinMs = settings.deliverWithinSeconds * 1000;
     // The handler planner's gate (commit-message-11.lua, ARGV[15]).
     if (settings.handlers?.length) fields.handlers = JSON.stringify(settings.handlers);
     // prettier-ignore
@@ -170,7 +183,15 @@ export class RedisRoomsStore implements RoomsStore {
     ]);
     await this.redis
       .multi()
-      .del(keys.room(id), keys.members(id), keys.seq(id), keys.history(id), keys.reads(id))
+      // prettier-ignore
+      .del(
+        keys.room(id),
+        keys.members(id),
+        keys.seq(id),
+        keys.history(id),
+        keys.reads(id),
+        keys.missed(id),
+      )
       .zrem(keys.active(keys.partitionOf(id)), id)
       // In the same MULTI: every subscriber hears of the deletion before anything published later.
       .publish(keys.live(id), revocationPayload({ room: id, reason: 'deleted' }))
@@ -187,6 +208,9 @@ export class RedisRoomsStore implements RoomsStore {
       .hdel(this.keys.room(room), 'oob')
       .exec()) as [[Error | null, number], ...unknown[]];
     await this.redis.sadd(this.keys.memberRooms(member), room);
+    // After the index: a `missed` setting changed meanwhile sees this room (missed.ts).
+    if (await this.redis.hget(this.keys.member(member), 'missed'))
+      await this.markMissed(room, member, true);
     // Sessions of the member that follow "mine" subscribe to the room (websocket-mine.ts).
     await this.redis.publish(
       this.keys.memberChannel(member),
@@ -201,11 +225,21 @@ export class RedisRoomsStore implements RoomsStore {
       .multi()
       .srem(this.keys.members(room), member)
       .hdel(this.keys.room(room), 'oob')
+      .srem(this.keys.missed(room), member)
       // In the same MULTI: the member's sessions hear of it before any later message.
       .publish(this.keys.live(room), revocationPayload({ room, reason: 'removed', member }))
       .exec()) as [[Error | null, number], ...unknown[]];
     await this.redis.srem(this.keys.memberRooms(member), room);
+    // The gate follows the set (a stale one only makes the planner read an empty set).
+    await this.markMissed(room, member, false);
     return removed === 1;
+  }
+
+  /** Adds (if a member) or removes a member of the room's `missed` set, and sets its gate. */
+  async markMissed(room: string, member: string, on: boolean): Promise<void> {
+    const { keys } = this;
+    // prettier-ignore
+    await this.redis.markMissed(keys.room(room), keys.members(room), keys.missed(room), member, on ? '1' : '0');
   }
 
   async members(room: string): Promise<string[]> {

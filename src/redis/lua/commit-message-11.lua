@@ -32,7 +32,8 @@
     ARGV[13] envelope id
     ARGV[14] channel plans, JSON, or "": { <channel>: { skip: [member ids not reached],
              f: [field, value, ...] added to each of its jobs, extra: [{ to, kind,
-             f: [...] }] jobs beside the members' (a text in f may hold "{recipients}") } }
+             f: [...], member? }] jobs beside the members' (a text in f may hold
+             "{recipients}"; with member = true, only while `to` is a member of the room) } }
     ARGV[15] routes, JSON: { <member-id prefix>: [<channel>, <gate>] }. Channel "" is the live
              path (counted, no job). A gate is a room hash field: the channel is active in a
              room only while that field is set (not "" or "[]"), and then needs a plan.
@@ -43,7 +44,8 @@
   The room hash caches its count of members outside the live path (field oob); membership
   changes delete it. Outbox jobs (stream fields): ch, kind (relay, or an extra job's),
   d (delivery id "<room>~<member>~<envelope id>", "" for extras), to (member id), room,
-  msg (envelope id), attempt (0), m (the message frame), then the plan's fields.
+  msg (envelope id), attempt (0), m (the message frame), then the plan's fields, then exp
+  (commit time + the room hash's deliverWithinMs, when set: not sent after that).
   Recipient states: <channel>:<member> = queued; counters <channel>:recipients and :queued.
 
   Output: { code, seq, recipients } with code (redis/codes.ts)
@@ -94,6 +96,10 @@ local frame = ARGV[4] .. seq .. ARGV[5]
 local historyLength = tonumber(redis.call('HGET', KEYS[5], 'historyLength') or ARGV[7])
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', historyLength, seq .. '-0', 'm', frame)
 
+-- The room's deliverWithinSeconds setting: every job of the message expires together.
+local within = redis.call('HGET', KEYS[5], 'deliverWithinMs')
+local exp = within and { 'exp', tostring(tonumber(ARGV[9]) + tonumber(within)) } or {}
+
 local oob = redis.call('HGET', KEYS[5], 'oob')
 local members
 if not oob then
@@ -131,6 +137,7 @@ else
         local job = { 'ch', ch, 'kind', 'relay', 'd', ARGV[11] .. '~' .. m .. '~' .. ARGV[13],
           'to', m, 'room', ARGV[11], 'msg', ARGV[13], 'attempt', 0, 'm', frame }
         for _, v in ipairs(plans[ch] and plans[ch].f or {}) do job[#job + 1] = v end
+        for _, v in ipairs(exp) do job[#job + 1] = v end
         redis.call('XADD', KEYS[9], '*', unpack(job))
         jobs = jobs + 1
         redis.call('HSET', KEYS[4], ch .. ':' .. m, 'queued')
@@ -145,13 +152,16 @@ end
 
 for ch, plan in pairs(plans) do
   for _, extra in ipairs(plan.extra or {}) do
-    local job = { 'ch', ch, 'kind', extra.kind, 'd', '', 'to', extra.to, 'room', ARGV[11],
-      'msg', ARGV[13], 'attempt', 0, 'm', frame }
-    for _, v in ipairs(extra.f or {}) do
-      job[#job + 1] = (string.gsub(v, '{recipients}', tostring(recipients)))
+    if not extra.member or redis.call('SISMEMBER', KEYS[8], extra.to) == 1 then
+      local job = { 'ch', ch, 'kind', extra.kind, 'd', '', 'to', extra.to, 'room', ARGV[11],
+        'msg', ARGV[13], 'attempt', 0, 'm', frame }
+      for _, v in ipairs(extra.f or {}) do
+        job[#job + 1] = (string.gsub(v, '{recipients}', tostring(recipients)))
+      end
+      for _, v in ipairs(exp) do job[#job + 1] = v end
+      redis.call('XADD', KEYS[9], '*', unpack(job))
+      jobs = jobs + 1
     end
-    redis.call('XADD', KEYS[9], '*', unpack(job))
-    jobs = jobs + 1
   end
 end
 if jobs > 0 and ARGV[16] == '1' then

@@ -1,14 +1,14 @@
 --[[
   Record a recipient's delivery state (the outbox runner's result, or a receiver's report
   such as a Twilio status callback), never moving backwards: queued < sent < delivered |
-  undelivered | failed, and a final state is final. A late or out-of-order report therefore
-  changes nothing.
+  undelivered | failed | expired, and a final state is final. A late or out-of-order report
+  therefore changes nothing. expired: not sent at all, its time (the job's exp) ran out.
 
   Input:
     KEYS[1] message receipt  thr:{p<n>}:msg:<envelope id>
     ARGV[1] channel name
     ARGV[2] recipient member id
-    ARGV[3] new state: queued, sent, delivered, undelivered or failed
+    ARGV[3] new state: queued, sent, delivered, undelivered, failed or expired
     ARGV[4] error code, or ""
     ARGV[5] the receiver's reference for the delivery (Twilio's MessageSid), or "": recorded
             (<channel>:<member>:ref) whatever the state, so a delivery the receiver has is
@@ -21,7 +21,7 @@
     -9 STALE earlier than the current state
    -10 UNKNOWN_STATE
 ]]
-local rank = { queued = 1, sent = 2, delivered = 3, undelivered = 3, failed = 3 }
+local rank = { queued = 1, sent = 2, delivered = 3, undelivered = 3, failed = 3, expired = 3 }
 local new = ARGV[3]
 if rank[new] == nil then
   return -10
