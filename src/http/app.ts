@@ -1,6 +1,5 @@
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { z } from 'zod';
 import {
   ForbiddenError,
   NotFoundError,
@@ -16,12 +15,14 @@ import type { ClusterView } from '../mesh/cluster-view.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { BackwardPage, HistoryPage } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
-import { RoomSettings, type RoomsStore } from '../rooms/store.ts';
+import type { RoomsStore } from '../rooms/store.ts';
 import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
 import { cors } from './cors.ts';
+import { mountOpenApi } from './openapi.ts';
 import { assertReachable, intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
 import { problemResponse, toProblem } from './problem.ts';
+import { NewRoomBody, PublishBody } from './room-bodies.ts';
 
 export interface HistoryReader {
   since(room: string, since: number, limit: number): Promise<HistoryPage>;
@@ -40,6 +41,8 @@ export interface AppDeps {
   conversations?: ConversationDeps;
   health: { ready(): boolean; draining(): boolean };
   log: Logger;
+  /** The release, shown in /openapi.json (package.json's). */
+  version?: string;
   options: {
     maxBodyBytes: number;
     maxBodyChars: number;
@@ -57,27 +60,6 @@ export interface AppDeps {
 }
 
 export type AppEnv = { Variables: { principal: Principal } };
-
-const NewRoomBody = z
-  .object({
-    id: RoomId,
-    name: z.string().min(1).max(200).optional(),
-    numbers: z
-      .array(z.string().regex(/^\+[1-9]\d{6,14}$/, 'expected an E.164 number such as +15551234567'))
-      .max(50)
-      .optional(),
-    settings: RoomSettings.optional(),
-  })
-  .strict();
-
-const PublishBody = z
-  .object({
-    body: z.string().min(1, 'must not be empty'),
-    media: z.array(z.url()).max(10).optional(),
-    /** Admin only: a member id to publish as, or a service name. */
-    sender: z.string().min(1).max(64).optional(),
-  })
-  .strict();
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 const MAX_HISTORY_PAGE = 1000;
@@ -123,6 +105,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get('/metrics', async (c) =>
     c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
   );
+  mountOpenApi(app, deps.version ?? '0.0.0');
 
   app.use('/v1/*', async (c, next) => {
     if (health.draining())

@@ -29,10 +29,10 @@ export const Name = z
   .string()
   .regex(/^[^\p{Cc}]{1,100}$/u, '1-100 characters, no control characters');
 
-const StartBody = z
+export const StartBody = z
   .object({ phone: z.string().min(1).max(40), first: Name.optional(), last: Name.optional() })
   .strict();
-const VerifyBody = z
+export const VerifyBody = z
   .object({ phone: z.string().min(1).max(40), code: z.string().min(1).max(16) })
   .strict();
 

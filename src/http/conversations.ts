@@ -51,7 +51,7 @@ export function conversationOptions(
   };
 }
 
-const StartBody = z
+export const StartBody = z
   .object({
     members: z.array(RecipientId).min(1).max(10_000),
     name: z.string().min(1).max(200).optional(),
@@ -59,7 +59,7 @@ const StartBody = z
   })
   .strict();
 
-const ReadBody = z.object({ seq: z.number().int().min(0) }).strict();
+export const ReadBody = z.object({ seq: z.number().int().min(0) }).strict();
 
 const MAX_LIST_PAGE = 100;
 

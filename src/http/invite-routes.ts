@@ -26,7 +26,7 @@ export interface InviteRoutesDeps {
   };
 }
 
-const InviteBody = z
+export const InviteBody = z
   .object({ phone: z.string().min(1).max(40), first: Name.optional(), last: Name.optional() })
   .strict();
 

@@ -23,7 +23,7 @@ const Missed = z
     message: `expected "off" or channels of ${FALLBACKS.join(', ')}, comma-separated, each once`,
   });
 
-const Settings = z.object({ missed: Missed.optional() }).strict();
+export const Settings = z.object({ missed: Missed.optional() }).strict();
 
 /**
  * A member's own settings (DESIGN §5): `GET` / `PUT /v1/members/:member/settings`, for the

@@ -42,7 +42,7 @@ const Time = z.union([
   z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
 ]);
 
-const NewBody = z
+export const NewBody = z
   .object({
     to: z
       .object({
@@ -63,6 +63,19 @@ const NewBody = z
     channels: z
       .array(z.enum(FALLBACKS as [string, ...string[]]))
       .max(3)
+      .optional(),
+  })
+  .strict();
+
+export const PriorityBody = z.object({ priority: z.enum(PRIORITIES) }).strict();
+
+export const Links = z
+  .object({
+    phone: z.string().regex(E164, 'expected an E.164 number').nullable().optional(),
+    webhook: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a webhook endpoint name')
+      .nullable()
       .optional(),
   })
   .strict();
@@ -134,21 +147,10 @@ export function mountNotifications(app: Hono<AppEnv>, deps: NotificationRoutesDe
   app.patch('/v1/notifications/:id', async (c) => {
     notify(c.get('principal'));
     const id = idOf(c.req.param('id'));
-    const { priority } = await readJson(c, z.object({ priority: z.enum(PRIORITIES) }).strict());
+    const { priority } = await readJson(c, PriorityBody);
     await notifications.prioritise(id, priority);
     return c.json(await notifications.status(id));
   });
-
-  const Links = z
-    .object({
-      phone: z.string().regex(E164, 'expected an E.164 number').nullable().optional(),
-      webhook: z
-        .string()
-        .regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a webhook endpoint name')
-        .nullable()
-        .optional(),
-    })
-    .strict();
 
   /** Links are for app users: the others have their own channel. */
   const userParam = (c: Context<AppEnv>) => {

@@ -60,7 +60,7 @@ const onCurve = (b: Buffer) => {
 };
 
 /** A browser's `PushSubscription.toJSON()`; its `expirationTime` is accepted and ignored. */
-const PutBody = z
+export const PutBody = z
   .object({
     endpoint: Endpoint,
     keys: z

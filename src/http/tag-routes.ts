@@ -46,7 +46,7 @@ export const TAG_UPLOAD_PATH = /^\/v1\/tags\/[^/]+\/members$/;
 const MAX_PAGE = 1000;
 const NAME_RULE = 'expected a tag name: A-Z a-z 0-9 _ . (no spaces or - + & ( )), 1-64 characters';
 
-const ExpandBody = z
+export const ExpandBody = z
   .object({
     tags: z.string(),
     limit: z.number().int().min(1).max(MAX_PAGE).optional(),
@@ -66,18 +66,22 @@ function cursorQuery(c: Context, check?: (v: string) => boolean): string | undef
   return cursor;
 }
 
+/** A delta upload's body; `maxUpload` is the node's tags.maxUpload. */
+export const deltaBody = (maxUpload: number) =>
+  z
+    .object({
+      add: z.array(RecipientId).max(maxUpload).optional(),
+      remove: z.array(RecipientId).max(maxUpload).optional(),
+    })
+    .strict();
+
 /**
  * Tags (DESIGN §5, README "Tags"): named sets of members, uploaded by the operator's backend
  * and addressed by tag expressions. Every route takes the admin or a key with the tags scope.
  */
 export function mountTags(app: Hono<AppEnv>, deps: TagRoutesDeps): void {
   const { tags, memberPrefixes, options } = deps;
-  const DeltaBody = z
-    .object({
-      add: z.array(RecipientId).max(options.maxUpload).optional(),
-      remove: z.array(RecipientId).max(options.maxUpload).optional(),
-    })
-    .strict();
+  const DeltaBody = deltaBody(options.maxUpload);
   const scope = (c: Context<AppEnv>) => requireScope(c.get('principal'), 'tags');
 
   app.get('/v1/tags', async (c) => {

@@ -58,7 +58,7 @@ const STATUS: Record<string, string> = {
   canceled: 'failed',
 };
 
-const DevSms = z
+export const DevSms = z
   .object({
     from: z.string().regex(E164, 'expected an E.164 number such as +15551234567'),
     to: z.string().regex(E164, 'expected an E.164 number such as +15551234567'),

@@ -15,7 +15,7 @@ export interface WebhookRoutesDeps {
   endpoints: Pick<WebhookEndpoints, 'put' | 'get' | 'delete'>;
 }
 
-const PutBody = z
+export const PutBody = z
   .object({
     url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).max(2048),
     secret: z
