@@ -201,6 +201,7 @@ export async function startNode(
       history,
       metrics,
       log,
+      version: VERSION,
       conversations: {
         rooms,
         conversations,
