@@ -48,8 +48,8 @@ export const DOCS_PAGE = `<!doctype html>
   intro.replaceChildren(text(doc.info.description), ' The machine-readable document: ', el('a', { href: 'openapi.json' }, 'openapi.json'), '.');
   const schemes = doc.components.securitySchemes;
   const who = (op) => {
-    const names = (op.security ?? []).flatMap((s) => Object.keys(s));
-    return op['x-threshold-access'] + (names.length ? ' (' + names.join(', ') + ')' : '');
+    const names = (op.security ?? []).flatMap((s) => Object.entries(s).map(([k, roles]) => roles.length ? k + ' ' + roles.join(' ') : k));
+    return op['x-threshold-access'] + (names.length ? ': ' + names.join(' | ') : '');
   };
   const byTag = new Map((doc.tags ?? []).map((t) => [t.name, []]));
   for (const [path, item] of Object.entries(doc.paths)) {

@@ -14,10 +14,19 @@ import { PutBody as WebhookBody } from './webhooks.ts';
 /**
  * Who may call a route: `public` takes no credentials; `admin` the admin token or an API key
  * with the admin scope; `member` a member's JWT; `tags` and `notify` also a key with that
- * scope; `member-or-admin` either; `client` any credentials; `twilio` Twilio's signature.
+ * scope; `member-or-admin` either; `publish` also a key with `publish:<room>`; `client`
+ * whoever has credentials (a member or the admin); `twilio` Twilio's signature.
  */
 export type Access =
-  'public' | 'admin' | 'member' | 'member-or-admin' | 'tags' | 'notify' | 'client' | 'twilio';
+  | 'public'
+  | 'admin'
+  | 'member'
+  | 'member-or-admin'
+  | 'publish'
+  | 'tags'
+  | 'notify'
+  | 'client'
+  | 'twilio';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
@@ -237,7 +246,7 @@ export const ROUTES: readonly RouteDoc[] = [
     path: '/v1/rooms/{room}/messages',
     tag: 'messages',
     summary: 'Publish a message',
-    auth: 'member-or-admin',
+    auth: 'publish',
     body: PublishBody,
     params: [
       query('wait', '`1` or `true`: answer once committed', {

@@ -1,6 +1,8 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
+import { WEBHOOK_NAME } from '../delivery/webhook-endpoints.ts';
 import { RecipientId, RoomId } from '../funnel/envelope.ts';
+import { TAG_NAME } from '../notify/tag-expression.ts';
 import type { AppEnv } from './app.ts';
 import { DOCS_PAGE } from './docs-page.ts';
 import { type Access, type Method, ROUTES, type RouteDoc } from './openapi-routes.ts';
@@ -22,15 +24,20 @@ const BEARERS = {
 } as const;
 type Scheme = keyof typeof BEARERS;
 
-const SECURITY: Record<Access, readonly Scheme[]> = {
+type Requirement = Partial<Record<Scheme, string[]>>;
+// OpenAPI 3.1 lets any scheme name roles: an API key's are its scopes.
+const ADMIN: Requirement[] = [{ adminToken: [] }, { apiKey: ['admin'] }];
+const MEMBER: Requirement[] = [{ memberJwt: [] }];
+const SECURITY: Record<Access, Requirement[]> = {
   public: [],
   twilio: [],
-  admin: ['adminToken', 'apiKey'],
-  tags: ['adminToken', 'apiKey'],
-  notify: ['adminToken', 'apiKey'],
-  member: ['memberJwt'],
-  'member-or-admin': ['memberJwt', 'adminToken', 'apiKey'],
-  client: ['memberJwt', 'adminToken', 'apiKey'],
+  admin: ADMIN,
+  tags: [...ADMIN, { apiKey: ['tags'] }],
+  notify: [...ADMIN, { apiKey: ['notify'] }],
+  member: MEMBER,
+  'member-or-admin': [...MEMBER, ...ADMIN],
+  publish: [...MEMBER, ...ADMIN, { apiKey: ['publish:{room}'] }],
+  client: [...MEMBER, ...ADMIN],
 };
 
 const PROBLEM = {
@@ -62,21 +69,38 @@ function operationId(method: Method, path: string): string {
   return method + words.map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
 }
 
+/** The path parameters' rules, as the routes check them (params.ts, tag-routes.ts, webhooks.ts). */
+const PATH_PARAMS: Record<string, { description: string; schema: Record<string, unknown> }> = {
+  room: { description: 'a room id', schema: jsonSchema(RoomId) },
+  member: {
+    description:
+      "a member id (`user:alice`, `phone:+15551234567`) or a channel's (`webhook:billing`)",
+    schema: jsonSchema(RecipientId),
+  },
+  tag: { description: 'a tag name', schema: { type: 'string', pattern: TAG_NAME.source } },
+  name: {
+    description: 'a webhook endpoint name',
+    schema: { type: 'string', pattern: WEBHOOK_NAME.source },
+  },
+};
+
 function pathParam(name: string) {
-  const schema =
-    name === 'room'
-      ? jsonSchema(RoomId)
-      : name === 'member'
-        ? jsonSchema(RecipientId)
-        : { type: 'string' };
-  return { name, in: 'path', required: true, schema };
+  const { description = 'an id', schema = { type: 'string' } } = PATH_PARAMS[name] ?? {};
+  return { name, in: 'path', required: true, description, schema };
 }
 
 function operation(route: RouteDoc) {
   const body = route.body;
   const schemas = body === undefined ? [] : Array.isArray(body) ? body : [body as z.ZodType];
+  // What every route of its kind may answer, unless the route says more.
+  const common: Record<number, string> = {};
+  if (schemas.length) common[400] = 'a bad field, named in `field`';
+  if (SECURITY[route.auth].length) {
+    common[401] = 'missing or invalid credentials';
+    common[403] = 'these credentials may not';
+  }
   const responses: Record<string, unknown> = {};
-  for (const [status, description] of Object.entries(route.responses)) {
+  for (const [status, description] of Object.entries({ ...common, ...route.responses })) {
     responses[status] =
       Number(status) >= 400
         ? {
@@ -94,7 +118,7 @@ function operation(route: RouteDoc) {
     tags: [route.tag],
     summary: route.summary,
     'x-threshold-access': route.auth,
-    security: SECURITY[route.auth].map((scheme) => ({ [scheme]: [] })),
+    security: SECURITY[route.auth],
     ...(pathParams.length || route.params
       ? { parameters: [...pathParams, ...(route.params ?? [])] }
       : {}),
