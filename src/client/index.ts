@@ -158,6 +158,7 @@ export class ThresholdClient {
   private readonly fetchImpl: typeof fetch;
   private state: ClientState = 'idle';
   private socket: WebSocketLike | undefined;
+  private socketAddress: string | undefined;
   private attempt = 0;
   private nextUrl = 0;
   /** The socket URL that last failed: a `/v1/connect` answer naming it again is not trusted. */
@@ -199,6 +200,11 @@ export class ThresholdClient {
 
   private readonly token: ClientOptions['token'];
   private readonly member: string | undefined;
+
+  /** The WebSocket URL (without the token) of the current or last connection. */
+  get socketUrl(): string | undefined {
+    return this.socketAddress;
+  }
 
   /** The connection's state: `connecting` (also between retries), `open`, `closed`. */
   get status(): ClientState {
@@ -336,7 +342,7 @@ export class ThresholdClient {
     this.setState('connecting');
     let url: string;
     try {
-      url = await this.socketUrl();
+      url = await this.pickSocketUrl();
     } catch (err) {
       this.emit('error', new ThresholdClientError('connect', 'no node answered', { cause: err }));
       return this.retryLater();
@@ -344,7 +350,7 @@ export class ThresholdClient {
     if (this.state === 'closed') return;
     const socket = new this.WebSocketImpl(url);
     this.socket = socket;
-    let wasOpen = false;
+    this.socketAddress = url.split('?')[0];
     const openTimer = setTimeout(
       () => this.drop(socket, 'open timed out', url),
       this.options.connectTimeoutMs,
@@ -352,7 +358,6 @@ export class ThresholdClient {
     socket.onopen = () => {
       clearTimeout(openTimer);
       if (this.socket !== socket) return;
-      wasOpen = true;
       this.attempt = 0;
       this.failedWsUrl = undefined;
       this.setState('open');
@@ -381,7 +386,8 @@ export class ThresholdClient {
       this.socket = undefined;
       this.stopPing();
       if (this.state === 'closed') return;
-      if (!wasOpen) this.failedWsUrl = url;
+      // Whatever the reason, the next /v1/connect answer should not send us straight back.
+      this.failedWsUrl = url;
       if (event.code === 4001) {
         this.emit(
           'error',
@@ -425,7 +431,7 @@ export class ThresholdClient {
    * use. A node named again right after its socket failed (it died and the mesh has not noticed
    * yet) is passed over for the answering node itself.
    */
-  private async socketUrl(): Promise<string> {
+  private async pickSocketUrl(): Promise<string> {
     const query = await this.query();
     let lastError: unknown;
     for (let i = 0; i < this.urls.length; i++) {
