@@ -50,7 +50,11 @@ describe('ThresholdClient against one node', () => {
     const ack = await client.publish('porch', 'two');
     expect(ack.seq).toBe(2);
     await vi.waitFor(() => expect(seen.map((m) => m.seq)).toEqual([1, 2]));
-    expect(seen[1]).toMatchObject({ room: 'porch', body: 'two', sender: { kind: 'user', id: 'ann' } });
+    expect(seen[1]).toMatchObject({
+      room: 'porch',
+      body: 'two',
+      sender: { kind: 'user', id: 'ann' },
+    });
 
     // Cut the socket: messages committed meanwhile come from history, once each.
     sockets[0]!.terminate();
