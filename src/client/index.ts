@@ -122,7 +122,11 @@ export interface ClientEvents {
 export class ThresholdClientError extends Error {
   override readonly name = 'ThresholdClientError';
   constructor(
-    /** The server's error code (`forbidden`, `not_found`, …), or `revoked`, `closed`, `connect`. */
+    /**
+     * The server's error code (`forbidden`, `not_found`, …), or the client's own: `revoked`
+     * (closed with 4001), `closed` (close() was called), `connect` (no node answered),
+     * `handler` (a subscription's handler threw).
+     */
     readonly code: string,
     message: string,
     readonly details: { room?: string; id?: string; retryAfterMs?: number; cause?: unknown } = {},
@@ -156,6 +160,8 @@ export class ThresholdClient {
   };
   private readonly WebSocketImpl: WebSocketConstructor;
   private readonly fetchImpl: typeof fetch;
+  private readonly token: ClientOptions['token'];
+  private readonly member: string | undefined;
   private state: ClientState = 'idle';
   private socket: WebSocketLike | undefined;
   private socketAddress: string | undefined;
@@ -197,9 +203,6 @@ export class ThresholdClient {
     this.token = options.token;
     this.member = options.member;
   }
-
-  private readonly token: ClientOptions['token'];
-  private readonly member: string | undefined;
 
   /** The WebSocket URL (without the token) of the current or last connection. */
   get socketUrl(): string | undefined {
@@ -286,8 +289,9 @@ export class ThresholdClient {
 
   /** Moves the member's read marker in `room` to `seq` (sent again after a reconnect if need be). */
   read(room: string, seq: number): void {
-    this.reads.set(room, Math.max(seq, this.reads.get(room) ?? 0));
-    if (this.send({ type: 'read', room, seq })) this.reads.delete(room);
+    const marker = Math.max(seq, this.reads.get(room) ?? 0);
+    this.reads.set(room, marker);
+    if (this.send({ type: 'read', room, seq: marker })) this.reads.delete(room);
   }
 
   /** Tells the server a notification reached the member, so no fallback follows. */
@@ -555,7 +559,18 @@ export class ThresholdClient {
     // A replay after a reconnect may overlap what was delivered live: drop what the app had.
     if (sub.last !== undefined && message.seq <= sub.last) return;
     sub.last = message.seq;
-    sub.handler(message);
+    try {
+      sub.handler(message);
+    } catch (err) {
+      // The message counts as delivered: a handler that throws does not get it again.
+      this.emit(
+        'error',
+        new ThresholdClientError('handler', `the handler of room ${message.room} threw`, {
+          room: message.room,
+          cause: err,
+        }),
+      );
+    }
   }
 
   private onError(frame: Frame): void {
