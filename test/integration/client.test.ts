@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import {
@@ -7,6 +11,9 @@ import {
   type WebSocketConstructor,
 } from '../../src/client/index.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
+import { runThreshold } from '../helpers/process.ts';
+import { readmeBlocks, ROOT, tempDir } from '../helpers/readme.ts';
+import { freePort } from '../../src/redis/embedded.ts';
 
 /** `ws`'s WebSocket, keeping every socket it opens so a test can cut one. */
 function recordingWebSocket(): { WebSocket: WebSocketConstructor; sockets: WebSocket[] } {
@@ -122,5 +129,53 @@ describe('ThresholdClient against one node', () => {
     await vi.waitFor(() =>
       expect(reads).toContainEqual({ room: 'garden', member: 'user:ann', seq: 2 }),
     );
+  });
+});
+
+describe('the README client example', () => {
+  it('runs as written against a node in development mode', async () => {
+    const [example] = readmeBlocks('## Client library');
+    expect(example).toContain("from 'threshold/client'");
+    const port = await freePort();
+    const node = runThreshold(['node'], {
+      THRESHOLD_PORT: String(port),
+      THRESHOLD_DATA_DIR: await tempDir('client-readme'),
+    });
+    await node.waitFor(/relay node started/);
+    const base = `http://127.0.0.1:${port}`;
+    const json = { 'content-type': 'application/json' };
+    await fetch(`${base}/v1/rooms`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ id: 'garden' }),
+    });
+    await fetch(`${base}/v1/rooms/garden/members/user:alice`, { method: 'PUT' });
+    await fetch(`${base}/v1/rooms/garden/messages?wait=1`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ body: 'Seedlings are in!' }),
+    });
+
+    // As a user copies it, but on this node's port; it runs outside the package, so the
+    // imports name the files; it closes the client once its own message is back.
+    const script =
+      example!
+        .replaceAll('localhost:8080', `127.0.0.1:${port}`)
+        .replace("from 'ws'", `from '${join(ROOT, 'node_modules/ws/wrapper.mjs')}'`)
+        .replace("from 'threshold/client'", `from '${join(ROOT, 'src/client/index.ts')}'`) +
+      `await new Promise((r) => setTimeout(r, 1000));\nclient.close();\n`;
+    const file = join(await tempDir('client-example'), 'example.mts');
+    await writeFile(file, script);
+    const { stdout } = await promisify(execFile)(join(ROOT, 'node_modules/.bin/tsx'), [file], {
+      timeout: 30_000,
+    });
+    expect(stdout.split('\n')).toEqual([
+      'connecting',
+      'open',
+      '1 Seedlings are in!',
+      '2 Tomatoes next',
+      'closed',
+      '',
+    ]);
   });
 });
