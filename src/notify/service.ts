@@ -2,6 +2,7 @@ import type { Config } from '../config.ts';
 import { list } from '../config.ts';
 import type { RunnerChannel } from '../delivery/channel.ts';
 import type { MemberSettingsStore } from '../delivery/member-settings.ts';
+import { waysOf } from '../delivery/missed.ts';
 import type { Logger } from '../log.ts';
 import type { RedisClient } from '../redis/client.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -51,13 +52,8 @@ export function createNotificationService(
         const ch = byPrefix(member.slice(0, member.indexOf(':')));
         return ch ? [[ch, member]] : [];
       }
-      const out: Chain = [];
-      for (const ch of channels) {
-        if (ch === 'push' && deps.channels.has('push')) out.push(['push', member]);
-        if (ch === 'webhook' && of.webhook) out.push(['webhook', `webhook:${of.webhook}`]);
-        if (ch === 'sms' && of.phone) out.push(['sms', `phone:${of.phone}`]);
-      }
-      return out;
+      // Texts wait in the outbox for a node that can send them; push needs its channel here.
+      return waysOf(member, channels, of).filter(([ch]) => ch !== 'push' || deps.channels.has(ch));
     });
   }
 
