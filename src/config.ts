@@ -1,3 +1,5 @@
+import { PEOPLE_SETTINGS } from './config-people.ts';
+import { list, ms } from './config-values.ts';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +15,8 @@ import {
 } from './config-file.ts';
 import { ConfigError } from './errors.ts';
 
+export { FALLBACKS } from './config-people.ts';
+export { list } from './config-values.ts';
 export { BUILT_IN_CHANNELS, BUILT_INS, PLUGIN_NAME, readConfigFile } from './config-file.ts';
 export type { ChannelSetting, PluginSetting } from './config-file.ts';
 
@@ -29,10 +33,6 @@ const flag = z
   .transform((v) => v === true || v === 'true' || v === '1');
 /** `scheme://host[:port]`, any case, an optional trailing slash: what `*.allowedOrigins` list. */
 const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/\s]+\/?$/i;
-const ms = (min: number) => z.coerce.number().int().min(min).max(86_400_000);
-
-/** The channels a notification may fall back to, in their usual order. */
-export const FALLBACKS = ['push', 'webhook', 'sms'];
 
 /** How a channel's deliveries are retried (`sms.*`, `outbox.*`: see RetryPolicy). */
 const retrySettings = {
@@ -201,76 +201,7 @@ const ConfigSchema = z.object({
     /** How long one POST to an endpoint may take; a timeout is retried. */
     timeoutMs: ms(100),
   }),
-  /** The built-in Web Push channel (its subscriptions come from members, PUT /v1/me/push). */
-  push: z
-    .object({
-      /** VAPID key pair (base64url, as web-push prints them); both empty: generated once, kept in Redis. */
-      vapidPublicKey: z.string().regex(/^[A-Za-z0-9_-]*$/, 'expected base64url (no padding)'),
-      vapidPrivateKey: z.string().regex(/^[A-Za-z0-9_-]*$/, 'expected base64url (no padding)'),
-      /** Who push services may contact about this sender (the VAPID `sub` claim). */
-      subject: z
-        .string()
-        .regex(/^(mailto:.+|https:\/\/.+)$/, 'expected a mailto: address or an https: URL'),
-      /** How long a push service keeps a notification for a device that is offline. */
-      ttlSeconds: z.coerce.number().int().min(0).max(2_419_200),
-      /** How long one request to a push service may take; a timeout is retried. */
-      timeoutMs: ms(100),
-      /** Subscriptions (browsers, devices) one member may register. */
-      maxSubscriptionsPerMember: z.coerce.number().int().min(1).max(1000),
-    })
-    .refine((p) => !p.vapidPublicKey === !p.vapidPrivateKey, {
-      message: 'set both push.vapidPublicKey and push.vapidPrivateKey, or neither',
-      path: ['vapidPrivateKey'],
-    }),
-  /** Accounts: sign-up and sign-in by a code texted to a phone (DESIGN §5). */
-  auth: z.object({
-    /** ISO 3166 region of phones typed without a country code. */
-    defaultRegion: z.string().regex(/^[A-Za-z]{2}$/, 'expected an ISO 3166 region such as US'),
-    /** Comma-separated regions codes are texted to; empty: the default region only. */
-    allowedCountries: z.string().refine((v) => list(v).every((c) => /^[A-Za-z]{2}$/.test(c)), {
-      message: 'expected comma-separated ISO 3166 regions such as US,CA',
-    }),
-    /** The number codes come from; empty in SMS development mode: +15005550006. */
-    smsFrom: z.string().regex(/^$|^\+[1-9]\d{6,14}$/, 'expected an E.164 number'),
-    /** Starts (code sends) per client address per hour, and over all clients per hour. */
-    startsPerAddressPerHour: z.coerce.number().min(0).max(1_000_000),
-    startsPerHour: z.coerce.number().min(0).max(100_000_000),
-    /** How long a token from POST /v1/auth/phone/verify lasts. */
-    tokenTtlHours: z.coerce
-      .number()
-      .positive()
-      .max(24 * 3650),
-  }),
-  /** Invites and connections (DESIGN §5). */
-  invites: z.object({
-    /** The link texted to an invitee without an account; `{id}` becomes the invite id. */
-    linkUrl: z
-      .string()
-      .min(1)
-      .max(500)
-      .refine((v) => v.includes('{id}'), { message: 'expected a link with {id} in it' }),
-    /** Connections a member may have; inviting or accepting beyond it is 409. */
-    maxConnections: z.coerce.number().int().min(1).max(1_000_000),
-    /** Invites a member may send per hour, over every node (0: no limit). */
-    perHour: z.coerce.number().min(0).max(1_000_000),
-  }),
-  /** Notifications (DESIGN §5, §8). */
-  notifications: z.object({
-    /** How often a node dispatches the due notifications of its partitions. */
-    tickMs: ms(10),
-    /** Recipients expanded and recorded per step (one script call). */
-    pageSize: z.coerce.number().int().min(1).max(10_000),
-    /** How long a live recipient has to answer `received` before their fallback starts. */
-    fallbackAfterMs: ms(0),
-    /** The fallback channels, in order, of a notification that names none. */
-    channels: z.string().refine((v) => list(v).every((c) => FALLBACKS.includes(c)), {
-      message: 'expected comma-separated channels among push, webhook, sms',
-    }),
-    /** Members named one by one in a notification (tags and rooms reach more). */
-    maxMembers: z.coerce.number().int().min(1).max(100_000),
-    /** How far ahead a notification may be scheduled. */
-    maxScheduleDays: z.coerce.number().positive().max(3650),
-  }),
+  ...PEOPLE_SETTINGS,
   /** Plug-ins (DESIGN §7), by name; lists, so set in a config file only. */
   channels: pluginList('channels'),
   sources: pluginList('sources'),
@@ -420,14 +351,6 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   let obj = target;
   for (const key of path.slice(0, -1)) obj = obj[key] as Record<string, unknown>;
   obj[path[path.length - 1] as string] = value;
-}
-
-/** The items of a comma-separated setting (`ws.allowedOrigins`), trimmed, without empty ones. */
-export function list(value: string): string[] {
-  return value
-    .split(',')
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
 }
 
 /** True when the node listens only on this machine, the one place open development mode may run. */
