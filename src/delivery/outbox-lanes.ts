@@ -26,6 +26,11 @@ export class OutboxLanes {
   private readonly inFlight = new Map<string, number>();
   /** Lane → the last time slot given to a parked job. */
   private readonly slots = new Map<string, number>();
+  /**
+   * Jobs this node settled lately. A read of pending entries (a rewind) may have returned
+   * one just before it was settled; taken again, it would be sent again.
+   */
+  private readonly done = new Set<string>();
 
   constructor(
     private readonly channels: ReadonlyMap<string, RunnerChannel>,
@@ -41,8 +46,17 @@ export class OutboxLanes {
     return this.inMemory.size;
   }
 
+  /** True while the job is queued or in flight here, or after this node settled it. */
   has(held: Pick<Held, 'partition' | 'entryId'>): boolean {
-    return this.inMemory.has(jobKey(held));
+    const key = jobKey(held);
+    return this.inMemory.has(key) || this.done.has(key);
+  }
+
+  /** The job was settled (acknowledged and deleted): an entry id never comes back. */
+  settled(held: Pick<Held, 'partition' | 'entryId'>): true {
+    if (this.done.size >= MAX_DONE) this.done.clear();
+    this.done.add(jobKey(held));
+    return true;
   }
 
   /**
@@ -159,6 +173,8 @@ export class OutboxLanes {
 }
 
 const RANK: Record<string, number> = { high: 0, normal: 1, low: 2 };
+/** Settled job ids remembered (a rewind's stale read comes within moments of the settle). */
+const MAX_DONE = 10_000;
 
 /** A job's identity on this node (see {@link entryKey}). */
 function jobKey(held: Pick<Held, 'partition' | 'entryId'>): string {

@@ -325,7 +325,7 @@ export class OutboxRunner implements BatchProcessor {
     held: Held,
     retry?: Parameters<OutboxLedger['settle']>[1],
   ): Promise<boolean> {
-    if (await this.ledger.settle(held, retry)) return true;
+    if (await this.ledger.settle(held, retry)) return this.lanes.settled(held);
     this.fenced(held);
     return false;
   }
