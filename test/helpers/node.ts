@@ -163,3 +163,16 @@ async function waitUntilReady(url: string, timeoutMs: number): Promise<void> {
   }
   throw new Error(`node at ${url} not ready within ${timeoutMs} ms: ${last}`);
 }
+
+/** Requests to `node` with `token` as the bearer credential (an API key, a member JWT). */
+export function as(node: Pick<TestNode, 'url'>, token: string) {
+  return (method: string, path: string, body?: unknown) =>
+    fetch(`${node.url}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+}

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { freePort } from '../../src/redis/embedded.ts';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startTestNode, type TestNode } from '../helpers/node.ts';
+import { as, startTestNode, type TestNode } from '../helpers/node.ts';
 import { createTestDatabase } from '../helpers/postgres.ts';
 import { BIN, runThreshold } from '../helpers/process.ts';
 import { redisUrl, uniquePrefix } from '../helpers/redis.ts';
@@ -11,19 +11,6 @@ import type { UpgradeRefusedError } from '../helpers/ws-client.ts';
 import { connect } from '../helpers/ws-client.ts';
 
 const run = promisify(execFile);
-
-/** A request with `token` as the bearer credential. */
-function as(node: TestNode, token: string) {
-  return (method: string, path: string, body?: unknown) =>
-    fetch(`${node.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-}
 
 async function createKey(node: TestNode, name: string, scopes: string[]) {
   const res = await node.admin('POST', '/v1/keys', { name, scopes });

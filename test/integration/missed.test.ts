@@ -3,7 +3,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { receiver } from '../helpers/http-receiver.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 import { connect } from '../helpers/ws-client.ts';
-import { type Browser, startPushStandin } from '../push/standin.ts';
+import { startPushStandin, subscribePush } from '../push/standin.ts';
 
 /**
  * Room messages members miss while offline (their `missed` setting): pushed, or sent to
@@ -32,18 +32,6 @@ async function setup() {
   const push = await startPushStandin({ subject: SUBJECT });
   onTestFinished(() => push.close());
   return { node, push };
-}
-
-async function subscribePush(node: TestNode, member: string, browser: Browser) {
-  const res = await fetch(`${node.url}/v1/me/push`, {
-    method: 'PUT',
-    headers: {
-      authorization: `Bearer ${await node.token(member)}`,
-      'content-type': 'application/json',
-    },
-    body: JSON.stringify({ endpoint: browser.endpoint, keys: browser.keys }),
-  });
-  expect(res.status).toBe(201);
 }
 
 /** The member's own `PUT /v1/members/:member/settings`, with their token. */

@@ -3,7 +3,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { receiver } from '../helpers/http-receiver.ts';
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 import { connect } from '../helpers/ws-client.ts';
-import { type Browser, startPushStandin } from '../push/standin.ts';
+import { startPushStandin, subscribePush } from '../push/standin.ts';
 
 /**
  * Notifications end to end on one node: over a member's WebSocket when they are online (and
@@ -45,18 +45,6 @@ const status = async (node: TestNode, id: string) =>
 
 const settled = (node: TestNode, id: string, done: (s: Status) => boolean) =>
   eventually(`notification ${id}`, () => status(node, id), done, 10_000);
-
-async function subscribePush(node: TestNode, member: string, browser: Browser) {
-  const res = await fetch(`${node.url}/v1/me/push`, {
-    method: 'PUT',
-    headers: {
-      authorization: `Bearer ${await node.token(member)}`,
-      'content-type': 'application/json',
-    },
-    body: JSON.stringify({ endpoint: browser.endpoint, keys: browser.keys }),
-  });
-  expect(res.status).toBe(201);
-}
 
 /** A webhook endpoint the member is linked to (their second fallback). */
 async function linkWebhook(node: TestNode, member: string, name: string) {

@@ -1,19 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from '../helpers/node.ts';
+import { as, startTestNode, type TestNode } from '../helpers/node.ts';
 import { tempDir } from '../helpers/readme.ts';
-
-/** A request with `token` as the bearer credential. */
-function as(node: TestNode, token: string) {
-  return (method: string, path: string, body?: unknown) =>
-    fetch(`${node.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-}
 
 /** `user:u0000` … : ids whose string order is their numeric order. */
 const ids = (from: number, to: number) =>

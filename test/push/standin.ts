@@ -170,3 +170,20 @@ function checkVapid(
   if (claims.sub !== subject) return { reason: `sub ${claims.sub}, not ${subject}` };
   return { key };
 }
+
+/** Registers `browser` as a push subscription of `member` on `node` (PUT /v1/me/push): 201. */
+export async function subscribePush(
+  node: { url: string; token(member: string): Promise<string> },
+  member: string,
+  browser: Pick<Browser, 'endpoint' | 'keys'>,
+): Promise<void> {
+  const res = await fetch(`${node.url}/v1/me/push`, {
+    method: 'PUT',
+    headers: {
+      authorization: `Bearer ${await node.token(member)}`,
+      'content-type': 'application/json',
+    },
+    body: JSON.stringify({ endpoint: browser.endpoint, keys: browser.keys }),
+  });
+  if (res.status !== 201) throw new Error(`PUT /v1/me/push: ${res.status} ${await res.text()}`);
+}
