@@ -17,6 +17,23 @@ async function startNode(name: string, port: number, env: NodeJS.ProcessEnv = {}
   return node;
 }
 
+/**
+ * The README's `npx threshold keys create …` line run in a fresh data directory, then
+ * `npx threshold node` on that directory: the key it printed, and the node.
+ */
+async function keyThenNode(name: string, create: string, port: number) {
+  const dataDir = await tempDir(name);
+  // The first open of the embedded database creates its files: seconds on a busy machine.
+  const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`, 60_000)).trim();
+  expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
+  const node = runThreshold(['node'], {
+    THRESHOLD_PORT: String(port),
+    THRESHOLD_DATA_DIR: dataDir,
+  });
+  await node.waitFor(/relay node started/);
+  return { key, node };
+}
+
 describe('README', () => {
   it('the configuration table lists every setting, with its default, environment variable, flag and meaning', () => {
     const rows = new Map(
@@ -184,21 +201,12 @@ describe('README', () => {
     async () => {
       const lines = readmeLines('## API keys');
       const port = await freePort();
-      const dataDir = await tempDir('readme-keys');
       const local = (s: string) => s.replaceAll('localhost:8080', `127.0.0.1:${port}`);
       const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
       const [room, newKey, publish, list, revoke] = lines
         .filter((l) => l.startsWith('curl '))
         .map(local) as [string, string, string, string, string];
-      // The first open of the embedded database creates its files: seconds on a busy machine.
-      const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`, 60_000)).trim();
-      expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
-
-      const node = runThreshold(['node'], {
-        THRESHOLD_PORT: String(port),
-        THRESHOLD_DATA_DIR: dataDir,
-      });
-      await node.waitFor(/relay node started/);
+      const { key, node } = await keyThenNode('readme-keys', create ?? '', port);
       const withKeys = (s: string, billing = '', id = '') =>
         s.replaceAll('$KEY', key).replaceAll('$BILLING', billing).replaceAll('01kby…', id);
       expect(JSON.parse(await shell(withKeys(room)))).toMatchObject({ id: 'alerts' });
@@ -288,16 +296,8 @@ describe('README', () => {
     async () => {
       const lines = readmeLines('## Tags');
       const port = await freePort();
-      const dataDir = await tempDir('readme-tags');
       const [create] = lines.filter((l) => l.startsWith('npx threshold keys'));
-      // The first open of the embedded database creates its files: seconds on a busy machine.
-      const key = (await shell(`THRESHOLD_DATA_DIR=${dataDir} ${create}`, 60_000)).trim();
-      expect(key).toMatch(/^thr_[0-9a-z]{26}_\S{43}$/);
-      const node = runThreshold(['node'], {
-        THRESHOLD_PORT: String(port),
-        THRESHOLD_DATA_DIR: dataDir,
-      });
-      await node.waitFor(/relay node started/);
+      const { key, node } = await keyThenNode('readme-tags', create ?? '', port);
       const curls = lines.flatMap((line, i) =>
         line.startsWith('curl ')
           ? [{ command: line, answer: lines[i + 1]?.startsWith('# {') ? lines[i + 1] : undefined }]
