@@ -147,7 +147,9 @@ describe('redisReplicaWait without replicas', () => {
     }
     const node = await startTestNode({
       name: 'replica-wait-ok',
-      overrides: { ...WAIT, redisUrl: master.url },
+      // A generous WAIT timeout: on a loaded machine the replica's acknowledgement can take
+      // longer than the 100 ms the no-replica tests use to fall short quickly.
+      overrides: { redisReplicaWait: 1, redisReplicaWaitMs: 5_000, redisUrl: master.url },
     });
     await node.createRoom('vault', ['user:ana']);
     const res = await node.admin('POST', '/v1/rooms/vault/messages?wait=1', { body: 'copied' });
