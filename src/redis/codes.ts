@@ -35,6 +35,8 @@ export const Code = {
   FULL: -11,
   /** Too late for the change: the notification is dispatching, done, cancelled or expired. */
   CLOSED: -12,
+  /** A command of this entry's commit raised an error (the batch's other entries went on). */
+  FAILED: -13,
 } as const;
 
 export type Code = (typeof Code)[keyof typeof Code];

@@ -6,7 +6,8 @@ type Arg = string | number;
 
 /**
  * The Lua scripts in `lua/`, registered with ioredis `defineCommand` (EVALSHA with a
- * fallback to EVAL). A file `verb-noun-<numKeys>.lua` becomes the command `verbNoun`.
+ * fallback to EVAL). A file `verb-noun-<numKeys>.lua` becomes the command `verbNoun`;
+ * `verb-noun-n.lua` takes a varying number of keys, which its caller passes first.
  */
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -14,8 +15,10 @@ declare module 'ioredis' {
     publishEnvelope(
       ...args: [string, string, string, string, Arg, Arg, Arg, Arg, Arg, Arg, Arg]
     ): Result<string | number | [2, number], Context>;
-    /** lua/commit-message-11.lua */
-    commitMessage(...args: Arg[]): Result<[number, number, number], Context>;
+    /** lua/commit-batch-n.lua: the number of keys first, then the keys, then the values */
+    commitBatch(
+      ...args: Arg[]
+    ): Result<[code: number, seq: number, recipientsOrError: number | string][], Context>;
     /** lua/acquire-lease-2.lua */
     acquireLease(
       lease: string,
@@ -155,18 +158,18 @@ declare module 'ioredis' {
 
 const LUA_DIR = new URL('./lua/', import.meta.url);
 
-let scripts: { name: string; numberOfKeys: number; lua: string }[] | undefined;
+let scripts: { name: string; numberOfKeys: number | undefined; lua: string }[] | undefined;
 
 function load() {
   scripts ??= readdirSync(LUA_DIR)
     .filter((f) => f.endsWith('.lua'))
     .map((file) => {
-      const match = /^([a-z]+)-([a-z]+)-(\d+)\.lua$/.exec(file);
-      if (!match) throw new Error(`Lua script ${file} is not named verb-noun-<numKeys>.lua`);
+      const match = /^([a-z]+)-([a-z]+)-(\d+|n)\.lua$/.exec(file);
+      if (!match) throw new Error(`Lua script ${file} is not named verb-noun-<numKeys|n>.lua`);
       const [, verb, noun, keys] = match as unknown as [string, string, string, string];
       return {
         name: verb + noun.charAt(0).toUpperCase() + noun.slice(1),
-        numberOfKeys: Number(keys),
+        numberOfKeys: keys === 'n' ? undefined : Number(keys),
         lua: readFileSync(new URL(file, LUA_DIR), 'utf8'),
       };
     });
@@ -176,7 +179,8 @@ function load() {
 /** Registers every script on a client; pipelines made from it get them too. */
 export function defineScripts<C extends RedisClient>(redis: C): C {
   for (const { name, numberOfKeys, lua } of load()) {
-    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
+    if (!(name in redis))
+      redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
   }
   return redis;
 }

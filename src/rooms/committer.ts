@@ -42,55 +42,56 @@ export interface CommitterOptions {
   replicaWait?: ReplicaWait;
 }
 
+/** One funnel entry of a commit batch, and what its commit needs besides the envelope. */
+export interface CommitItem {
+  env: Envelope;
+  entryId: string;
+  /** The funnel entry id of the same room's previous entry in this batch, or "". */
+  previousEntry?: string;
+  /** What the channels' planners made of it (their jobs are added atomically with the commit). */
+  plans?: string;
+}
+
 /**
- * KEYS and ARGV of lua/commit-message-11.lua for one funnel entry. `plans` is what the
- * channels' planners made of it (their jobs are added atomically with the commit), `routes`
- * which channel reaches which member-id prefix.
+ * The arguments of lua/commit-batch-n.lua for entries of one partition, in stream order: the
+ * number of keys, the keys, the values. `routes` says which channel reaches which member-id
+ * prefix; `wake`, on a Redis Cluster, announces new outbox jobs.
  */
-export function commitArgs(
+export function commitBatchArgs(
   keys: Keys,
-  env: Envelope,
+  partition: number,
   lease: string,
-  entryId: string,
+  items: readonly CommitItem[],
   options: Pick<CommitterOptions, 'historyLength' | 'dedupeTtlMs'>,
   now: number,
-  previousEntry = '',
-  plans = '',
   routes = LIVE_ONLY,
-  /** On a Redis Cluster: announce new outbox jobs (commit-message-11.lua, ARGV[16]). */
   wake = false,
 ): (string | number)[] {
-  const p = keys.partitionOf(env.room);
-  const [head, tail] = messageFrameParts(env);
-  return [
-    keys.lease(p),
-    keys.funnel(p),
-    keys.seen(p, env.id),
-    keys.msg(p, env.id),
-    keys.room(env.room),
-    keys.seq(env.room),
-    keys.history(env.room),
-    keys.members(env.room),
-    keys.outbox(p),
-    keys.reads(env.room),
-    keys.active(p),
+  const p = partition;
+  const keyList: string[] = [keys.lease(p), keys.funnel(p), keys.outbox(p), keys.active(p)];
+  const values: (string | number)[] = [
     lease,
-    entryId,
     RELAY_GROUP,
-    head,
-    tail,
-    keys.live(env.room),
     options.historyLength,
     options.dedupeTtlMs,
     now,
-    memberIdOf(env.sender),
-    env.room,
-    previousEntry,
-    env.id,
-    plans,
     routes,
     wake ? 1 : 0,
   ];
+  for (const { env, entryId, previousEntry = '', plans = '' } of items) {
+    const [head, tail] = messageFrameParts(env);
+    // prettier-ignore
+    keyList.push(
+      keys.seen(p, env.id), keys.msg(p, env.id), keys.room(env.room), keys.seq(env.room),
+      keys.history(env.room), keys.members(env.room), keys.reads(env.room),
+    );
+    // prettier-ignore
+    values.push(
+      entryId, head, tail, keys.live(env.room), memberIdOf(env.sender), env.room,
+      previousEntry, env.id, plans,
+    );
+  }
+  return [keyList.length, ...keyList, ...values];
 }
 
 /** Routes with no outbox channel: only `user:` members, over the live path. */
@@ -126,8 +127,6 @@ export class Committer implements BatchProcessor {
     const fenced = new Set<number>();
     const dead: DeadLetter[] = [];
     const receipts = batch(this.redis);
-    const commits: { entry: FunnelEntry; env: Envelope }[] = [];
-    const pipe = batch(this.redis);
     const lastOfRoom = new Map<string, string>();
     const postponed: string[] = [];
     const now = Date.now();
@@ -151,37 +150,49 @@ export class Committer implements BatchProcessor {
       for (const { entry } of parsed) retry.add(entry.partition);
       parsed.length = 0;
     }
+    // One script call per partition, its entries in stream order (so each room's seq
+    // follows the funnel).
+    const byPartition = new Map<
+      number,
+      { entry: FunnelEntry; env: Envelope; item: CommitItem }[]
+    >();
     for (const { entry, env } of parsed) {
-      const previous = lastOfRoom.get(env.room) ?? '';
+      const previousEntry = lastOfRoom.get(env.room) ?? '';
       lastOfRoom.set(env.room, entry.id);
-      const plan = plans.get(env.id) ?? '';
-      pipe.commitMessage(
-        ...commitArgs(
-          keys,
-          env,
-          entry.lease,
-          entry.id,
-          options,
-          now,
-          previous,
-          plan,
-          this.planner.routes,
-          isCluster(this.redis),
-        ),
-      );
-      commits.push({ entry, env });
+      const item = { env, entryId: entry.id, previousEntry, plans: plans.get(env.id) ?? '' };
+      const group = byPartition.get(entry.partition) ?? [];
+      group.push({ entry, env, item });
+      byPartition.set(entry.partition, group);
+    }
+    const pipe = batch(this.redis);
+    const groups = [...byPartition.values()];
+    for (const group of groups) {
+      // prettier-ignore
+      pipe.commitBatch(...commitBatchArgs(
+        keys, group[0]!.entry.partition, group[0]!.entry.lease, group.map((g) => g.item),
+        options, now, this.planner.routes, isCluster(this.redis),
+      ));
     }
 
     const drops = this.drops;
-    const results = commits.length > 0 ? ((await pipe.exec()) ?? []) : [];
+    const results = groups.length > 0 ? ((await pipe.exec()) ?? []) : [];
     /** Receipts of commits (and duplicates), sent once their partition's master is copied. */
     const confirmed: { partition: number; origin: Envelope['origin']; receipt: Receipt }[] = [];
     const committedAt = Date.now();
     let committed = 0;
-    commits.forEach(({ entry, env }, i) => {
-      const [err, reply] = results[i] ?? [new Error('no reply')];
-      if (err) {
-        this.failed(entry, err, retry, dead, postponed);
+    const commits = groups.flatMap((group, g) => {
+      const [err, replies] = results[g] ?? [new Error('no reply')];
+      return group.map(({ entry, env }, i) => {
+        if (err) return { entry, env, err };
+        const reply = (replies as [Code, number, number | string][])[i];
+        if (!reply) return { entry, env, err: new Error('no reply for the entry') };
+        if (reply[0] === Code.FAILED) return { entry, env, err: new Error(String(reply[2])) };
+        return { entry, env, reply };
+      });
+    });
+    commits.forEach(({ entry, env, err, reply }) => {
+      if (err || !reply) {
+        this.failed(entry, err ?? new Error('no reply'), retry, dead, postponed);
         return;
       }
       const [status, seq, recipients] = reply as [Code, number, number];

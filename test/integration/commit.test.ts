@@ -3,7 +3,7 @@ import { ENVELOPE_VERSION, type Envelope } from '../../src/funnel/envelope.ts';
 import { RELAY_GROUP } from '../../src/funnel/funnel.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
-import { commitArgs } from '../../src/rooms/committer.ts';
+import { commitBatchArgs } from '../../src/rooms/committer.ts';
 import { Code } from '../../src/redis/codes.ts';
 import { deleteKeys, uniquePrefix, useRedis } from '../helpers/redis.ts';
 
@@ -61,20 +61,22 @@ async function deployment(name: string, { room = true } = {}) {
     return id;
   };
 
-  const commit = (env: Envelope, entryId: string, lease: string, previousEntry = '') =>
-    redis.commitMessage(
-      ...commitArgs(
+  /** Commits a batch of one: its { code, seq, recipients }. */
+  const commit = async (env: Envelope, entryId: string, lease: string, previousEntry = '') => {
+    const [reply] = await redis.commitBatch(
+      ...commitBatchArgs(
         keys,
-        env,
+        p,
         lease,
-        entryId,
+        [{ env, entryId, previousEntry }],
         { historyLength: 1000, dedupeTtlMs: TTL },
         Date.now(),
-        previousEntry,
-        '',
         ROUTES,
       ),
     );
+    if (!reply) throw new Error('no reply for the entry');
+    return reply;
+  };
 
   const acquire = (node: string) =>
     redis.acquireLease(keys.lease(p), keys.leaseToken(p), node, TTL);
@@ -214,6 +216,47 @@ describe('commit-message script', () => {
     expect(await redis.get(d.keys.seq(ROOM))).toBeNull();
     expect(await redis.exists(d.keys.seen(d.p, env.id))).toBe(0);
     expect(await d.pending()).toBe(1);
+  });
+
+  it("commits a partition's batch in one call: an entry whose commit fails (FAILED, with the error) holds back only its own room", async () => {
+    const d = await deployment('commit-batch');
+    const lease = (await d.acquire(CONSUMER)) as string;
+    // Another room of the same partition, whose history length is not a number: its XADD fails.
+    let broken = 'broken-0';
+    for (let i = 1; d.keys.partitionOf(broken) !== d.p; i++) broken = `broken-${i}`;
+    await redis.hset(d.keys.room(broken), { name: broken, historyLength: 'lots' });
+    await redis.sadd(d.keys.members(broken), 'user:alice', 'user:bob');
+    const m1 = d.envelope();
+    const b1 = { ...d.envelope(), room: broken };
+    const b2 = { ...d.envelope(), room: broken };
+    const m2 = d.envelope();
+    const ids: string[] = [];
+    for (const env of [m1, b1, b2, m2]) ids.push(await d.enqueue(env));
+    const [i1, i2, i3, i4] = ids as [string, string, string, string];
+    const replies = await redis.commitBatch(
+      ...commitBatchArgs(
+        d.keys,
+        d.p,
+        lease,
+        [
+          { env: m1, entryId: i1 },
+          { env: b1, entryId: i2 },
+          { env: b2, entryId: i3, previousEntry: i2 },
+          { env: m2, entryId: i4, previousEntry: i1 },
+        ],
+        { historyLength: 1000, dedupeTtlMs: TTL },
+        Date.now(),
+        ROUTES,
+      ),
+    );
+    expect(replies[0]).toEqual([COMMITTED, 1, 1]);
+    expect(replies[1]?.[0]).toBe(Code.FAILED);
+    expect(String(replies[1]?.[2])).toMatch(/XADD|argument|integer|string/i);
+    // The broken room's next entry may not overtake the one that failed.
+    expect(replies[2]).toEqual([OUT_OF_ORDER, 0, 0]);
+    expect(replies[3]).toEqual([COMMITTED, 2, 1]);
+    // Both of the broken room's entries stay pending, to be retried (or dead-lettered).
+    expect(await d.pending()).toBe(2);
   });
 });
 
