@@ -7,7 +7,7 @@ import type { ConnectionsRun } from '../workloads/connections.ts';
 import type { ConversationsRun } from '../workloads/conversations.ts';
 import type { ExpansionRun } from '../workloads/expansion.ts';
 import type { IdleRun } from '../workloads/idle.ts';
-import type { IngressRun } from '../workloads/ingress.ts';
+import { INGRESS_LABELS, type IngressRun } from '../workloads/ingress.ts';
 import type { RoomsRun } from '../workloads/rooms.ts';
 import type { SmsRun } from '../workloads/sms.ts';
 import type { RedisMode } from '../systems/redis.ts';
@@ -55,7 +55,10 @@ export interface Results {
   config: Record<string, unknown>;
   fanout: Partial<Record<SystemName, RoomsSummary>>;
   manyRooms: Partial<Record<SystemName, RoomsSummary>>;
+  /** Threshold, one node. */
   ingress: IngressRun | undefined;
+  /** The minimal HTTP server under the same load (absent in results from before it). */
+  ingressMinimal?: IngressRun | undefined;
   connections: Partial<Record<'threshold' | 'socketio-streams', ConnectionsRun>>;
   sms: SmsRun | undefined;
   /** `--redis cluster|both`: Threshold's room workloads on a Redis Cluster (peers never). */
@@ -330,10 +333,7 @@ export function renderTable(r: Results): string {
     ...roomRows('Room fan-out', r.fanout, false),
     ...roomRows('Many rooms', r.manyRooms, true),
   ];
-  if (r.ingress)
-    rows.push(
-      `| Ingress (HTTP, 1 node) | 202s/s, p99 ms (service time: closed loop, 32 connections) | ${only(`${fmt(r.ingress.perSecond)}, ${fmt(r.ingress.latency.p99, 1)}`)} |`,
-    );
+  rows.push(...ingressRows(r));
   const c = r.connections;
   const conn = (x: ConnectionsRun | undefined) =>
     x ? `${fmt(x.kibPerConnection, 1)} KiB, ${fmt(x.connectPerSecond)}/s` : '–';
@@ -345,13 +345,51 @@ export function renderTable(r: Results): string {
     rows.push(
       `| SMS outbox (${fmt(r.sms.jobs)} jobs) | jobs/s into the Twilio stand-in | ${only(fmt(r.sms.jobsPerSecond))} |`,
     );
-  return [...rows, '', ...FOOTNOTES].join('\n');
+  const notes = r.ingressMinimal ? [FOOTNOTES[0], INGRESS_NOTE, ...FOOTNOTES.slice(1)] : FOOTNOTES;
+  return [...rows, '', ...notes].join('\n');
 }
+
+/**
+ * The ingress rows: Threshold (one node) in its column, and the minimal HTTP server, the
+ * ingress path's ceiling, in the raw pipeline's (named in its cell), from the same run.
+ */
+function ingressRows(r: Results): string[] {
+  const thr = r.ingress;
+  const min = r.ingressMinimal;
+  if (!thr && !min) return [];
+  const bound = (x: IngressRun) => (x.loadGeneratorBound ? ' (load-generator bound)' : '');
+  const figures = (x: IngressRun | undefined) =>
+    x ? `${fmt(x.perSecond)}, ${fmt(x.latency.p99, 1)}${bound(x)}` : '–';
+  const named = (x: IngressRun | undefined, cell: (x: IngressRun) => string) =>
+    x ? `${INGRESS_LABELS.minimal}: ${cell(x)}` : '–';
+  const cpu = (x: IngressRun) => {
+    const client = x.processes.filter((p) => p.name === 'http client');
+    const servers = x.processes.filter((p) => p.name !== 'http client');
+    const sum = (ps: typeof x.processes) => ps.reduce((a, p) => a + p.cpu, 0);
+    return client.length > 0
+      ? `${fmt(sum(servers), 2)} / ${fmt(sum(client), 2)}`
+      : `${fmt(sum(servers), 2)} / –`;
+  };
+  const name = 'Ingress (HTTP, 1 node)';
+  const rows = [
+    `| ${name} | 202s/s, p99 ms (service time: closed loop, 32 connections) | ${figures(thr)} | ${named(min, figures)} | – | – |`,
+  ];
+  // CPU of each side, only in results that measured it over the window (not the first ones).
+  if ((thr?.loadGeneratorBound ?? min?.loadGeneratorBound) !== undefined)
+    rows.push(
+      `| ${name} | server CPU incl. redis-server / HTTP client CPU, cores | ${thr ? cpu(thr) : '–'} | ${named(min, cpu)} | – | – |`,
+    );
+  return rows;
+}
+
+/** The ingress row's raw-pipeline column, in results that have the minimal server. */
+const INGRESS_NOTE =
+  "Ingress: its raw-pipeline column is the minimal HTTP server (Hono + `@hono/node-server` + ioredis, one XADD per request, no auth or validation, nothing consuming), under the same load as Threshold, on a redis-server of its own: the ingress path's ceiling on the same stack.";
 
 /** What the table's cells cannot say. */
 const FOOTNOTES = [
   "Raw pipeline: its receivers are in-process counters in its two consumer processes (no WebSocket, no client process), so its figures are the data path's ceiling, not a peer's.",
-  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers used ≥ 90% of their cores. "(disturbed)": outside load or publisher lag beyond their bounds even after the retries.',
+  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers (ingress: the HTTP client) used ≥ 90% of their cores. "(disturbed)": outside load or publisher lag beyond their bounds even after the retries.',
 ];
 
 export function renderGoals(list: Goal[]): string {
