@@ -257,9 +257,16 @@ async function bench(): Promise<Results> {
     ...(await rooms()),
     ingress: wanted('ingress')
       ? await repeat(
-          'Ingress (HTTP)',
+          'Ingress (HTTP): Threshold',
           (r) => r.perSecond,
-          () => runIngress(ingress),
+          () => runIngress('threshold', ingress, log),
+        )
+      : undefined,
+    ingressMinimal: wanted('ingress')
+      ? await repeat(
+          'Ingress (HTTP): minimal server',
+          (r) => r.perSecond,
+          () => runIngress('minimal', ingress, log),
         )
       : undefined,
     connections: wanted('connections')

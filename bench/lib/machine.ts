@@ -36,7 +36,7 @@ export function machine(): Machine {
     commit: run('git', ['rev-parse', '--short', 'HEAD']),
     pinning:
       server && client
-        ? `servers (Threshold nodes, Socket.IO servers, raw-pipeline nodes, redis-server) on CPU ${server}; load generators (publisher, subscribers, HTTP client, Twilio stand-in) on CPU ${client} (taskset)`
+        ? `servers (Threshold nodes, Socket.IO servers, raw-pipeline nodes, the minimal HTTP server, redis-server) on CPU ${server}; load generators (publisher, subscribers, HTTP client, Twilio stand-in) on CPU ${client} (taskset)`
         : 'not pinned (taskset missing or a single core)',
   };
 }

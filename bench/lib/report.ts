@@ -7,11 +7,12 @@ import type { ConnectionsRun } from '../workloads/connections.ts';
 import type { ConversationsRun } from '../workloads/conversations.ts';
 import type { ExpansionRun } from '../workloads/expansion.ts';
 import type { IdleRun } from '../workloads/idle.ts';
-import type { IngressRun } from '../workloads/ingress.ts';
+import { INGRESS_LABELS, type IngressRun } from '../workloads/ingress.ts';
 import type { RoomsRun } from '../workloads/rooms.ts';
 import type { SmsRun } from '../workloads/sms.ts';
 import type { RedisMode } from '../systems/redis.ts';
 import { SYSTEM_LABELS, type SystemName } from '../systems/targets.ts';
+import landed from '../baselines.json' with { type: 'json' };
 
 export interface RateSummary {
   rate: number;
@@ -55,7 +56,10 @@ export interface Results {
   config: Record<string, unknown>;
   fanout: Partial<Record<SystemName, RoomsSummary>>;
   manyRooms: Partial<Record<SystemName, RoomsSummary>>;
+  /** Threshold, one node. */
   ingress: IngressRun | undefined;
+  /** The minimal HTTP server under the same load (absent in results from before it). */
+  ingressMinimal?: IngressRun | undefined;
   connections: Partial<Record<'threshold' | 'socketio-streams', ConnectionsRun>>;
   sms: SmsRun | undefined;
   /** `--redis cluster|both`: Threshold's room workloads on a Redis Cluster (peers never). */
@@ -155,7 +159,8 @@ const fmt = (x: number | undefined, digits = 0) =>
 /** Where each goal of the issue stands, from the figures of one run. */
 export function goals(
   r: Pick<Results, 'fanout' | 'manyRooms' | 'connections'> &
-    Partial<Pick<Results, 'idle' | 'conversations'>>,
+    Partial<Pick<Results, 'idle' | 'conversations' | 'ingress' | 'ingressMinimal' | 'expansion'>>,
+  baselines: Baseline[] = BASELINES,
 ): Goal[] {
   const out: Goal[] = [];
   const thr = r.fanout.threshold;
@@ -172,9 +177,11 @@ export function goals(
     const both = thr.byRate.filter(
       (t) => t.sustained && sio.byRate.some((s) => s.rate === t.rate && s.sustained),
     );
-    const lower = both.filter((t) => t.p99 < (sio.byRate.find((s) => s.rate === t.rate)?.p99 ?? 0));
+    const lower = both.filter(
+      (t) => t.p99 <= (sio.byRate.find((s) => s.rate === t.rate)?.p99 ?? 0),
+    );
     out.push({
-      goal: 'Room fan-out: lower p99 than Socket.IO + redis-streams-adapter at every fixed rate both sustain',
+      goal: "Room fan-out: p99 no higher than Socket.IO + redis-streams-adapter's at every fixed rate both sustain",
       met: both.length === 0 ? undefined : lower.length === both.length,
       detail:
         both.length === 0
@@ -186,6 +193,22 @@ export function goals(
                 return `${fmt(t.rate)} msg/s: p99 ${latencyFigure(t.p99, t.ceilingMs)} vs ${theirs} ms`;
               })
               .join('; '),
+    });
+  }
+  const many = r.manyRooms.threshold;
+  const manySio = r.manyRooms['socketio-streams'];
+  if (many && manySio) {
+    const ratio = manySio.saturation > 0 ? many.saturation / manySio.saturation : Number.NaN;
+    const bounds = [
+      many.lowerBound ? 'Threshold sustained its top rate: its figure is a lower bound' : '',
+      manySio.lowerBound ? 'Socket.IO sustained its top rate: its figure is a lower bound' : '',
+    ].filter(Boolean);
+    out.push({
+      goal: "Many rooms: Threshold's deliveries/s at saturation ≥ Socket.IO + redis-streams-adapter's",
+      met: many.saturation > 0 && many.saturation >= manySio.saturation,
+      detail:
+        `${fmt(many.saturation)} vs ${fmt(manySio.saturation)} deliveries/s: ${fmt(ratio, 2)}×` +
+        (bounds.length > 0 ? ` (${bounds.join('; ')})` : ''),
     });
   }
   const mThr = r.manyRooms.threshold?.maxCommitted;
@@ -205,6 +228,7 @@ export function goals(
       detail: `${fmt(mThr)} vs ${fmt(mRaw)} committed/s: ${fmt(share * 100)}%${bound}`,
     });
   }
+  out.push(...ingressGoals(r.ingress, r.ingressMinimal));
   const conn = r.connections.threshold;
   if (conn) {
     out.push({
@@ -227,6 +251,7 @@ export function goals(
       detail: `${fmt(big.perSecond)} vs ${fmt(small.perSecond)} commits/s: ${fmt(ratio, 2)}×; server CPU per commit ${fmt(big.nodeCpuUs + big.redisCpuUs)} vs ${fmt(small.nodeCpuUs + small.redisCpuUs)} µs`,
     });
   }
+  out.push(...baselineGoals(r, baselines));
   const idle = r.idle?.cluster;
   if (idle) {
     out.push({
@@ -236,6 +261,94 @@ export function goals(
     });
   }
   return out;
+}
+
+/** A feature workload's figure from when it landed (bench/baselines.json). */
+export interface Baseline {
+  workload: string;
+  figure: string;
+  /** Dotted path of the figure in a run's results. */
+  path: string;
+  unit: string;
+  better: 'lower' | 'higher';
+  value: number;
+  /** Dotted paths the run must match for the figures to compare (rooms, audience). */
+  when: Record<string, number>;
+  /** Which run (date, commit) the value is from. */
+  source: string;
+}
+
+export const BASELINES = landed.figures as unknown as Baseline[];
+
+/** How far a figure may be worse than its landed one. */
+export const REGRESSION_TOLERANCE = 0.1;
+
+const at = (x: unknown, path: string): unknown =>
+  path
+    .split('.')
+    .reduce<unknown>(
+      (o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined),
+      x,
+    );
+
+/**
+ * Each feature workload that ran, figure by figure, against its landed figure: met when no
+ * more than 10% worse (a latency higher, a rate lower). Workloads that did not run, or ran
+ * on another size than the landed figure's, are left out.
+ */
+function baselineGoals(r: unknown, baselines: Baseline[]): Goal[] {
+  return baselines.flatMap((b) => {
+    const value = at(r, b.path);
+    if (typeof value !== 'number') return [];
+    if (Object.entries(b.when).some(([path, v]) => at(r, path) !== v)) return [];
+    // Positive: worse than landed, as a share of the landed figure.
+    const worse = (b.better === 'lower' ? value - b.value : b.value - value) / b.value;
+    const digits = b.unit === 'ms' ? 1 : 0;
+    const figures = `${fmt(value, digits)} vs ${fmt(b.value, digits)} ${b.unit} landed (${b.source})`;
+    const pct = fmt(Math.abs(worse) * 100, 1);
+    return [
+      {
+        goal: `${b.workload}: ${b.figure} within ${fmt(REGRESSION_TOLERANCE * 100)}% of its landed figure (${b.better} is better)`,
+        met: worse <= REGRESSION_TOLERANCE,
+        detail:
+          worse > REGRESSION_TOLERANCE
+            ? `regressed by ${pct}%: ${figures}`
+            : worse > 0
+              ? `within ${fmt(REGRESSION_TOLERANCE * 100)}% of its landed figure (${pct}% worse): ${figures}`
+              : `within ${fmt(REGRESSION_TOLERANCE * 100)}% of its landed figure (${pct}% better): ${figures}`,
+      },
+    ];
+  });
+}
+
+/**
+ * Ingress against the minimal HTTP server of the same run: Threshold's 202s/s ≥ 50% of its,
+ * and a p99 ≤ 2× its. When the HTTP client was the limit for the minimal server, its figures
+ * are bounds (its throughput a lower one, its p99 an upper one), and the detail says so.
+ */
+function ingressGoals(thr: IngressRun | undefined, min: IngressRun | undefined): Goal[] {
+  if (!thr || !min) return [];
+  const clientCpu = (x: IngressRun) =>
+    x.processes.filter((p) => p.name === 'http client').reduce((a, p) => a + p.cpu, 0);
+  const bound = (x: IngressRun, who: string) =>
+    x.loadGeneratorBound
+      ? ` (load-generator bound with ${who}: the HTTP client used ${fmt(clientCpu(x), 2)} of its core)`
+      : '';
+  const notes = bound(min, 'the minimal server') + bound(thr, 'Threshold');
+  const share = min.perSecond > 0 ? thr.perSecond / min.perSecond : Number.NaN;
+  const p99 = min.latency.p99 > 0 ? thr.latency.p99 / min.latency.p99 : Number.NaN;
+  return [
+    {
+      goal: "Ingress: Threshold's HTTP 202s/s on one node ≥ 50% of the minimal HTTP server's (Hono + ioredis, one XADD per request)",
+      met: thr.perSecond > 0 && share >= 0.5,
+      detail: `${fmt(thr.perSecond)} vs ${fmt(min.perSecond)} 202s/s: ${fmt(share * 100)}%${notes}`,
+    },
+    {
+      goal: "Ingress: Threshold's p99 ≤ 2× the minimal HTTP server's",
+      met: thr.accepted > 0 && p99 <= 2,
+      detail: `${fmt(thr.latency.p99, 1)} vs ${fmt(min.latency.p99, 1)} ms: ${fmt(p99, 2)}×${notes}`,
+    },
+  ];
 }
 
 const ROOM_SYSTEMS: SystemName[] = ['threshold', 'raw', 'socketio-streams', 'socketio-redis'];
@@ -330,10 +443,7 @@ export function renderTable(r: Results): string {
     ...roomRows('Room fan-out', r.fanout, false),
     ...roomRows('Many rooms', r.manyRooms, true),
   ];
-  if (r.ingress)
-    rows.push(
-      `| Ingress (HTTP, 1 node) | 202s/s, p99 ms (service time: closed loop, 32 connections) | ${only(`${fmt(r.ingress.perSecond)}, ${fmt(r.ingress.latency.p99, 1)}`)} |`,
-    );
+  rows.push(...ingressRows(r));
   const c = r.connections;
   const conn = (x: ConnectionsRun | undefined) =>
     x ? `${fmt(x.kibPerConnection, 1)} KiB, ${fmt(x.connectPerSecond)}/s` : '–';
@@ -345,13 +455,51 @@ export function renderTable(r: Results): string {
     rows.push(
       `| SMS outbox (${fmt(r.sms.jobs)} jobs) | jobs/s into the Twilio stand-in | ${only(fmt(r.sms.jobsPerSecond))} |`,
     );
-  return [...rows, '', ...FOOTNOTES].join('\n');
+  const notes = r.ingressMinimal ? [FOOTNOTES[0], INGRESS_NOTE, ...FOOTNOTES.slice(1)] : FOOTNOTES;
+  return [...rows, '', ...notes].join('\n');
 }
+
+/**
+ * The ingress rows: Threshold (one node) in its column, and the minimal HTTP server, the
+ * ingress path's ceiling, in the raw pipeline's (named in its cell), from the same run.
+ */
+function ingressRows(r: Results): string[] {
+  const thr = r.ingress;
+  const min = r.ingressMinimal;
+  if (!thr && !min) return [];
+  const bound = (x: IngressRun) => (x.loadGeneratorBound ? ' (load-generator bound)' : '');
+  const figures = (x: IngressRun | undefined) =>
+    x ? `${fmt(x.perSecond)}, ${fmt(x.latency.p99, 1)}${bound(x)}` : '–';
+  const named = (x: IngressRun | undefined, cell: (x: IngressRun) => string) =>
+    x ? `${INGRESS_LABELS.minimal}: ${cell(x)}` : '–';
+  const cpu = (x: IngressRun) => {
+    const client = x.processes.filter((p) => p.name === 'http client');
+    const servers = x.processes.filter((p) => p.name !== 'http client');
+    const sum = (ps: typeof x.processes) => ps.reduce((a, p) => a + p.cpu, 0);
+    return client.length > 0
+      ? `${fmt(sum(servers), 2)} / ${fmt(sum(client), 2)}`
+      : `${fmt(sum(servers), 2)} / –`;
+  };
+  const name = 'Ingress (HTTP, 1 node)';
+  const rows = [
+    `| ${name} | 202s/s, p99 ms (service time: closed loop, 32 connections) | ${figures(thr)} | ${named(min, figures)} | – | – |`,
+  ];
+  // CPU of each side, only in results that measured it over the window (not the first ones).
+  if ((thr?.loadGeneratorBound ?? min?.loadGeneratorBound) !== undefined)
+    rows.push(
+      `| ${name} | server CPU incl. redis-server / HTTP client CPU, cores | ${thr ? cpu(thr) : '–'} | ${named(min, cpu)} | – | – |`,
+    );
+  return rows;
+}
+
+/** The ingress row's raw-pipeline column, in results that have the minimal server. */
+const INGRESS_NOTE =
+  "Ingress: its raw-pipeline column is the minimal HTTP server (Hono + `@hono/node-server` + ioredis, one XADD per request, no auth or validation, nothing consuming), under the same load as Threshold, on a redis-server of its own: the ingress path's ceiling on the same stack.";
 
 /** What the table's cells cannot say. */
 const FOOTNOTES = [
   "Raw pipeline: its receivers are in-process counters in its two consumer processes (no WebSocket, no client process), so its figures are the data path's ceiling, not a peer's.",
-  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers used ≥ 90% of their cores. "(disturbed)": outside load or publisher lag beyond their bounds even after the retries.',
+  '"≥": every rate measured was sustained (capacity not reached). "> N": a percentile set by receipts still missing after the N ms drain. "load-generator bound": the publisher and subscribers (ingress: the HTTP client) used ≥ 90% of their cores. "(disturbed)": outside load or publisher lag beyond their bounds even after the retries.',
 ];
 
 export function renderGoals(list: Goal[]): string {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  type Baseline,
+  BASELINES,
   goals,
   latencyFigure,
   median,
@@ -22,6 +24,7 @@ import { body, now, stampOfFrame } from '../../bench/lib/stamp.ts';
 import type { RoomsRun, Step } from '../../bench/workloads/rooms.ts';
 import type { CommitCost, ConversationsRun } from '../../bench/workloads/conversations.ts';
 import type { DispatchRun, ExpansionRun } from '../../bench/workloads/expansion.ts';
+import type { IngressRun } from '../../bench/workloads/ingress.ts';
 import { bisect, disturbed, loadGeneratorBound, trendingUp } from '../../bench/lib/verdict.ts';
 
 const step = (rate: number, delivered: number, p99: number, sustained = true): Step => ({
@@ -239,10 +242,101 @@ describe('bench report', () => {
     expect(rows.map((l) => l.split(' | ')[2])).toEqual(['1', '2']);
     expect(renderConversations({ conversations: undefined } as unknown as Results)).toBeUndefined();
 
+    // Against the bounds only (the landed figures have a test of their own).
     const judged = (c: ConversationsRun) =>
-      goals({ fanout: {}, manyRooms: {}, connections: {}, conversations: c }).map((g) => g.met);
+      goals({ fanout: {}, manyRooms: {}, connections: {}, conversations: c }, []).map((g) => g.met);
     expect(judged(conv(80, 990, 1000))).toEqual([true, true]);
     expect(judged(conv(150, 700, 1000))).toEqual([false, false]);
+  });
+
+  it('judges ingress against the minimal server and many rooms against Socket.IO, as ratios', () => {
+    const ingress = (perSecond: number, p99: number, clientCpu: number): IngressRun => ({
+      accepted: perSecond * 10,
+      failed: 0,
+      perSecond,
+      latency: { count: perSecond * 10, p50: p99 / 3, p99, p999: p99, max: p99 },
+      processes: [
+        { name: 'server', pid: 1, cpu: 0.99, rssMiB: 100 },
+        { name: 'http client', pid: 2, cpu: clientCpu, rssMiB: 80 },
+      ],
+      loadGeneratorBound: clientCpu >= 0.9,
+    });
+    const none = { fanout: {}, manyRooms: {}, connections: {} };
+    const judged = (thr: IngressRun, min: IngressRun) =>
+      goals({ ...none, ingress: thr, ingressMinimal: min }, []);
+    const met = judged(ingress(5000, 20, 0.5), ingress(9000, 12, 0.95));
+    expect(met.map((g) => g.met)).toEqual([true, true]);
+    expect(met[0]?.detail).toContain('5,000 vs 9,000 202s/s: 56%');
+    expect(met[0]?.detail).toContain('load-generator bound with the minimal server');
+    expect(met[1]?.detail).toContain('20.0 vs 12.0 ms: 1.67×');
+    const not = judged(ingress(2000, 60, 0.3), ingress(9000, 12, 0.6));
+    expect(not.map((g) => g.met)).toEqual([false, false]);
+    expect(not[0]?.detail).not.toContain('load-generator bound');
+    // One side alone: no goal.
+    expect(goals({ ...none, ingress: ingress(2000, 60, 0.3) }, [])).toEqual([]);
+
+    const table = renderTable({
+      ...none,
+      ingress: ingress(2000, 60, 0.3),
+      ingressMinimal: ingress(9000, 12, 0.95),
+      sms: undefined,
+    } as unknown as Results);
+    expect(table).toContain(
+      '| Ingress (HTTP, 1 node) | 202s/s, p99 ms (service time: closed loop, 32 connections) | 2,000, 60.0 | Minimal HTTP server (Hono + ioredis, one XADD): 9,000, 12.0 (load-generator bound) | – | – |',
+    );
+    expect(table).toContain(
+      '| 0.99 / 0.30 | Minimal HTTP server (Hono + ioredis, one XADD): 0.99 / 0.95 |',
+    );
+    // Results from before the minimal server (no CPU window either): one row, Threshold's.
+    const { loadGeneratorBound: _, ...old } = ingress(2000, 60, 0.3);
+    const before = renderTable({ ...none, ingress: old, sms: undefined } as unknown as Results);
+    expect(before).toContain('| 2,000, 60.0 | – | – | – |');
+    expect(before).not.toContain('HTTP client CPU');
+    expect(before).not.toContain('Minimal HTTP server');
+
+    const manyRooms = {
+      threshold: summarise([run([step(1000, 1000, 5), step(2000, 1500, 900, false)], 2000)]),
+      'socketio-streams': summarise([run([step(1000, 1000, 3), step(2000, 2000, 4)])]),
+    };
+    const many = goals({ ...none, manyRooms }, []);
+    expect(many[0]?.met).toBe(false);
+    expect(many[0]?.detail).toBe(
+      '1,000 vs 2,000 deliveries/s: 0.50× (Socket.IO sustained its top rate: its figure is a lower bound)',
+    );
+  });
+
+  it('checks the feature workloads against their landed figures, each in its direction', () => {
+    const none = { fanout: {}, manyRooms: {}, connections: {} };
+    const base = (better: 'lower' | 'higher', value: number): Baseline => ({
+      workload: 'W',
+      figure: 'f',
+      path: 'expansion.streaming.perSecond',
+      unit: better === 'lower' ? 'ms' : 'recipients/s',
+      better,
+      value,
+      when: { 'expansion.members': 1000 },
+      source: 'run X',
+    });
+    const r = (perSecond: number, members = 1000) =>
+      ({ ...none, expansion: { members, streaming: { perSecond } } }) as unknown as Results;
+    const judge = (b: Baseline, x: Results) => goals(x, [b])[0];
+    expect(judge(base('lower', 20), r(21.5))?.met).toBe(true);
+    expect(judge(base('lower', 20), r(21.5))?.detail).toContain('(7.5% worse)');
+    expect(judge(base('lower', 20), r(25))?.met).toBe(false);
+    expect(judge(base('lower', 20), r(25))?.detail).toBe(
+      'regressed by 25.0%: 25.0 vs 20.0 ms landed (run X)',
+    );
+    expect(judge(base('lower', 20), r(10))?.detail).toContain('(50.0% better)');
+    expect(judge(base('higher', 20), r(25))?.met).toBe(true);
+    expect(judge(base('higher', 20), r(17))?.detail).toContain('regressed by 15.0%');
+    // Another size than the landed figure's, or the workload did not run: no goal.
+    expect(goals(r(25, 500), [base('lower', 20)])).toEqual([]);
+    expect(goals(none, [base('lower', 20)])).toEqual([]);
+    // The committed baselines each name a figure the results have, with its source.
+    for (const b of BASELINES) {
+      expect(b.path).toMatch(/^(conversations|expansion)\./);
+      expect(b.source).toMatch(/commit [0-9a-f]{7}/);
+    }
   });
 
   it('prints the dispatch beside the expansion: against the expansion alone and the naive growth', () => {
