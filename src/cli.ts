@@ -61,20 +61,27 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    const about = rest[0] === undefined ? undefined : COMMANDS[rest[0]];
-    process.stdout.write(about ? about.help() : USAGE);
+    if (rest[0] === undefined) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const about = COMMANDS[rest[0]];
+    if (!about) return unknownCommand(rest[0]);
+    process.stdout.write(about.help());
     return 0;
   }
   const found = COMMANDS[command];
-  if (!found) {
-    process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
-    return 2;
-  }
+  if (!found) return unknownCommand(command);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(found.help());
     return 0;
   }
   return found.run(rest);
+}
+
+function unknownCommand(command: string): number {
+  process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
+  return 2;
 }
 
 async function runNode(argv: string[]): Promise<number> {

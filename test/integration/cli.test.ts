@@ -81,4 +81,11 @@ describe('threshold (the command line)', () => {
     expect(output).toContain('unknown command "nod"');
     expect(output).toContain('Commands:');
   });
+
+  it('help <unknown> refuses it like an unknown command: 2 and the usage', async () => {
+    const { code, output } = await threshold('help', 'nod');
+    expect(code).toBe(2);
+    expect(output).toContain('unknown command "nod"');
+    expect(output).toContain('Commands:');
+  });
 });
