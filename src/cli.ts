@@ -86,7 +86,7 @@ function unknownCommand(command: string): number {
 
 async function runNode(argv: string[]): Promise<number> {
   const config = loadConfig({ argv });
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, {}, config.logFormat);
   // Listen before starting: a signal during start-up must stop the node gracefully once it is
   // up, not kill it half-way.
   const signalled = onStopSignals({
