@@ -1,6 +1,7 @@
 import { KEYS_HELP, runKeys } from './auth/key-command.ts';
 import { loadConfig } from './config.ts';
 import { lockDataDir } from './data-dir-lock.ts';
+import { DOCTOR_HELP, runDoctor } from './doctor.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
 import { CLUSTER_HELP, runCluster } from './local-cluster.ts';
 import { createLogger } from './log.ts';
@@ -16,6 +17,7 @@ Commands:
   cluster     run a local mesh: a redis-server (or --redis-cluster M) and --nodes N relay nodes
   keys        create and list API keys in the auth database
   settings    list every setting with its default, environment variable, flag and meaning
+  doctor      check Redis, the auth database, Twilio and the public URL with these settings
   help        show this text; \`threshold help <command>\` shows a command's
 
   --help      after a command: that command's flags (\`threshold node --help\`)
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, Command> = {
   node: { run: runNode, help: NODE_HELP },
   cluster: { run: runCluster, help: CLUSTER_HELP },
   keys: { run: runKeys, help: () => KEYS_HELP },
+  doctor: { run: (argv) => runDoctor(argv), help: DOCTOR_HELP },
   settings: {
     run: async () => {
       process.stdout.write(settingsTable());
