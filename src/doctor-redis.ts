@@ -61,14 +61,26 @@ export async function checkRedis(
     let servers: { name: string; client: Redis }[] = [{ name: redact(seedUrl), client: seed }];
     if (clustered) {
       const { finding, masters } = await clusterState(seed);
-      findings.push(finding);
       const access = nodeAccess(seedUrl);
-      servers = await Promise.all(
+      const reached = await Promise.allSettled(
         masters.map(async (address) => {
           const [host, port] = splitAddress(address);
           const url = `${new URL(seedUrl).protocol}//${host}:${port}`;
           return { name: address, client: await open(url, access) };
         }),
+      );
+      // Down but not yet failed by the others (cluster_node_timeout): its slots answer nothing.
+      const silent = reached.flatMap((r, i) =>
+        r.status === 'rejected' ? [`${masters[i]} (${reason(r.reason)})`] : [],
+      );
+      servers = reached.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      findings.push(
+        silent.length === 0
+          ? finding
+          : fail(
+              'redis cluster',
+              `masters that do not answer: ${silent.join(', ')}; their slots are unreachable until they come back or a replica takes over`,
+            ),
       );
     } else {
       findings.push(ok('redis cluster', 'standalone server (not a Redis Cluster)'));
@@ -112,17 +124,20 @@ async function clusterState(seed: Redis): Promise<{ finding: Finding; masters: s
   const info = String(await seed.call('CLUSTER', 'INFO'));
   const field = (name: string) => new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1] ?? '?';
   const nodes = String(await seed.call('CLUSTER', 'NODES'));
-  const masters = nodes
+  const all = nodes
     .split('\n')
     .map((line) => line.split(' '))
-    .filter((f) => /(^|,)master(,|$)/.test(f[2] ?? '') && !/fail/.test(f[2] ?? ''))
+    .filter((f) => /(^|,)master(,|$)/.test(f[2] ?? ''));
+  const masters = all
+    .filter((f) => !/fail/.test(f[2] ?? ''))
     .map((f) => (f[1] ?? '').split('@')[0] as string);
+  const failed = all.length - masters.length;
   const [state, assigned, okSlots] = [
     field('cluster_state'),
     field('cluster_slots_assigned'),
     field('cluster_slots_ok'),
   ];
-  const shape = `Redis Cluster of ${masters.length} masters`;
+  const shape = `Redis Cluster of ${masters.length} masters${failed ? ` (and ${failed} failed)` : ''}`;
   if (state === 'ok' && Number(assigned) === SLOTS && Number(okSlots) === SLOTS) {
     return {
       finding: ok('redis cluster', `${shape}, cluster_state ok, all ${SLOTS} slots covered`),

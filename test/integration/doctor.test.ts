@@ -10,6 +10,7 @@ import { freePort } from '../../src/redis/embedded.ts';
 import { createTestDatabase } from '../helpers/postgres.ts';
 import { readmeLines, shell, tempDir } from '../helpers/readme.ts';
 import { startPrivateRedis } from '../helpers/redis.ts';
+import { startRedisCluster } from '../helpers/redis-cluster.ts';
 import { startStandin } from '../twilio/standin.ts';
 
 /** `threshold doctor <args>` in this process, with no THRESHOLD_* variables: code and lines. */
@@ -166,6 +167,34 @@ describe('threshold doctor', () => {
       new RegExp(`^FAIL  public url +${url}/healthz answered 502`),
     );
   });
+
+  it('checks every master of a Redis Cluster, and fails a cluster with slots uncovered', async () => {
+    const cluster = await startRedisCluster(3);
+    const args = ['--redis-url', cluster.urls[0] as string, '--data-dir', await tempDir('doctor')];
+    const sound = await doctor(...args);
+    expect(sound.code, sound.text).toBe(0);
+    expect(sound.check('redis cluster')).toMatch(
+      /^ok {4}redis cluster +Redis Cluster of 3 masters, cluster_state ok, all 16384 slots covered$/,
+    );
+    expect(sound.check('redis persistence')).toMatch(/every master: append-only file on/);
+
+    // A master gone with no replica to take over: first it does not answer, then, once the
+    // others fail it, its slots are uncovered.
+    await cluster.masters[2]?.stop();
+    const down = await doctor(...args);
+    expect(down.code, down.text).toBe(1);
+    expect(down.check('redis cluster')).toMatch(
+      /^FAIL {2}redis cluster +(masters that do not answer: .*ECONNREFUSED|.*cluster_state fail)/,
+    );
+    let broken = down;
+    for (let i = 0; i < 50 && !broken.check('redis cluster').includes('cluster_state fail'); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      broken = await doctor(...args);
+    }
+    expect(broken.check('redis cluster')).toMatch(
+      /^FAIL {2}redis cluster +Redis Cluster of 2 masters \(and 1 failed\): cluster_state fail, 16384 of 16384 slots assigned, \d+ ok/,
+    );
+  }, 60_000);
 
   it('the README example runs as written (its Redis replaced by one of the test), with exit 0', async () => {
     const lines = readmeLines('## Doctor');
