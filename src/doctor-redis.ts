@@ -85,6 +85,8 @@ export async function checkRedis(
     } else {
       findings.push(ok('redis cluster', 'standalone server (not a Redis Cluster)'));
     }
+    // No master answers: nothing to ask a version or persistence of (the cluster line says why).
+    if (servers.length === 0) return findings;
     findings.push(await version(servers, clustered ? 'cluster' : 'standalone'));
     findings.push(await persistence(servers, clustered));
     return findings;
