@@ -9,6 +9,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Progress } from '../src/progress.ts';
 import { machine } from './lib/machine.ts';
 import { pinningFailures } from './lib/processes.ts';
 import {
@@ -90,7 +91,15 @@ const only = args.only?.split(',');
 const wanted = (workload: string) => !only || only.includes(workload);
 /** The idle node: when named, or in a run that puts Threshold on a Redis Cluster. */
 const wantIdle = only ? only.includes('idle') : redisModes.includes('cluster');
-const log = (line: string) => console.log(line);
+/** Which run of which workload on which system, of how many, on stderr (set once the plan is known). */
+let progress = new Progress();
+/** stdout, without tearing the progress line on a terminal. */
+const log = (line: string) => progress.print(line);
+/** A run starts: said on stdout as before, and counted on the progress line. */
+const step = (label: string) => {
+  progress.step(label);
+  log(label);
+};
 
 // --quick: few short steps, no second try of a failed step, one probe (1–2 minutes in all).
 const fanout: RoomsWorkload = {
@@ -172,9 +181,7 @@ const expansion: ExpansionWorkload = {
  * then many rooms). The classic pub/sub adapter runs the fan-out only, and in full runs only:
  * --quick keeps to the three systems.
  */
-async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms' | 'cluster'>> {
-  const out: Pick<Results, 'fanout' | 'manyRooms'> = { fanout: {}, manyRooms: {} };
-  const cluster: ClusterFigures = { masters: CLUSTER_MASTERS };
+function roomsPlan() {
   const plan = [
     {
       w: fanout,
@@ -191,32 +198,39 @@ async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms' | 'cluster'
       on: ['threshold', 'raw', 'socketio-streams'],
     },
   ].filter((p) => wanted(p.only));
-  for (const system of pick(['threshold', 'raw', 'socketio-streams', 'socketio-redis'])) {
+  return pick(['threshold', 'raw', 'socketio-streams', 'socketio-redis']).flatMap((system) => {
     const mine = plan.filter((p) => p.on.includes(system));
-    if (mine.length === 0) continue;
+    if (mine.length === 0) return [];
     // Threshold on each Redis asked for, one after the other; the peers on one redis-server.
-    for (const redis of system === 'threshold' ? redisModes : ['standalone' as const]) {
-      const on = redis === 'cluster' ? `, Redis Cluster (${CLUSTER_MASTERS} masters)` : '';
-      const all: RoomsRun[][] = [];
-      for (let i = 1; i <= runs; i++) {
-        log(
-          `${mine.map((p) => p.w.name).join(', ')}: ${SYSTEM_LABELS[system]}${on}, run ${i}/${runs}`,
-        );
-        all.push(
-          await runRooms(
-            system,
-            mine.map((p) => p.w),
-            log,
-            redis,
-          ),
-        );
-      }
-      mine.forEach((p, j) => {
-        const summary = summarise(all.map((r) => r[j] as RoomsRun));
-        if (redis === 'cluster') cluster[p.key] = summary;
-        else out[p.key][system] = summary;
-      });
+    const on: RedisMode[] = system === 'threshold' ? redisModes : ['standalone'];
+    return on.map((redis) => ({ system, redis, mine }));
+  });
+}
+
+async function rooms(): Promise<Pick<Results, 'fanout' | 'manyRooms' | 'cluster'>> {
+  const out: Pick<Results, 'fanout' | 'manyRooms'> = { fanout: {}, manyRooms: {} };
+  const cluster: ClusterFigures = { masters: CLUSTER_MASTERS };
+  for (const { system, redis, mine } of roomsPlan()) {
+    const on = redis === 'cluster' ? `, Redis Cluster (${CLUSTER_MASTERS} masters)` : '';
+    const all: RoomsRun[][] = [];
+    for (let i = 1; i <= runs; i++) {
+      step(
+        `${mine.map((p) => p.w.name).join(', ')}: ${SYSTEM_LABELS[system]}${on}, run ${i}/${runs}`,
+      );
+      all.push(
+        await runRooms(
+          system,
+          mine.map((p) => p.w),
+          log,
+          redis,
+        ),
+      );
     }
+    mine.forEach((p, j) => {
+      const summary = summarise(all.map((r) => r[j] as RoomsRun));
+      if (redis === 'cluster') cluster[p.key] = summary;
+      else out[p.key][system] = summary;
+    });
   }
   return { ...out, cluster: redisModes.includes('cluster') ? cluster : undefined };
 }
@@ -227,7 +241,7 @@ async function idleNode(): Promise<Partial<Record<RedisMode, IdleRun>>> {
   for (const redis of redisModes) {
     const all: IdleRun[] = [];
     for (let i = 1; i <= runs; i++) {
-      log(`Idle node: Threshold on ${redis} Redis, run ${i}/${runs} (${idle.measureMs / 1000} s)`);
+      step(`Idle node: Threshold on ${redis} Redis, run ${i}/${runs} (${idle.measureMs / 1000} s)`);
       const r = await runIdle(redis, idle);
       log(renderIdleCommands(r));
       all.push(r);
@@ -240,7 +254,7 @@ async function idleNode(): Promise<Partial<Record<RedisMode, IdleRun>>> {
 async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T>) {
   const all: T[] = [];
   for (let i = 1; i <= runs; i++) {
-    log(`${name}, run ${i}/${runs}`);
+    step(`${name}, run ${i}/${runs}`);
     const r = await f();
     log(`  ${JSON.stringify(r, (k, v) => (k === 'processes' ? undefined : v))}`);
     all.push(r);
@@ -248,8 +262,22 @@ async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T
   return medianItem(all, key);
 }
 
+/** Steps of the whole run: one per run of a workload on a system (expansion runs once). */
+function plannedSteps(): number {
+  const counted = ['ingress', 'sms', 'conversations'].filter(wanted).length;
+  return (
+    runs *
+      (roomsPlan().length +
+        counted +
+        (wanted('connections') ? 2 : 0) +
+        (wantIdle ? redisModes.length : 0)) +
+    (wanted('expansion') ? 1 : 0)
+  );
+}
+
 async function bench(): Promise<Results> {
   const started = Date.now();
+  progress = new Progress({ total: plannedSteps() });
   const facts = machine();
   log(`Machine: ${facts.cpuModel}, ${facts.cores} cores, Node ${facts.node}, Redis ${facts.redis}`);
   log(`Pinning: ${facts.pinning}`);
@@ -299,7 +327,7 @@ async function bench(): Promise<Results> {
         )
       : undefined,
     expansion: wanted('expansion')
-      ? (log('Expansion: all - muted, streaming vs naive, then dispatched'),
+      ? (step('Expansion: all - muted, streaming vs naive, then dispatched'),
         await runExpansion(expansion, log, redisModes[0]))
       : undefined,
   };
@@ -362,6 +390,7 @@ if (args.readme) {
   log('README.md: Performance table rewritten from bench/results/latest.json');
 } else {
   const results = await bench();
+  progress.done();
   await mkdir(fileURLToPath(new URL('results/', import.meta.url)), { recursive: true });
   const file = partial ? PARTIAL : RESULTS;
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);

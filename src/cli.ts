@@ -1,6 +1,7 @@
 import { KEYS_HELP, runKeys } from './auth/key-command.ts';
 import { loadConfig } from './config.ts';
 import { lockDataDir } from './data-dir-lock.ts';
+import { DOCTOR_HELP, runDoctor } from './doctor.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
 import { CLUSTER_HELP, runCluster } from './local-cluster.ts';
 import { createLogger } from './log.ts';
@@ -16,6 +17,7 @@ Commands:
   cluster     run a local mesh: a redis-server (or --redis-cluster M) and --nodes N relay nodes
   keys        create and list API keys in the auth database
   settings    list every setting with its default, environment variable, flag and meaning
+  doctor      check Redis, the auth database, Twilio and the public URL with these settings
   help        show this text; \`threshold help <command>\` shows a command's
 
   --help      after a command: that command's flags (\`threshold node --help\`)
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, Command> = {
   node: { run: runNode, help: NODE_HELP },
   cluster: { run: runCluster, help: CLUSTER_HELP },
   keys: { run: runKeys, help: () => KEYS_HELP },
+  doctor: { run: (argv) => runDoctor(argv), help: DOCTOR_HELP },
   settings: {
     run: async () => {
       process.stdout.write(settingsTable());
@@ -61,15 +64,17 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    const about = rest[0] === undefined ? undefined : COMMANDS[rest[0]];
-    process.stdout.write(about ? about.help() : USAGE);
+    if (rest[0] === undefined) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const about = COMMANDS[rest[0]];
+    if (!about) return unknownCommand(rest[0]);
+    process.stdout.write(about.help());
     return 0;
   }
   const found = COMMANDS[command];
-  if (!found) {
-    process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
-    return 2;
-  }
+  if (!found) return unknownCommand(command);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(found.help());
     return 0;
@@ -77,9 +82,14 @@ async function main(argv: string[]): Promise<number> {
   return found.run(rest);
 }
 
+function unknownCommand(command: string): number {
+  process.stderr.write(`threshold: unknown command "${command}"\n\n${USAGE}`);
+  return 2;
+}
+
 async function runNode(argv: string[]): Promise<number> {
   const config = loadConfig({ argv });
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, {}, config.logFormat);
   // Listen before starting: a signal during start-up must stop the node gracefully once it is
   // up, not kill it half-way.
   const signalled = onStopSignals({

@@ -40,6 +40,8 @@ export const MEANINGS: Record<SettingName<Config>, string> = {
   redisReplicaWaitMs:
     'how long that `WAIT` may take: a message not copied in time gets 503 with `Retry-After` at ingress (it is stored: retry with the same id), a commit not copied in time is confirmed like a slow one (202 `pending`)',
   logLevel: '`fatal` … `trace`, or `silent`',
+  logFormat:
+    '`json` (one object a line, for log collectors) or `pretty` (time, level word and message, for people in a terminal)',
   'mesh.heartbeatMs': 'membership heartbeat and lease renewal interval',
   'mesh.nodeTtlMs': 'a node silent this long is dropped from the ring',
   'mesh.leaseTtlMs': "partition lease lifetime; a crashed node's partitions move after it",

@@ -81,6 +81,8 @@ const ConfigSchema = z.object({
   /** How long that WAIT may take; a message not copied in time gets 503 (ingress) or 202 (commit). */
   redisReplicaWaitMs: ms(1),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  /** `json` lines for log collectors, or `pretty` (pino-pretty) for people in a terminal. */
+  logFormat: z.enum(['json', 'pretty']),
   mesh: z.object({
     heartbeatMs: ms(50),
     nodeTtlMs: ms(200),

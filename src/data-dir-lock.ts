@@ -81,6 +81,12 @@ export function lockDataDir(dir: string, role: string): DataDirLock {
   return { path, release };
 }
 
+/** The live process holding `dir`'s lock, if any (`threshold doctor` leaves its files alone then). */
+export function dataDirOwner(dir: string): { pid: number; role: string } | undefined {
+  const owner = readOwner(join(dir, LOCK_FILE));
+  return owner && isThresholdProcess(owner.pid) ? owner : undefined;
+}
+
 function readOwner(path: string): { pid: number; role: string } | undefined {
   let text: string;
   try {

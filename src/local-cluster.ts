@@ -13,6 +13,8 @@ import { type Config, loadConfig } from './config.ts';
 import { ConfigError, ThresholdError } from './errors.ts';
 import { settingFlags } from './settings-command.ts';
 import { lockDataDir } from './data-dir-lock.ts';
+import { waitReady, waitSettled } from './local-cluster-wait.ts';
+import { Progress } from './progress.ts';
 import { onStopSignals, signalExitCode } from './stop-signals.ts';
 import { startEmbeddedRedisCluster } from './redis/embedded-cluster.ts';
 import { startEmbeddedRedis } from './redis/embedded.ts';
@@ -40,6 +42,7 @@ ${settingFlags()}`;
 const NOT_WITH_REDIS_URL =
   '--redis-cluster starts a Redis Cluster of its own; it cannot be combined with --redis-url or THRESHOLD_REDIS_URL';
 const READY_TIMEOUT_MS = 30_000;
+const SETTLE_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 interface Member {
@@ -125,7 +128,9 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
 
   const dir = resolve(config.dataDir, 'cluster');
   await mkdir(dir, { recursive: true });
-  const redis = await startRedis(config, masters, out);
+  // On stderr: stdout keeps the lines that say what runs where.
+  const progress = new Progress({ total: config.redisUrl ? 2 : 3 });
+  const redis = await startRedis(config, masters, progress, out);
   const redisUrl = redis.url;
 
   const stopAll = async () => {
@@ -154,6 +159,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
   };
 
   try {
+    progress.step(`starting ${count} relay node${count === 1 ? '' : 's'}`);
     for (let i = 0; i < count; i++) {
       const id = `node-${i + 1}`;
       const port = config.port + i;
@@ -182,9 +188,14 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
         lastError: () => lastError,
       });
     }
+    let readyCount = 0;
+    progress.update(`0/${count} ready`);
     const started = members.map(async (m) => {
       const outcome = await Promise.race([
-        waitReady(m.url).then(() => 'ready' as const),
+        waitReady(m.url, READY_TIMEOUT_MS).then(() => {
+          progress.update(`${++readyCount}/${count} ready`);
+          return 'ready' as const;
+        }),
         m.exited.then((code) => `exited with code ${code}` as const),
       ]);
       if (outcome === 'ready') return;
@@ -196,8 +207,27 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
       );
     });
     const ready = Promise.all(started).then(() => 'ready' as const);
-    if ((await Promise.race([ready, stopRequested])) !== 'ready') return await stopOnSignal();
+    if ((await Promise.race([ready, stopRequested])) !== 'ready') {
+      progress.done();
+      return await stopOnSignal();
+    }
+    progress.step('waiting for the partitions to settle');
+    const urls = members.map((m) => m.url);
+    const settled = await Promise.race([
+      waitSettled(urls, config.adminToken, SETTLE_TIMEOUT_MS, (n) =>
+        progress.update(`${n}/${count} nodes agree`),
+      ),
+      stopRequested.then(() => 'stop' as const),
+    ]);
+    progress.done();
+    if (settled === 'stop') return await stopOnSignal();
+    if (!settled) {
+      out.write(
+        `partitions not settled after ${SETTLE_TIMEOUT_MS / 1000} s; GET /v1/cluster on each node shows how it sees them\n`,
+      );
+    }
   } catch (err) {
+    progress.done();
     await stopAll();
     throw err;
   }
@@ -233,6 +263,7 @@ export async function runCluster(argv: string[], out = process.stdout): Promise<
 async function startRedis(
   config: Config,
   masters: number | undefined,
+  progress: Progress,
   out: NodeJS.WritableStream,
 ): Promise<{ url: string; stop(): Promise<void> }> {
   if (config.redisUrl) {
@@ -240,21 +271,24 @@ async function startRedis(
     return { url: config.redisUrl, stop: async () => {} };
   }
   if (masters) {
+    progress.step(`starting a local Redis Cluster of ${masters} masters`);
     const cluster = await startEmbeddedRedisCluster({
       dir: resolve(config.dataDir, 'redis-cluster'),
       masters,
       appendFsync: config.appendFsync,
+      onStep: (what) => progress.update(what),
     });
     for (const node of cluster.nodes) {
-      out.write(`redis   ${node.url} (local Redis Cluster master, pid ${node.pid})\n`);
+      progress.print(`redis   ${node.url} (local Redis Cluster master, pid ${node.pid})`, out);
     }
     return cluster;
   }
+  progress.step('starting a local redis-server');
   const redis = await startEmbeddedRedis({
     dir: resolve(config.dataDir, 'cluster', 'redis'),
     appendFsync: config.appendFsync,
   });
-  out.write(`redis   ${redis.url} (local redis-server, pid ${redis.pid})\n`);
+  progress.print(`redis   ${redis.url} (local redis-server, pid ${redis.pid})`, out);
   return redis;
 }
 
@@ -285,17 +319,4 @@ function withoutFlags(argv: string[], names: string[]): string[] {
     out.push(arg);
   }
   return out;
-}
-
-async function waitReady(url: string): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const ok = await fetch(`${url}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) return;
-    await sleep(200);
-  }
-  throw new Error(`${url} not ready after ${READY_TIMEOUT_MS / 1000} s`);
 }

@@ -73,7 +73,7 @@ export interface RelayNode {
 /** The composition root: builds every component from the config and starts the node. */
 export async function startNode(
   config: Config,
-  log: Logger = createLogger(config.logLevel),
+  log: Logger = createLogger(config.logLevel, {}, config.logFormat),
 ): Promise<RelayNode> {
   const nodeId = config.nodeId || defaultNodeId(config.port);
   log = log.child({ node: nodeId });

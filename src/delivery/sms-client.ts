@@ -112,7 +112,8 @@ export class TwilioSmsClient implements SmsClient {
   }
 }
 
-class ApiBaseRequestClient extends twilio.RequestClient {
+/** The twilio client's requests, sent to `base` instead of api.twilio.com (also `threshold doctor`'s). */
+export class ApiBaseRequestClient extends twilio.RequestClient {
   constructor(
     private readonly base: string,
     timeoutMs: number,

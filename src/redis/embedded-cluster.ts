@@ -35,6 +35,8 @@ export interface EmbeddedRedisClusterOptions {
   nodeTimeoutMs?: number;
   /** How long `redis-cli --cluster create`, then the wait for `cluster_state:ok`, may take. @default 30_000 */
   readyTimeoutMs?: number;
+  /** Told what it does next (`creating the cluster`), for a progress line. */
+  onStep?: (what: string) => void;
 }
 
 export interface EmbeddedRedisClusterNode extends EmbeddedRedis {
@@ -77,6 +79,8 @@ export async function startEmbeddedRedisCluster(
     // A replica's first sync starts at once, not after the default 5 s wait for more replicas.
     '--repl-diskless-sync-delay', '0',
   ];
+  const onStep = options.onStep ?? (() => {});
+  onStep(`starting ${count} redis-servers`);
   const started = await Promise.allSettled(
     dirs.map((d, i) => startServer(d, ports[i], { appendFsync: options.appendFsync, extraArgs })),
   );
@@ -96,6 +100,7 @@ export async function startEmbeddedRedisCluster(
     // first start that failed before the create leaves nodes.conf files but no cluster.
     const known = await Promise.all(nodes.map((n) => knownNodes(n.url)));
     if (known.every((k) => k === '1')) {
+      onStep('creating the cluster (redis-cli --cluster create)');
       await create(nodes, replicas, readyTimeoutMs);
     } else if (known.some((k) => k !== String(count))) {
       throw new ThresholdError(
@@ -105,6 +110,7 @@ export async function startEmbeddedRedisCluster(
           `(its servers know ${known.join(', ')} nodes); remove the directory to start afresh`,
       );
     }
+    onStep('waiting for cluster_state:ok');
     const roles = await Promise.all(nodes.map((n) => waitOk(n.url, deadline, readyTimeoutMs)));
     const masterNodes = nodes.filter((_, i) => roles[i] === 'master');
     const replicaNodes = nodes.filter((_, i) => roles[i] !== 'master');

@@ -27,6 +27,13 @@ describe('README: a mesh on one machine', () => {
     );
     await launcher.waitFor(/Ctrl-C stops everything/, 40_000);
     const out = launcher.output();
+    // Progress on stderr, a plain line per step off a terminal; stdout says what runs where.
+    const progress = launcher.errors();
+    expect(progress).toMatch(/^\[1\/3\] starting a local redis-server$/m);
+    expect(progress).toMatch(/^\[2\/3\] starting 3 relay nodes: 3\/3 ready$/m);
+    expect(progress).toMatch(/^\[3\/3\] waiting for the partitions to settle: 3\/3 nodes agree$/m);
+    const progressLines = out.split('\n').filter((l) => /^\[\d/.test(l));
+    expect(progressLines.every((l) => progress.split('\n').includes(l))).toBe(true);
     const pids: number[] = [];
     for (let i = 0; i < 3; i++) {
       const line = new RegExp(
@@ -88,6 +95,9 @@ describe('README: a mesh on one machine', () => {
     );
     await launcher.waitFor(/Ctrl-C stops everything/, 60_000);
     const out = launcher.output();
+    expect(launcher.errors()).toMatch(
+      /^\[1\/3\] starting a local Redis Cluster of 3 masters: creating the cluster/m,
+    );
     const masters = [
       ...out.matchAll(/^redis {3}(\S+) \(local Redis Cluster master, pid (\d+)\)$/gm),
     ];

@@ -13,6 +13,8 @@ export interface NodeProcess {
   child: ChildProcess;
   /** Everything the process printed (JSON log lines and any plain error). */
   output(): string;
+  /** What it printed on stderr alone (progress lines, errors). */
+  errors(): string;
   /** Resolves with the exit code (null if killed by a signal) and the signal. */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves once a log line matching `pattern` appears; rejects if the process exits first. */
@@ -120,11 +122,13 @@ export function processesUsing(dir: string): number[] {
 
 function watch(child: ChildProcess): NodeProcess {
   let out = '';
+  let err = '';
   const listeners = new Set<() => void>();
   for (const stream of [child.stdout, child.stderr]) {
     stream?.setEncoding('utf8');
     stream?.on('data', (chunk: string) => {
       out += chunk;
+      if (stream === child.stderr) err += chunk;
       for (const l of listeners) l();
     });
   }
@@ -137,6 +141,7 @@ function watch(child: ChildProcess): NodeProcess {
   return {
     child,
     output: () => out,
+    errors: () => err,
     exited,
     waitFor(pattern, timeoutMs = 15_000) {
       return new Promise((resolve, reject) => {

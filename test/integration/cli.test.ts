@@ -19,7 +19,7 @@ describe('threshold (the command line)', () => {
     const runs = await Promise.all([['--help'], ['help'], ['-h'], []].map((a) => threshold(...a)));
     for (const { code, output } of runs) {
       expect(code).toBe(0);
-      for (const command of ['node', 'cluster', 'keys', 'settings', 'help'])
+      for (const command of ['node', 'cluster', 'keys', 'settings', 'doctor', 'help'])
         expect(output).toMatch(new RegExp(`^  ${command} +\\S`, 'm'));
       expect(output).toContain('--version');
     }
@@ -39,11 +39,12 @@ describe('threshold (the command line)', () => {
     for (const leaf of settings()) expect(output).toContain(`--${leaf.flag} VALUE`);
   });
 
-  it('cluster, keys and settings --help print their flags and exit 0', async () => {
+  it('cluster, keys, settings and doctor --help print their flags and exit 0', async () => {
     const expected: Record<string, string[]> = {
       cluster: ['--nodes N', '--redis-cluster M', '--port VALUE'],
       keys: ['--scope SCOPE', '--name NAME', 'create', 'list'],
       settings: ['Usage: threshold settings'],
+      doctor: ['--timeout-ms MS', '--config FILE', '--redis-url VALUE', 'redis persistence'],
     };
     const runs = await Promise.all(
       Object.keys(expected).map(async (command) => ({
@@ -77,6 +78,13 @@ describe('threshold (the command line)', () => {
 
   it('refuses an unknown command with 2 and the usage', async () => {
     const { code, output } = await threshold('nod');
+    expect(code).toBe(2);
+    expect(output).toContain('unknown command "nod"');
+    expect(output).toContain('Commands:');
+  });
+
+  it('help <unknown> refuses it like an unknown command: 2 and the usage', async () => {
+    const { code, output } = await threshold('help', 'nod');
     expect(code).toBe(2);
     expect(output).toContain('unknown command "nod"');
     expect(output).toContain('Commands:');

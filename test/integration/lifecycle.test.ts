@@ -77,6 +77,31 @@ describe('relay node process', () => {
     expect((await second.exited).code).toBe(0);
   });
 
+  it('logs JSON lines by default, and lines for people with --log-format pretty', async () => {
+    const start = async (args: string[], name: string) => {
+      const env = nodeEnv(await freePort(), {
+        THRESHOLD_REDIS_URL: redisUrl(),
+        THRESHOLD_KEY_PREFIX: uniquePrefix(`lifecycle log ${name}`),
+        THRESHOLD_NODE_ID: name,
+      });
+      const proc = runThreshold(['node', ...args], env);
+      return { proc, line: await proc.waitFor(/^.*relay node started.*$/m) };
+    };
+    const [json, pretty] = await Promise.all([
+      start([], 'log-json'),
+      start(['--log-format', 'pretty'], 'log-pretty'),
+    ]);
+    expect(JSON.parse(json.line)).toMatchObject({ level: 30, node: 'log-json' });
+    // `[12:04:31.250] INFO: log-pretty: relay node started`, its fields on lines of their own.
+    expect(pretty.line).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: log-pretty: relay node started/);
+    expect(pretty.line).not.toMatch(/[{}]/);
+    expect(pretty.proc.output()).not.toContain('"msg":');
+    for (const { proc } of [json, pretty]) {
+      proc.child.kill('SIGTERM');
+      expect((await proc.exited).code).toBe(0);
+    }
+  });
+
   it('started as the README says (npx threshold node), a SIGTERM to npx stops it gracefully with 0', async () => {
     const port = await freePort();
     const env = nodeEnv(port, {

@@ -136,6 +136,8 @@ describe('Ctrl-C in a terminal', () => {
     const pids = [...out.matchAll(/ready \(pid (\d+)/g)].map((m) => Number(m[1]));
     expect(pids, out).toHaveLength(2);
     const redis = Number(/local redis-server, pid (\d+)/.exec(out)?.[1]);
+    // On a terminal, progress is one line rewritten in place (carriage return, erase line).
+    expect(out).toContain('\r\x1b[2K[2/3] starting 2 relay nodes: 2/2 ready');
 
     term.ctrlC();
     expect((await term.exited).code, term.output()).toBe(0);

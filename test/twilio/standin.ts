@@ -1,6 +1,7 @@
 /**
  * A local stand-in for Twilio's Messages API, for tests (and anyone trying Threshold against
- * something that answers like Twilio): `POST /2010-04-01/Accounts/:sid/Messages.json`,
+ * something that answers like Twilio): `POST /2010-04-01/Accounts/:sid/Messages.json` (and
+ * `GET /2010-04-01/Accounts/:sid.json`, the account),
  * form-encoded, Basic auth, Twilio's JSON replies and errors. It records what it is sent,
  * can be told to fail (a 429 storm, 5xx, an error code for a number, slowness), and sends
  * signed status callbacks the way Twilio does.
@@ -116,8 +117,23 @@ export async function startStandin(options: StandinOptions = {}): Promise<Standi
   });
 
   const app = new Hono();
+  const expected = `Basic ${Buffer.from(`${accountSid}:${authToken}`).toString('base64')}`;
+  // The account itself (what `threshold doctor` fetches to check the credentials).
+  app.get('/2010-04-01/Accounts/:file', (c) => {
+    if (c.req.header('authorization') !== expected || c.req.param('file') !== `${accountSid}.json`)
+      return c.json(error({ status: 401, code: 20003, message: 'Authenticate' }), 401);
+    return c.json({
+      sid: accountSid,
+      friendly_name: 'Stand-in account',
+      status: 'active',
+      type: 'Full',
+      owner_account_sid: accountSid,
+      date_created: new Date(0).toUTCString(),
+      date_updated: new Date(0).toUTCString(),
+      uri: `/2010-04-01/Accounts/${accountSid}.json`,
+    });
+  });
   app.post('/2010-04-01/Accounts/:sid/Messages.json', async (c) => {
-    const expected = `Basic ${Buffer.from(`${accountSid}:${authToken}`).toString('base64')}`;
     if (c.req.header('authorization') !== expected || c.req.param('sid') !== accountSid)
       return c.json(error({ status: 401, code: 20003, message: 'Authenticate' }), 401);
     const form = await c.req.parseBody({ all: true });
