@@ -17,8 +17,10 @@ import type { BackwardPage, HistoryPage } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
 import type { RoomsStore } from '../rooms/store.ts';
 import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
+import type { OperatorDeps } from './operator.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
 import { cors } from './cors.ts';
+import { mountDeadLetters } from './dead-letter-routes.ts';
 import { mountOpenApi } from './openapi.ts';
 import { assertReachable, intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
 import { problemResponse, toProblem } from './problem.ts';
@@ -39,6 +41,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Members' conversations (conversations.ts): mounted when given. */
   conversations?: ConversationDeps;
+  /** Dead letters and partition status (the console's): mounted when given. */
+  operator?: OperatorDeps;
   health: { ready(): boolean; draining(): boolean };
   log: Logger;
   /** The release, shown in /openapi.json (package.json's). */
@@ -137,6 +141,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const admin = (c: Context<AppEnv>) => requireAdmin(c.get('principal'));
+  if (deps.operator) mountDeadLetters(app, deps.operator.deadLetters);
   // First: a member's POST /v1/rooms starts a conversation; the admin's falls through.
   if (deps.conversations) conversationRoutes(app, deps.conversations);
 
@@ -291,7 +296,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.get('/v1/cluster', async (c) => {
     admin(c);
-    return c.json(await cluster.state());
+    const state = await cluster.state();
+    return c.json(deps.operator ? { ...state, leases: await deps.operator.partitions() } : state);
   });
 
   // Any client may ask (it needs its token anyway to open the WebSocket it is sent to).
