@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { BackwardPage, HistoryPage } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
 import type { RoomsStore } from '../rooms/store.ts';
-import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
+import { type Auth, bearer, type Principal, protocolBearer, requireAdmin } from './auth.ts';
 import type { OperatorDeps } from './operator.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
 import { cors } from './cors.ts';
@@ -115,11 +115,14 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (health.draining())
       throw new UnavailableError('the node is shutting down; retry on another node');
     if (options.publicPaths?.includes(c.req.path)) return next();
-    // Browsers cannot set headers on a WebSocket upgrade, so /v1/ws alone takes `?token=`;
-    // elsewhere a token in the URL would only end up in access logs.
+    // Browsers cannot set headers on a WebSocket upgrade, so /v1/ws alone takes `?token=`, or
+    // (kept out of URLs and access logs) a `bearer.<base64url>` subprotocol; elsewhere a token
+    // in the URL would only end up in access logs.
+    const ws = c.req.path === '/v1/ws';
     const token =
       bearer(c.req.header('authorization')) ??
-      (c.req.path === '/v1/ws' ? c.req.query('token') : undefined);
+      (ws ? protocolBearer(c.req.header('sec-websocket-protocol')) : undefined) ??
+      (ws ? c.req.query('token') : undefined);
     const principal = await auth.principal(token, c.req.query('member'));
     c.set('principal', principal);
     await next();
