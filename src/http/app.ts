@@ -18,6 +18,7 @@ import { assertMayRead } from '../rooms/access.ts';
 import type { RoomsStore } from '../rooms/store.ts';
 import { type Auth, bearer, type Principal, protocolBearer, requireAdmin } from './auth.ts';
 import type { OperatorDeps } from './operator.ts';
+import { mountConsole } from './console-routes.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
 import { cors } from './cors.ts';
 import { mountDeadLetters } from './dead-letter-routes.ts';
@@ -110,6 +111,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
   );
   mountOpenApi(app, deps.version ?? '0.0.0');
+  mountConsole(app);
 
   app.use('/v1/*', async (c, next) => {
     if (health.draining())

@@ -53,6 +53,14 @@ export const ROUTES: readonly RouteDoc[] = [
   },
   {
     method: 'get',
+    path: '/console',
+    tag: 'operations',
+    summary: 'The web console (sign in with the admin token); its files are under /console/',
+    auth: 'public',
+    responses: { 200: 'HTML' },
+  },
+  {
+    method: 'get',
     path: '/v1/cluster',
     tag: 'operations',
     summary:
