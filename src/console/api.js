@@ -16,7 +16,8 @@ export class ApiError extends Error {
 
 export function createApi(token) {
   const request = async (method, path, body) => {
-    const headers = { authorization: `Bearer ${token}` };
+    // No token: open development mode (no secrets, loopback), where the node asks for none.
+    const headers = token ? { authorization: `Bearer ${token}` } : {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(path, {
       method,
@@ -35,7 +36,7 @@ export function createApi(token) {
     /** A WebSocket to this node; the token travels as the `bearer.<base64url>` subprotocol. */
     socket() {
       const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws`;
-      return new WebSocket(url, ['threshold', `bearer.${base64url(token)}`]);
+      return new WebSocket(url, token ? ['threshold', `bearer.${base64url(token)}`] : []);
     },
   };
 }

@@ -53,7 +53,6 @@ function SignIn({ onSignIn }) {
   const submit = async (event) => {
     event.preventDefault();
     const token = new FormData(event.target).get('token').trim();
-    if (!token) return;
     setBusy(true);
     setError('');
     const api = createApi(token);
@@ -76,11 +75,11 @@ function SignIn({ onSignIn }) {
       <h1>Threshold console</h1>
       <p>
         Sign in with the admin token (<code>THRESHOLD_ADMIN_TOKEN</code>) or an API key with the
-        admin scope. It is kept in this page's memory only.
+        admin scope (none in open development mode). It is kept in this page's memory only.
       </p>
       <label
         >Admin token or key
-        <input name="token" type="password" autocomplete="off" autofocus required />
+        <input name="token" type="password" autocomplete="off" autofocus />
       </label>
       <button type="submit" disabled=${busy}>Sign in</button>
       ${error && html`<p class="error" role="alert">${error}</p>`}

@@ -146,6 +146,6 @@ describe('dead letters', () => {
       await redis.hmget(msg, 'webhook:webhook:ops', 'webhook:failed', 'webhook:queued'),
     ).toEqual(['queued', '0', '1']);
     await expect(store.requeue(id!)).rejects.toMatchObject({ status: 404 });
-    await redis.del(msg, keys.outboxRetry(2), keys.dead);
+    for (const key of [msg, keys.outboxRetry(2), keys.dead]) await redis.del(key);
   });
 });
