@@ -32,4 +32,15 @@ export default tseslint.config(
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
+  {
+    // The web console runs in the browser (src/http/console-routes.ts serves it).
+    files: ['src/console/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['document', 'location', 'history', 'WebSocket', 'FormData', 'TextEncoder', 'btoa'].map(
+          (name) => [name, 'readonly'],
+        ),
+      ),
+    },
+  },
 );

@@ -26,6 +26,8 @@ export default defineConfig({
       'test/cluster/presence.test.ts',
       // notifications: scheduled ones fire on time, once, after the accepting node is killed
       'test/cluster/notifications.test.ts',
+      // the web console: partition leases and lag, dead-letter requeue, live room traffic
+      'test/cluster/console.test.ts',
     ],
     exclude: [
       ...(base.test?.exclude ?? []),

@@ -22,6 +22,7 @@ import { mountPush, PUBLIC_PUSH_PATHS } from './http/push-routes.ts';
 import { mountPresence } from './http/presence-routes.ts';
 import { HttpServer } from './http/server.ts';
 import { mountTwilio } from './http/twilio.ts';
+import { operatorDeps } from './http/operator.ts';
 import { mountWebhooks } from './http/webhooks.ts';
 import { mountWebSocket, websocketOptions } from './http/websocket.ts';
 import { defaultNodeId } from './ids.ts';
@@ -199,8 +200,7 @@ export async function startNode(
       rooms,
       ingress,
       history,
-      metrics,
-      log,
+      ...{ metrics, log, operator: operatorDeps(redis, keys, config.mesh.leaseTtlMs) },
       version: VERSION,
       conversations: {
         rooms,

@@ -16,9 +16,12 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { BackwardPage, HistoryPage } from '../rooms/history.ts';
 import { assertMayRead } from '../rooms/access.ts';
 import type { RoomsStore } from '../rooms/store.ts';
-import { type Auth, bearer, type Principal, requireAdmin } from './auth.ts';
+import { type Auth, bearer, type Principal, protocolBearer, requireAdmin } from './auth.ts';
+import type { OperatorDeps } from './operator.ts';
+import { mountConsole } from './console-routes.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
 import { cors } from './cors.ts';
+import { mountDeadLetters } from './dead-letter-routes.ts';
 import { mountOpenApi } from './openapi.ts';
 import { assertReachable, intQuery, memberParam, readerOf, readJson, roomParam } from './params.ts';
 import { problemResponse, toProblem } from './problem.ts';
@@ -39,6 +42,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** Members' conversations (conversations.ts): mounted when given. */
   conversations?: ConversationDeps;
+  /** Dead letters and partition status (the console's): mounted when given. */
+  operator?: OperatorDeps;
   health: { ready(): boolean; draining(): boolean };
   log: Logger;
   /** The release, shown in /openapi.json (package.json's). */
@@ -106,16 +111,20 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
   );
   mountOpenApi(app, deps.version ?? '0.0.0');
+  mountConsole(app);
 
   app.use('/v1/*', async (c, next) => {
     if (health.draining())
       throw new UnavailableError('the node is shutting down; retry on another node');
     if (options.publicPaths?.includes(c.req.path)) return next();
-    // Browsers cannot set headers on a WebSocket upgrade, so /v1/ws alone takes `?token=`;
-    // elsewhere a token in the URL would only end up in access logs.
+    // Browsers cannot set headers on a WebSocket upgrade, so /v1/ws alone takes `?token=`, or
+    // (kept out of URLs and access logs) a `bearer.<base64url>` subprotocol; elsewhere a token
+    // in the URL would only end up in access logs.
+    const ws = c.req.path === '/v1/ws';
     const token =
       bearer(c.req.header('authorization')) ??
-      (c.req.path === '/v1/ws' ? c.req.query('token') : undefined);
+      (ws ? protocolBearer(c.req.header('sec-websocket-protocol')) : undefined) ??
+      (ws ? c.req.query('token') : undefined);
     const principal = await auth.principal(token, c.req.query('member'));
     c.set('principal', principal);
     await next();
@@ -137,6 +146,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const admin = (c: Context<AppEnv>) => requireAdmin(c.get('principal'));
+  if (deps.operator) mountDeadLetters(app, deps.operator.deadLetters);
   // First: a member's POST /v1/rooms starts a conversation; the admin's falls through.
   if (deps.conversations) conversationRoutes(app, deps.conversations);
 
@@ -291,7 +301,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.get('/v1/cluster', async (c) => {
     admin(c);
-    return c.json(await cluster.state());
+    const state = await cluster.state();
+    return c.json(deps.operator ? { ...state, leases: await deps.operator.partitions() } : state);
   });
 
   // Any client may ask (it needs its token anyway to open the WebSocket it is sent to).

@@ -122,6 +122,16 @@ export function bearer(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
+/**
+ * The token a WebSocket client offers as the subprotocol `bearer.<base64url of the token>`
+ * (beside the one the server picks, `threshold`), as browsers set no headers on an upgrade.
+ */
+export function protocolBearer(header: string | undefined): string | undefined {
+  const offered = header?.split(',').map((p) => p.trim());
+  const encoded = offered?.find((p) => p.startsWith('bearer.'))?.slice('bearer.'.length);
+  return encoded ? Buffer.from(encoded, 'base64url').toString('utf8') || undefined : undefined;
+}
+
 const JWT_ERRORS: Record<string, string> = {
   JwtTokenExpired: 'expired',
   JwtTokenNotBefore: 'not valid yet (nbf)',

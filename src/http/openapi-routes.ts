@@ -53,11 +53,50 @@ export const ROUTES: readonly RouteDoc[] = [
   },
   {
     method: 'get',
+    path: '/console',
+    tag: 'operations',
+    summary: 'The web console (sign in with the admin token); its files are under /console/',
+    auth: 'public',
+    responses: { 200: 'HTML' },
+  },
+  {
+    method: 'get',
     path: '/v1/cluster',
     tag: 'operations',
-    summary: "How this node sees the mesh: nodes, partitions' owners, held leases, sources",
+    summary:
+      "How this node sees the mesh: nodes, partitions' owners, held leases, sources, and every partition's lease and funnel lag",
     auth: 'admin',
-    responses: { 200: '`{node, nodes, partitions, held, sources}`' },
+    responses: {
+      200: '`{node, nodes, partitions, held, sources, leases:[{partition, holder, leaseAgeMs, lag, pending}]}`',
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/dead-letters',
+    tag: 'operations',
+    summary: 'Dead letters (`thr:dead`), newest first, with their reasons',
+    auth: 'admin',
+    params: [
+      limit(500, 50),
+      query('before', 'an entry id: the page before it (the `next` of the previous page)'),
+    ],
+    responses: {
+      200: '`{letters:[{id, at, kind, reason, detail, partition, room?, message?, body?, channel?, to?, code?}], next?}`',
+      400: 'a bad limit or before',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/dead-letters/{id}/requeue',
+    tag: 'operations',
+    summary:
+      "Put a dead letter back: an envelope into its room's funnel, a job into its outbox (fresh attempts); then remove it",
+    auth: 'admin',
+    responses: {
+      200: '`{id, to:"funnel"|"outbox", partition, duplicate?}`',
+      404: 'no such dead letter (requeued already, or trimmed)',
+      409: '`no_room` (create the room first), `invalid_envelope`, `sent`, `in_progress`',
+    },
   },
   {
     method: 'get',

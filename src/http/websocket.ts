@@ -85,7 +85,12 @@ export function mountWebSocket(
 ): WebSocketEndpoint {
   // ws itself, not @hono/node-ws: that helper parks every upgrade in a map until ws emits the
   // connection, so an upgrade whose socket died on the way stayed there for good.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxFrameBytes,
+    // Never echo a credential back (auth.ts protocolBearer): the first other protocol, if any.
+    handleProtocols: (offered) => [...offered].find((p) => !p.startsWith('bearer.')) ?? false,
+  });
 
   const sockets = new Map<
     WebSocket,

@@ -51,6 +51,10 @@ export class Keys {
   get dead() {
     return `${this.prefix}dead`;
   }
+  /** A requeue's claim on one dead letter (string with a ttl): one key, any slot. */
+  deadRequeue(entryId: string) {
+    return `${this.prefix}dead:requeue:${entryId}`;
+  }
   member(id: string) {
     return `${this.prefix}member:${id}`;
   }

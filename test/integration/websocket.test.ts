@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { WebSocket } from 'ws';
+import { type WebSocket, WebSocket as WebSocketClient } from 'ws';
 import { Keys } from '../../src/redis/keys.ts';
 import { ADMIN_TOKEN, startTestNode, type TestNode } from '../helpers/node.ts';
 import { scanKeys, useRedis } from '../helpers/redis.ts';
@@ -251,5 +251,29 @@ describe('WebSocket sessions', () => {
     // ann's other room is untouched.
     await node.admin('POST', '/v1/rooms/stair/messages?wait=1', { body: 'still here' });
     expect(await ann.next()).toMatchObject({ type: 'message', room: 'stair', body: 'still here' });
+  });
+
+  it('takes the token as a bearer subprotocol, out of the URL, and never echoes it back', async () => {
+    const node = await startTestNode({ name: 'ws-subprotocol' });
+    const open = (token: string) =>
+      new Promise<{ protocol: string; welcome: Frame } | { status: number }>((resolve, reject) => {
+        const bearer = `bearer.${Buffer.from(token).toString('base64url')}`;
+        const ws = new WebSocketClient(node.wsUrl, ['threshold', bearer]);
+        ws.once('message', (data) => {
+          resolve({ protocol: ws.protocol, welcome: JSON.parse(String(data)) as Frame });
+          ws.close();
+        });
+        ws.once('unexpected-response', (_req, res) => resolve({ status: res.statusCode ?? 0 }));
+        ws.once('error', reject);
+      });
+    expect(await open(ADMIN_TOKEN)).toEqual({
+      protocol: 'threshold',
+      welcome: expect.objectContaining({ type: 'welcome', member: null }),
+    });
+    expect(await open(await node.token('user:ann'))).toMatchObject({
+      protocol: 'threshold',
+      welcome: { type: 'welcome', member: 'user:ann' },
+    });
+    expect(await open('not-a-token')).toEqual({ status: 401 });
   });
 });

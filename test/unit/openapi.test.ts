@@ -29,6 +29,7 @@ function fullApp() {
     history: unused,
     metrics: new Metrics(),
     conversations: unused,
+    operator: unused,
     health: { ready: () => true, draining: () => false },
     log: createLogger('silent'),
     version: '1.2.3',
