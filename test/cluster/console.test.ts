@@ -1,4 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Page } from 'playwright-core';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { partitionOf } from '../../src/redis/keys.ts';
@@ -10,9 +13,17 @@ import { admin, type MeshNode, PARTITIONS, sleep, startMesh } from '../helpers/m
 import { ADMIN_TOKEN } from '../helpers/node.ts';
 import { connect } from '../helpers/redis.ts';
 
-const SHOTS = new URL('../../docs/console/', import.meta.url);
+/**
+ * Where the screenshots go: with THRESHOLD_SCREENSHOTS=1, the README's "Web console" section
+ * (docs/console/*.png, committed); otherwise a temporary folder, so a test run leaves the
+ * working tree as it was (the screenshots are still taken, so they cannot break unseen).
+ */
+const SHOTS =
+  process.env.THRESHOLD_SCREENSHOTS === '1'
+    ? new URL('../../docs/console/', import.meta.url)
+    : pathToFileURL(`${mkdtempSync(join(tmpdir(), 'threshold-console-'))}/`);
 
-/** Screenshots for the README's "Web console" section (docs/console/*.png). */
+/** A screenshot of the console as it is now. */
 async function shot(page: Page, name: string) {
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: new URL(`${name}.png`, SHOTS).pathname });
