@@ -9,7 +9,7 @@ import { MissedSettings } from './delivery/missed.ts';
 import { createOutbox, smsClientFor } from './delivery/outbox.ts';
 import { prepareOutbox } from './delivery/outbox-ledger.ts';
 import { Presence } from './delivery/presence.ts';
-import { type Receipt, Receipts } from './delivery/receipts.ts';
+import { Receipts } from './delivery/receipts.ts';
 import { ConfigError } from './errors.ts';
 import { prepareFunnel, RELAY_GROUP } from './funnel/funnel.ts';
 import { FunnelMaintenance } from './funnel/maintenance.ts';
@@ -348,7 +348,7 @@ export async function startNode(
     );
 
     await hub.listen(keys.nodeChannel(nodeId), (payload) =>
-      receipts.deliver(JSON.parse(payload) as Receipt),
+      receipts.deliverPayload(payload),
     );
     await accounts.listen(hub.listen.bind(hub), ws);
     await notices.listen(hub.listen.bind(hub), (m, frame) => ws.notifyMember(m, frame));

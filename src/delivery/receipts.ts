@@ -13,6 +13,12 @@ export interface Receipt {
   message?: string;
 }
 
+/** A receipt and where its message was accepted. */
+export interface RoutedReceipt {
+  origin: Envelope['origin'];
+  receipt: Receipt;
+}
+
 export interface Waiter {
   promise: Promise<Receipt>;
   cancel(): void;
@@ -61,10 +67,29 @@ export class Receipts {
     };
   }
 
-  /** Delivers locally when we accepted the message, else queues a PUBLISH on `pipe`. */
-  route(origin: Envelope['origin'], receipt: Receipt, pipe: ChainableCommander): void {
-    if (origin.node === this.nodeId) this.deliver(receipt);
-    else pipe.publish(this.keys.nodeChannel(origin.node), JSON.stringify(receipt));
+  /**
+   * Delivers those for messages we accepted, and queues on `pipe` one PUBLISH per other node
+   * that accepted some: a JSON array of its receipts (one message per batch, not per receipt).
+   */
+  route(routed: readonly RoutedReceipt[], pipe: ChainableCommander): void {
+    const byNode = new Map<string, Receipt[]>();
+    for (const { origin, receipt } of routed) {
+      if (origin.node === this.nodeId) {
+        this.deliver(receipt);
+        continue;
+      }
+      const list = byNode.get(origin.node);
+      if (list) list.push(receipt);
+      else byNode.set(origin.node, [receipt]);
+    }
+    for (const [node, list] of byNode)
+      pipe.publish(this.keys.nodeChannel(node), JSON.stringify(list));
+  }
+
+  /** What a node channel message holds: an array of receipts (or, from older nodes, one). */
+  deliverPayload(payload: string): void {
+    const parsed = JSON.parse(payload) as Receipt | Receipt[];
+    for (const receipt of Array.isArray(parsed) ? parsed : [parsed]) this.deliver(receipt);
   }
 
   /** A receipt for this node: from our own commits or from our node channel. */

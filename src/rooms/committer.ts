@@ -1,6 +1,6 @@
 import type { ChainableCommander } from 'ioredis';
 import { batch, isCluster, onConnectionDrop, type RedisClient, serverOf } from '../redis/client.ts';
-import type { Receipt } from '../delivery/receipts.ts';
+import type { Receipt, RoutedReceipt } from '../delivery/receipts.ts';
 import { type Envelope, memberIdOf, messageFrameParts, parseEnvelope } from '../funnel/envelope.ts';
 import { RELAY_GROUP, type ReplicaWait } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
@@ -12,8 +12,8 @@ import { isRedisUnavailable } from '../errors.ts';
 
 /** Where the commit path sends each outcome: the node that accepted the message. */
 export interface ReceiptSink {
-  /** Delivers locally, or queues a PUBLISH to the accepting node on `pipe`. */
-  route(origin: Envelope['origin'], receipt: Receipt, pipe: ChainableCommander): void;
+  /** Delivers those accepted here; queues PUBLISHes to the nodes that accepted the others on `pipe`. */
+  route(routed: readonly RoutedReceipt[], pipe: ChainableCommander): void;
 }
 
 /** What the delivery channels decide at commit (commit-message-11.lua, ARGV[14] and [15]). */
@@ -127,6 +127,8 @@ export class Committer implements BatchProcessor {
     const fenced = new Set<number>();
     const dead: DeadLetter[] = [];
     const receipts = batch(this.redis);
+    /** Receipts to send: rejections as they come, confirmations once their commits are copied. */
+    const routed: RoutedReceipt[] = [];
     const lastOfRoom = new Map<string, string>();
     const postponed: string[] = [];
     const now = Date.now();
@@ -214,7 +216,7 @@ export class Committer implements BatchProcessor {
           code: 'not_found',
           message,
         } as const;
-        this.receipts.route(env.origin, rejected, receipts);
+        routed.push({ origin: env.origin, receipt: rejected });
       } else {
         this.attempts.delete(entryKey(entry.partition, entry.id));
         if (status === Code.OK) {
@@ -234,7 +236,8 @@ export class Committer implements BatchProcessor {
     });
     const unreplicated = await this.unreplicated(confirmed, drops);
     for (const { partition, origin, receipt } of confirmed)
-      if (!unreplicated.has(partition)) this.receipts.route(origin, receipt, receipts);
+      if (!unreplicated.has(partition)) routed.push({ origin, receipt });
+    this.receipts.route(routed, receipts);
     if (committed > 0) this.metrics.commitBatch.observe(committed);
     if (postponed.length > 0) {
       // One line per batch, not per entry: an outage would otherwise flood the log.

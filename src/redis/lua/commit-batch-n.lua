@@ -2,7 +2,8 @@
   Commit a batch of one partition's funnel entries, in stream order, in one script call: the
   fenced, idempotent heart of the relay (DESIGN §4). One call per partition per batch rather
   than one per message: the lease is checked once, the routes decoded once, and Redis and
-  the node handle one command instead of dozens. It knows no channel: members are routed by
+  the node handle one command instead of dozens; the room hash fields a commit reads come in
+  one HMGET, and the entries it settles are acknowledged together at its end. It knows no channel: members are routed by
   the prefix of their id, and whatever a channel decides at commit time comes in its plan.
   The number of keys comes first (ioredis: a command defined without numberOfKeys).
 
@@ -73,20 +74,37 @@ end
 local routes = cjson.decode(ARGV[6])
 local now = tonumber(ARGV[5])
 local jobs = 0
+-- The room hash fields a commit reads, in one HMGET: 1 historyLength, 2 deliverWithinMs,
+-- 3 oob, then each gated route's gate.
+local fields = { 'historyLength', 'deliverWithinMs', 'oob' }
+local gateAt = {}
+for prefix, route in pairs(routes) do
+  if route[1] ~= '' and route[2] ~= '' then
+    fields[#fields + 1] = route[2]
+    gateAt[prefix] = #fields
+  end
+end
+-- Entries acknowledged by this call, acknowledged together at its end (one XACK).
+local acked, ackIds = {}, {}
+local function ack(id)
+  acked[id] = true
+  ackIds[#ackIds + 1] = id
+end
 
 local function commit(k, a)
   local seenKey, msgKey, roomKey, seqKey = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local historyKey, membersKey, readsKey = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
   local entryId, sender, room, envId = ARGV[a], ARGV[a + 4], ARGV[a + 5], ARGV[a + 7]
 
-  if ARGV[a + 6] ~= '' and
-      #redis.call('XPENDING', KEYS[2], ARGV[2], ARGV[a + 6], ARGV[a + 6], 1) > 0 then
+  local before = ARGV[a + 6]
+  if before ~= '' and not acked[before] and
+      #redis.call('XPENDING', KEYS[2], ARGV[2], before, before, 1) > 0 then
     return { -6, 0, 0 }
   end
 
   local previous = redis.call('GET', seenKey)
   if previous then
-    redis.call('XACK', KEYS[2], ARGV[2], entryId)
+    ack(entryId)
     return { 2, tonumber(previous), tonumber(redis.call('HGET', msgKey, 'recipients') or '0') }
   end
 
@@ -96,15 +114,16 @@ local function commit(k, a)
 
   local plans = {}
   if ARGV[a + 8] ~= '' then plans = cjson.decode(ARGV[a + 8]) end
+  local values = redis.call('HMGET', roomKey, unpack(fields))
   local active = {}
   for prefix, route in pairs(routes) do
-    local ch, gate = route[1], route[2]
-    if ch == '' or gate == '' then
+    local at = gateAt[prefix]
+    if not at then
       active[prefix] = true
     else
-      local value = redis.call('HGET', roomKey, gate)
+      local value = values[at]
       if value and value ~= '' and value ~= '[]' then
-        if not plans[ch] then return { -7, 0, 0 } end
+        if not plans[route[1]] then return { -7, 0, 0 } end
         active[prefix] = true
       end
     end
@@ -112,14 +131,14 @@ local function commit(k, a)
 
   local seq = redis.call('INCR', seqKey)
   local frame = ARGV[a + 1] .. seq .. ARGV[a + 2]
-  local historyLength = tonumber(redis.call('HGET', roomKey, 'historyLength') or ARGV[3])
+  local historyLength = tonumber(values[1] or ARGV[3])
   redis.call('XADD', historyKey, 'MAXLEN', '~', historyLength, seq .. '-0', 'm', frame)
 
   -- The room's deliverWithinSeconds setting: every job of the message expires together.
-  local within = redis.call('HGET', roomKey, 'deliverWithinMs')
+  local within = values[2]
   local exp = within and { 'exp', tostring(now + tonumber(within)) } or {}
 
-  local oob = redis.call('HGET', roomKey, 'oob')
+  local oob = values[3]
   local members
   if not oob then
     members = redis.call('SMEMBERS', membersKey)
@@ -192,7 +211,7 @@ local function commit(k, a)
     'committedAt', ARGV[5], 'recipients', recipients)
   redis.call('PEXPIRE', msgKey, ARGV[4])
   redis.call('PUBLISH', ARGV[a + 3], frame)
-  redis.call('XACK', KEYS[2], ARGV[2], entryId)
+  ack(entryId)
   return { 1, seq, recipients }
 end
 
@@ -205,6 +224,9 @@ for i = 0, n - 1 do
     local message = type(result) == 'table' and (result.err or tostring(result)) or tostring(result)
     out[i + 1] = { -13, 0, message }
   end
+end
+for i = 1, #ackIds, 500 do
+  redis.call('XACK', KEYS[2], ARGV[2], unpack(ackIds, i, math.min(i + 499, #ackIds)))
 end
 if jobs > 0 and ARGV[7] == '1' then
   redis.call('SPUBLISH', KEYS[3] .. ':wake', '')
