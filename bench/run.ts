@@ -264,7 +264,7 @@ async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T
 
 /** Steps of the whole run: one per run of a workload on a system (expansion runs once). */
 function plannedSteps(): number {
-  const counted = ['ingress', 'sms', 'conversations'].filter(wanted).length;
+  const counted = ['ingress', 'ingress', 'sms', 'conversations'].filter(wanted).length;
   return (
     runs *
       (roomsPlan().length +

@@ -1,5 +1,4 @@
 import { type Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import {
   ForbiddenError,
   NotFoundError,
@@ -20,6 +19,7 @@ import { type Auth, bearer, type Principal, protocolBearer, requireAdmin } from 
 import type { OperatorDeps } from './operator.ts';
 import { mountConsole } from './console-routes.ts';
 import { type ConversationDeps, conversationRoutes } from './conversations.ts';
+import { bodyLimit } from './body.ts';
 import { cors } from './cors.ts';
 import { mountDeadLetters } from './dead-letter-routes.ts';
 import { mountOpenApi } from './openapi.ts';
@@ -129,17 +129,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set('principal', principal);
     await next();
   });
-  const limitTo = (maxSize: number) =>
-    bodyLimit({
-      maxSize,
-      onError: () => {
-        throw new PayloadTooLargeError(maxSize);
-      },
-    });
-  const limit = limitTo(options.maxBodyBytes);
+  const limit = bodyLimit(options.maxBodyBytes);
   const larger = (options.largeBodies ?? []).map(({ path, maxBytes }) => ({
     path,
-    limit: limitTo(maxBytes),
+    limit: bodyLimit(maxBytes),
   }));
   app.use('/v1/*', (c, next) =>
     (larger.find(({ path }) => path.test(c.req.path))?.limit ?? limit)(c, next),

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { ValidationError } from '../errors.ts';
 import { RecipientId, RoomId } from '../funnel/envelope.ts';
 import { isAdmin, memberOf, type Principal } from './auth.ts';
+import { bodyText } from './body.ts';
 
 /** A path parameter checked against its schema; a bad one is a 400 naming it. */
 function param(c: Context, name: 'room' | 'member', schema: z.ZodType<string>): string {
@@ -35,7 +36,7 @@ export function intQuery(
 
 /** Parses the body as JSON and checks it; errors name the offending field. */
 export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await c.req.text();
+  const text = await bodyText(c);
   let value: unknown;
   try {
     value = JSON.parse(text);
