@@ -347,9 +347,7 @@ export async function startNode(
       log,
     );
 
-    await hub.listen(keys.nodeChannel(nodeId), (payload) =>
-      receipts.deliverPayload(payload),
-    );
+    await hub.listen(keys.nodeChannel(nodeId), (payload) => receipts.deliverPayload(payload));
     await accounts.listen(hub.listen.bind(hub), ws);
     await notices.listen(hub.listen.bind(hub), (m, frame) => ws.notifyMember(m, frame));
     await hub.listen(keys.meshChannel, (payload) => {

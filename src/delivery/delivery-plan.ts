@@ -1,6 +1,6 @@
 import type { Envelope } from '../funnel/envelope.ts';
 
-/** What one channel decided about one message at commit (commit-message-11.lua, ARGV[14]). */
+/** What one channel decided about one message at commit (commit-batch-n.lua, an entry's plans). */
 export interface ChannelPlan {
   /** Member ids of the channel not to deliver to (opted out, invalid): not reached. */
   skip: string[];
@@ -29,7 +29,7 @@ export interface ChannelPlanner {
  * member-id prefixes to channels, and the plans of a batch.
  */
 export class DeliveryPlanner {
-  /** commit-message-11.lua's ARGV[15]: { prefix: [channel, gate] }; "" is the live path. */
+  /** commit-batch-n.lua's ARGV[6]: { prefix: [channel, gate] }; "" is the live path. */
   readonly routes: string;
 
   constructor(

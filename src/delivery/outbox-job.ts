@@ -5,7 +5,7 @@ import type { ChannelJob, ChannelMessage } from './channel.ts';
 export const SENDERS_GROUP = 'senders';
 
 /**
- * One outbox entry: written by commit-message-11.lua (one per out-of-band recipient, plus a
+ * One outbox entry: written by commit-batch-n.lua (one per out-of-band recipient, plus a
  * channel's extra jobs) or by a keyword reply; fields a channel's planner added ride along.
  */
 export interface OutboxJob {

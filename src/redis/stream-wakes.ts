@@ -4,7 +4,7 @@ import type { RedisClient } from './client.ts';
 /**
  * The sharded pub/sub channel that announces new entries of a stream on a Redis Cluster:
  * the stream's name and `:wake`, so it hashes to the stream's slot and a script that adds
- * to the stream may SPUBLISH to it (publish-envelope, commit-message, promote-retries).
+ * to the stream may SPUBLISH to it (publish-envelope, commit-batch, promote-retries).
  */
 export function wakeChannel(stream: string): string {
   return `${stream}${WAKE}`;

@@ -16,7 +16,7 @@ export interface ReceiptSink {
   route(routed: readonly RoutedReceipt[], pipe: ChainableCommander): void;
 }
 
-/** What the delivery channels decide at commit (commit-message-11.lua, ARGV[14] and [15]). */
+/** What the delivery channels decide at commit (commit-batch-n.lua: an entry's plans, and ARGV[6]). */
 export interface CommitPlanner {
   /** Member-id prefixes → channels, as the script takes them. */
   readonly routes: string;

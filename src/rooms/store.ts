@@ -93,7 +93,7 @@ export class RedisRoomsStore implements RoomsStore {
     // Read by the commit script, which gives every outbox job of a message its `exp`.
     if (settings.deliverWithinSeconds)
       fields.deliverWithinMs = settings.deliverWithinSeconds * 1000;
-    // The handler planner's gate (commit-message-11.lua, ARGV[15]).
+    // The handler planner's gate (commit-batch-n.lua, ARGV[6]).
     if (settings.handlers?.length) fields.handlers = JSON.stringify(settings.handlers);
     // prettier-ignore
     const created = await this.redis.createRoom(

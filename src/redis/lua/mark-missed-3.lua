@@ -1,7 +1,7 @@
 --[[
   Keeps a room's set of members who want the room messages they miss while offline (the
   member setting `missed`), and its gate: the room hash field `missed`, the set's size,
-  absent when empty (commit-message-11.lua then needs the missed planner's plan only in rooms
+  absent when empty (commit-batch-n.lua then needs the missed planner's plan only in rooms
   that have such members). Only a member of the room is added, so a join racing a leave
   cannot leave a non-member in the set.
 
