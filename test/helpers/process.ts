@@ -81,8 +81,12 @@ export function runInTerminal(command: string, env: NodeJS.ProcessEnv = {}): Ter
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const proc = watch(child);
+  // The terminal may close its end between our check and the write (the command exiting as
+  // it is told to): a Ctrl-C into a closed terminal is no error.
+  child.stdin?.on('error', () => {});
   const ctrlC = () => {
-    if (child.exitCode === null && child.signalCode === null) child.stdin?.write('\x03');
+    if (child.exitCode === null && child.signalCode === null && child.stdin?.writable)
+      child.stdin.write('\x03');
   };
   onTestFinished(async () => {
     for (let i = 0; i < 4; i++) ctrlC();
