@@ -100,6 +100,7 @@ export const CLUSTER_OPTIONS: ClusterOptions = {
   // SSUBSCRIBE and SUNSUBSCRIBE must go alone too: the sharded subscriber group records the
   // channels to subscribe again after a failover only for the first command of an
   // auto-pipelined batch (ioredis 5.11, cluster/index.js), so the others' wake-ups
-  // (stream-wakes.ts) stayed on the dead master for good.
-  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo', 'ssubscribe', 'sunsubscribe'],
+  // (stream-wakes.ts) stayed on the dead master for good. commitBatch (lua/commit-batch-n.lua)
+  // takes its number of keys first, which auto-pipelining would take for its key.
+  autoPipeliningIgnoredCommands: ['xgroup', 'xinfo', 'ssubscribe', 'sunsubscribe', 'commitBatch'],
 };
