@@ -3,6 +3,18 @@ import htm from 'htm';
 
 export const html = htm.bind(h);
 
+/** Colours for series and nodes, in order (charts' lines, the mesh's nodes). */
+export const PALETTE = [
+  '#2f7bbf',
+  '#3a9a5b',
+  '#b07d18',
+  '#7a55b5',
+  '#c0392b',
+  '#16a085',
+  '#d35400',
+  '#555',
+];
+
 // The console's only way to the node: fetch with the admin credential as a bearer header, and
 // a WebSocket that offers it as a subprotocol. The credential is never put in a URL.
 

@@ -1,19 +1,9 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import { html } from './api.js';
+import { html, PALETTE } from './api.js';
 
 const WINDOW = 150;
 const STEP_MS = 2000;
-const PALETTE = [
-  '#2f7bbf',
-  '#3a9a5b',
-  '#b07d18',
-  '#7a55b5',
-  '#c0392b',
-  '#16a085',
-  '#d35400',
-  '#555',
-];
 
 /** `name{a="x",b="y"} 12` lines of one counter → labels joined by " / " → value. */
 export function counters(text, name) {

@@ -1,16 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ago, every, html } from './api.js';
-
-const COLOURS = [
-  '#2f7bbf',
-  '#3a9a5b',
-  '#b07d18',
-  '#7a55b5',
-  '#c0392b',
-  '#16a085',
-  '#d35400',
-  '#555',
-];
+import { ago, every, html, PALETTE } from './api.js';
 
 /** Nodes, their connections, partitions and sources; every partition's lease and lag. */
 export function Mesh({ api }) {
@@ -29,7 +18,7 @@ export function Mesh({ api }) {
     [api],
   );
   if (!state) return html`<p>${error || 'Loading…'}</p>`;
-  const colour = new Map(state.nodes.map((n, i) => [n.id, COLOURS[i % COLOURS.length]]));
+  const colour = new Map(state.nodes.map((n, i) => [n.id, PALETTE[i % PALETTE.length]]));
   const owned = (id) => state.partitions.filter((o) => o === id).length;
   const leases = state.leases ?? [];
   const held = (id) => leases.filter((l) => l.holder === id).length;

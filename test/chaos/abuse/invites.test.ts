@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { signUp, testPhone } from '../../helpers/accounts.ts';
-import { startTestNode, type TestNode } from '../../helpers/node.ts';
+import { as, startTestNode, type TestNode } from '../../helpers/node.ts';
 import { createTestDatabase } from '../../helpers/postgres.ts';
 import { figures } from '../chaos.ts';
 
@@ -21,15 +21,9 @@ async function nodeWith(invites: Record<string, unknown> = {}) {
   return { node, databaseUrl: db.url };
 }
 
+/** A request to `node` with `token` as the bearer credential (helpers/node.ts `as`). */
 const call = (node: TestNode, method: string, path: string, token: string, body?: unknown) =>
-  fetch(`${node.url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  as(node, token)(method, path, body);
 
 async function query<T>(databaseUrl: string, sql: string): Promise<T[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
