@@ -4,7 +4,8 @@
  * do it, prints the table and writes bench/results/latest.json. `--readme` only rewrites the
  * README's Performance table from latest.json. `--redis cluster` runs Threshold's room
  * workloads on a three-master Redis Cluster instead (`both`: on each, side by side), and the
- * idle workload on it. See README, Performance.
+ * idle workload on it. `--rates 250,500` offers the room workloads those rates only (a partial
+ * run, for comparing two versions back to back at the same load). See README, Performance.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +53,8 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     profile: { type: 'string' },
     systems: { type: 'string' },
+    /** The room workloads' offered rates (msg/s, comma-separated) instead of their steps: back-to-back comparisons. */
+    rates: { type: 'string' },
     redis: { type: 'string', default: 'standalone' },
     /** The expansion workload's `all` (default 100,000; `muted` is a tenth of it). */
     'expansion-members': { type: 'string' },
@@ -71,6 +74,7 @@ const partial = Boolean(
   args.only ||
   args.systems ||
   args.profile ||
+  args.rates ||
   args['expansion-members'] ||
   !redisModes.includes('standalone'),
 );
@@ -84,6 +88,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
   });
 
 const quick = args.quick ?? false;
+const fixedRates = args.rates?.split(',').map(Number);
+if (fixedRates?.some((r) => !(r > 0))) throw new Error(`--rates ${args.rates}: positive numbers`);
 const systems = args.systems?.split(',') as SystemName[] | undefined;
 const pick = (all: SystemName[]) => (systems ? all.filter((s) => systems.includes(s)) : all);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
@@ -107,7 +113,7 @@ const fanout: RoomsWorkload = {
   prefix: 'fanout',
   rooms: 20,
   perRoom: 50,
-  rates: quick ? [500, 2000, 8000] : [250, 500, 750, 1000, 1500, 2000, 3000, 5000],
+  rates: fixedRates ?? (quick ? [500, 2000, 8000] : [250, 500, 750, 1000, 1500, 2000, 3000, 5000]),
   warmupMs: quick ? 500 : 2000,
   measureMs: quick ? 1000 : 5000,
   drainMs: quick ? 500 : 1000,
@@ -120,9 +126,11 @@ const manyRooms: RoomsWorkload = {
   prefix: 'room',
   rooms: 10_000,
   perRoom: 1,
-  rates: quick
-    ? [2000, 8000, 32000]
-    : [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000, 32000],
+  rates:
+    fixedRates ??
+    (quick
+      ? [2000, 8000, 32000]
+      : [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000, 32000]),
   warmupMs: quick ? 500 : 2000,
   measureMs: quick ? 1000 : 5000,
   drainMs: quick ? 500 : 1000,
