@@ -5,6 +5,9 @@ import type { Keys } from '../redis/keys.ts';
 import type { Notifications, StoredNotification } from './notifications.ts';
 import { PRIORITIES } from './notifications.ts';
 
+/** Dispatching ids and due waiting entries a partition's tick takes up, each (the rest: next tick). */
+const LISTED_PER_TICK = 100;
+
 /** What the dispatcher asks of presence: which of these members have a live WebSocket. */
 export interface OnlineCheck {
   online(members: string[]): Promise<boolean[]>;
@@ -115,13 +118,14 @@ export class NotificationDispatcher {
     const { keys, redis } = this.deps;
     const now = this.now();
     // prettier-ignore
-    const claimed = await redis.claimNotifications(
+    const reply = await redis.claimNotifications(
       keys.lease(p), ...(PRIORITIES.map((pr) => keys.notificationsDue(p, pr)) as [string, string, string]),
-      keys.notificationsDispatching(p), lease, now, this.options.claimBatch, keys.notificationPrefix(p),
+      keys.notificationsDispatching(p), keys.notificationsWaiting(p), lease, now,
+      this.options.claimBatch, keys.notificationPrefix(p), LISTED_PER_TICK,
     );
-    if (claimed === Code.FENCED) return;
+    if (reply === Code.FENCED) return;
     // Claimed now, or left half-way by a former owner (or by us before a failure).
-    const dispatching = await redis.zrange(keys.notificationsDispatching(p), 0, 99);
+    const [claimed, dispatching, waiting] = reply;
     const ids = [...claimed, ...dispatching.filter((id) => !claimed.includes(id))];
     for (const id of ids) {
       if (this.active.has(id)) continue;
@@ -132,14 +136,6 @@ export class NotificationDispatcher {
         this.active.delete(id);
       }
     }
-    const waiting = await redis.zrangebyscore(
-      keys.notificationsWaiting(p),
-      '-inf',
-      now,
-      'LIMIT',
-      0,
-      100,
-    );
     for (const entry of waiting) {
       const [id = '', member = ''] = entry.split(' ');
       const n = await this.deps.notifications.read(id);

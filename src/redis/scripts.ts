@@ -110,10 +110,22 @@ declare module 'ioredis' {
       value: string,
       max: number,
     ): Result<1 | 2 | -11, Context>;
-    /** lua/claim-notifications-5.lua */
+    /** lua/claim-notifications-6.lua: claimed, dispatching and due waiting entries */
     claimNotifications(
-      ...args: [string, string, string, string, string, string, number, number, string]
-    ): Result<-1 | string[], Context>;
+      ...args: [
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+        string,
+        number,
+        number,
+        string,
+        number,
+      ]
+    ): Result<-1 | [claimed: string[], dispatching: string[], waiting: string[]], Context>;
     /** lua/change-notification-4.lua */
     changeNotification(
       ...args: [string, string, string, string, string, string, number]
