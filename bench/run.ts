@@ -92,6 +92,11 @@ const fixedRates = args.rates?.split(',').map(Number);
 if (fixedRates?.some((r) => !(r > 0))) throw new Error(`--rates ${args.rates}: positive numbers`);
 const systems = args.systems?.split(',') as SystemName[] | undefined;
 const pick = (all: SystemName[]) => (systems ? all.filter((s) => systems.includes(s)) : all);
+/**
+ * `--systems` beyond the room workloads: `threshold` (every workload it runs), `minimal` (the
+ * ingress workload's minimal HTTP server), `socketio-streams` (the connections workload's peer).
+ */
+const on = (system: SystemName | 'minimal') => !systems || (systems as string[]).includes(system);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const only = args.only?.split(',');
 const wanted = (workload: string) => !only || only.includes(workload);
@@ -272,15 +277,17 @@ async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T
 
 /** Steps of the whole run: one per run of a workload on a system (expansion runs once). */
 function plannedSteps(): number {
-  const counted = ['ingress', 'ingress', 'sms', 'conversations'].filter(wanted).length;
-  return (
-    runs *
-      (roomsPlan().length +
-        counted +
-        (wanted('connections') ? 2 : 0) +
-        (wantIdle ? redisModes.length : 0)) +
-    (wanted('expansion') ? 1 : 0)
-  );
+  const mine = on('threshold');
+  const counted = [
+    mine && wanted('ingress'),
+    on('minimal') && wanted('ingress'),
+    mine && wanted('sms'),
+    mine && wanted('conversations'),
+    mine && wanted('connections'),
+    on('socketio-streams') && wanted('connections'),
+    ...redisModes.map(() => mine && wantIdle),
+  ].filter(Boolean).length;
+  return runs * (roomsPlan().length + counted) + (mine && wanted('expansion') ? 1 : 0);
 }
 
 async function bench(): Promise<Results> {
@@ -291,53 +298,64 @@ async function bench(): Promise<Results> {
   log(`Pinning: ${facts.pinning}`);
   const figures = {
     ...(await rooms()),
-    ingress: wanted('ingress')
-      ? await repeat(
-          'Ingress (HTTP): Threshold',
-          (r) => r.perSecond,
-          () => runIngress('threshold', ingress, log),
-        )
-      : undefined,
-    ingressMinimal: wanted('ingress')
-      ? await repeat(
-          'Ingress (HTTP): minimal server',
-          (r) => r.perSecond,
-          () => runIngress('minimal', ingress, log),
-        )
-      : undefined,
-    connections: wanted('connections')
-      ? {
-          threshold: await repeat(
-            'Connections: Threshold',
-            (r) => r.kibPerConnection,
-            () => runConnections('threshold', connections),
-          ),
-          'socketio-streams': await repeat(
-            'Connections: Socket.IO',
-            (r) => r.kibPerConnection,
-            () => runConnections('socketio-streams', connections),
-          ),
-        }
-      : {},
-    sms: wanted('sms')
-      ? await repeat(
-          'SMS outbox',
-          (r) => r.jobsPerSecond,
-          () => runSms(sms),
-        )
-      : undefined,
-    idle: wantIdle ? await idleNode() : undefined,
-    conversations: wanted('conversations')
-      ? await repeat(
-          'Conversations: Threshold',
-          (r) => r.list.p50,
-          () => runConversations(conversations, log),
-        )
-      : undefined,
-    expansion: wanted('expansion')
-      ? (step('Expansion: all - muted, streaming vs naive, then dispatched'),
-        await runExpansion(expansion, log, redisModes[0]))
-      : undefined,
+    ingress:
+      wanted('ingress') && on('threshold')
+        ? await repeat(
+            'Ingress (HTTP): Threshold',
+            (r) => r.perSecond,
+            () => runIngress('threshold', ingress, log),
+          )
+        : undefined,
+    ingressMinimal:
+      wanted('ingress') && on('minimal')
+        ? await repeat(
+            'Ingress (HTTP): minimal server',
+            (r) => r.perSecond,
+            () => runIngress('minimal', ingress, log),
+          )
+        : undefined,
+    connections: {
+      ...(wanted('connections') && on('threshold')
+        ? {
+            threshold: await repeat(
+              'Connections: Threshold',
+              (r) => r.kibPerConnection,
+              () => runConnections('threshold', connections),
+            ),
+          }
+        : {}),
+      ...(wanted('connections') && on('socketio-streams')
+        ? {
+            'socketio-streams': await repeat(
+              'Connections: Socket.IO',
+              (r) => r.kibPerConnection,
+              () => runConnections('socketio-streams', connections),
+            ),
+          }
+        : {}),
+    },
+    sms:
+      wanted('sms') && on('threshold')
+        ? await repeat(
+            'SMS outbox',
+            (r) => r.jobsPerSecond,
+            () => runSms(sms),
+          )
+        : undefined,
+    idle: wantIdle && on('threshold') ? await idleNode() : undefined,
+    conversations:
+      wanted('conversations') && on('threshold')
+        ? await repeat(
+            'Conversations: Threshold',
+            (r) => r.list.p50,
+            () => runConversations(conversations, log),
+          )
+        : undefined,
+    expansion:
+      wanted('expansion') && on('threshold')
+        ? (step('Expansion: all - muted, streaming vs naive, then dispatched'),
+          await runExpansion(expansion, log, redisModes[0]))
+        : undefined,
   };
   return {
     date: new Date().toISOString(),
