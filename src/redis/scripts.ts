@@ -112,19 +112,17 @@ declare module 'ioredis' {
     ): Result<1 | 2 | -11, Context>;
     /** lua/claim-notifications-6.lua: claimed, dispatching and due waiting entries */
     claimNotifications(
-      ...args: [
-        string,
-        string,
-        string,
-        string,
-        string,
-        string,
-        string,
-        number,
-        number,
-        string,
-        number,
-      ]
+      lease: string,
+      dueHigh: string,
+      dueNormal: string,
+      dueLow: string,
+      dispatching: string,
+      waiting: string,
+      value: string,
+      now: number,
+      most: number,
+      prefix: string,
+      listed: number,
     ): Result<-1 | [claimed: string[], dispatching: string[], waiting: string[]], Context>;
     /** lua/change-notification-4.lua */
     changeNotification(
