@@ -90,18 +90,30 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
 const quick = args.quick ?? false;
 const fixedRates = args.rates?.split(',').map(Number);
 if (fixedRates?.some((r) => !(r > 0))) throw new Error(`--rates ${args.rates}: positive numbers`);
-const systems = args.systems?.split(',') as SystemName[] | undefined;
-const pick = (all: SystemName[]) => (systems ? all.filter((s) => systems.includes(s)) : all);
+const systems = args.systems?.split(',');
 /**
- * `--systems` beyond the room workloads: `threshold` (every workload it runs), `minimal` (the
- * ingress workload's minimal HTTP server), `socketio-streams` (the connections workload's peer).
+ * Whether `--systems` names `system` (or is not given): the room workloads' systems, and for
+ * the others `threshold` (every workload it runs), `minimal` (the ingress workload's minimal
+ * HTTP server) and `socketio-streams` (the connections workload's peer).
  */
-const on = (system: SystemName | 'minimal') => !systems || (systems as string[]).includes(system);
+const on = (system: SystemName | 'minimal') => !systems || systems.includes(system);
+const pick = (all: SystemName[]) => all.filter(on);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const only = args.only?.split(',');
 const wanted = (workload: string) => !only || only.includes(workload);
 /** The idle node: when named, or in a run that puts Threshold on a Redis Cluster. */
 const wantIdle = only ? only.includes('idle') : redisModes.includes('cluster');
+/** The workloads besides the room ones that this run makes, by workload and system. */
+const runsOf = {
+  ingress: wanted('ingress') && on('threshold'),
+  ingressMinimal: wanted('ingress') && on('minimal'),
+  connections: wanted('connections') && on('threshold'),
+  connectionsSocketio: wanted('connections') && on('socketio-streams'),
+  sms: wanted('sms') && on('threshold'),
+  idle: wantIdle && on('threshold'),
+  conversations: wanted('conversations') && on('threshold'),
+  expansion: wanted('expansion') && on('threshold'),
+};
 /** Which run of which workload on which system, of how many, on stderr (set once the plan is known). */
 let progress = new Progress();
 /** stdout, without tearing the progress line on a terminal. */
@@ -277,17 +289,11 @@ async function repeat<T>(name: string, key: (t: T) => number, f: () => Promise<T
 
 /** Steps of the whole run: one per run of a workload on a system (expansion runs once). */
 function plannedSteps(): number {
-  const mine = on('threshold');
-  const counted = [
-    mine && wanted('ingress'),
-    on('minimal') && wanted('ingress'),
-    mine && wanted('sms'),
-    mine && wanted('conversations'),
-    mine && wanted('connections'),
-    on('socketio-streams') && wanted('connections'),
-    ...redisModes.map(() => mine && wantIdle),
-  ].filter(Boolean).length;
-  return runs * (roomsPlan().length + counted) + (mine && wanted('expansion') ? 1 : 0);
+  const { idle, expansion, ...repeated } = runsOf;
+  const counted = Object.values(repeated).filter(Boolean).length;
+  return (
+    runs * (roomsPlan().length + counted + (idle ? redisModes.length : 0)) + (expansion ? 1 : 0)
+  );
 }
 
 async function bench(): Promise<Results> {
@@ -298,24 +304,22 @@ async function bench(): Promise<Results> {
   log(`Pinning: ${facts.pinning}`);
   const figures = {
     ...(await rooms()),
-    ingress:
-      wanted('ingress') && on('threshold')
-        ? await repeat(
-            'Ingress (HTTP): Threshold',
-            (r) => r.perSecond,
-            () => runIngress('threshold', ingress, log),
-          )
-        : undefined,
-    ingressMinimal:
-      wanted('ingress') && on('minimal')
-        ? await repeat(
-            'Ingress (HTTP): minimal server',
-            (r) => r.perSecond,
-            () => runIngress('minimal', ingress, log),
-          )
-        : undefined,
+    ingress: runsOf.ingress
+      ? await repeat(
+          'Ingress (HTTP): Threshold',
+          (r) => r.perSecond,
+          () => runIngress('threshold', ingress, log),
+        )
+      : undefined,
+    ingressMinimal: runsOf.ingressMinimal
+      ? await repeat(
+          'Ingress (HTTP): minimal server',
+          (r) => r.perSecond,
+          () => runIngress('minimal', ingress, log),
+        )
+      : undefined,
     connections: {
-      ...(wanted('connections') && on('threshold')
+      ...(runsOf.connections
         ? {
             threshold: await repeat(
               'Connections: Threshold',
@@ -324,7 +328,7 @@ async function bench(): Promise<Results> {
             ),
           }
         : {}),
-      ...(wanted('connections') && on('socketio-streams')
+      ...(runsOf.connectionsSocketio
         ? {
             'socketio-streams': await repeat(
               'Connections: Socket.IO',
@@ -334,28 +338,25 @@ async function bench(): Promise<Results> {
           }
         : {}),
     },
-    sms:
-      wanted('sms') && on('threshold')
-        ? await repeat(
-            'SMS outbox',
-            (r) => r.jobsPerSecond,
-            () => runSms(sms),
-          )
-        : undefined,
-    idle: wantIdle && on('threshold') ? await idleNode() : undefined,
-    conversations:
-      wanted('conversations') && on('threshold')
-        ? await repeat(
-            'Conversations: Threshold',
-            (r) => r.list.p50,
-            () => runConversations(conversations, log),
-          )
-        : undefined,
-    expansion:
-      wanted('expansion') && on('threshold')
-        ? (step('Expansion: all - muted, streaming vs naive, then dispatched'),
-          await runExpansion(expansion, log, redisModes[0]))
-        : undefined,
+    sms: runsOf.sms
+      ? await repeat(
+          'SMS outbox',
+          (r) => r.jobsPerSecond,
+          () => runSms(sms),
+        )
+      : undefined,
+    idle: runsOf.idle ? await idleNode() : undefined,
+    conversations: runsOf.conversations
+      ? await repeat(
+          'Conversations: Threshold',
+          (r) => r.list.p50,
+          () => runConversations(conversations, log),
+        )
+      : undefined,
+    expansion: runsOf.expansion
+      ? (step('Expansion: all - muted, streaming vs naive, then dispatched'),
+        await runExpansion(expansion, log, redisModes[0]))
+      : undefined,
   };
   return {
     date: new Date().toISOString(),
