@@ -446,10 +446,13 @@ export function renderTable(r: Results): string {
   rows.push(...ingressRows(r));
   const c = r.connections;
   const conn = (x: ConnectionsRun | undefined) =>
-    x ? `${fmt(x.kibPerConnection, 1)} KiB, ${fmt(x.connectPerSecond)}/s` : '–';
+    x
+      ? `${fmt(x.kibPerConnection, 1)} KiB, ${fmt(x.connectPerSecond)}/s` +
+        (x.serverCpuUsPerConnect === undefined ? '' : `, ${fmt(x.serverCpuUsPerConnect)} µs`)
+      : '–';
   if (c.threshold || c['socketio-streams'])
     rows.push(
-      `| ${fmt(c.threshold?.connections ?? c['socketio-streams']?.connections)} idle connections, 1 node | RSS per connection, connects/s | ${only(conn(c.threshold), conn(c['socketio-streams']))} |`,
+      `| ${fmt(c.threshold?.connections ?? c['socketio-streams']?.connections)} idle connections, 1 node | RSS per connection, connects/s, server CPU per connect | ${only(conn(c.threshold), conn(c['socketio-streams']))} |`,
     );
   if (r.sms)
     rows.push(

@@ -21,6 +21,11 @@ export interface ConnectionsRun {
   rssBeforeMiB: number;
   rssAfterMiB: number;
   kibPerConnection: number;
+  /**
+   * The server's CPU (user + system, `/proc`) while the connections opened, per connection, µs
+   * (absent from results written before it was measured).
+   */
+  serverCpuUsPerConnect?: number;
 }
 
 /**
@@ -58,11 +63,13 @@ export async function runConnections(
     await client.call('connectIdle', { system: clientSystem, url: server.url, count: WARM_UP });
     await settle(w.settleMs);
     const before = sample(server.pid)?.rssBytes ?? 0;
+    const cpuBefore = sample(server.pid)?.cpuSeconds ?? 0;
     const r = await client.call<{ connections: number; perSecond: number }>('connectIdle', {
       system: clientSystem,
       url: server.url,
       count: w.count,
     });
+    const cpu = (sample(server.pid)?.cpuSeconds ?? 0) - cpuBefore;
     await settle(w.settleMs);
     const after = sample(server.pid)?.rssBytes ?? 0;
     return {
@@ -71,6 +78,7 @@ export async function runConnections(
       rssBeforeMiB: round(before / 2 ** 20, 1),
       rssAfterMiB: round(after / 2 ** 20, 1),
       kibPerConnection: round((after - before) / 1024 / w.count, 1),
+      serverCpuUsPerConnect: round((cpu * 1e6) / w.count),
     };
   } finally {
     await client.stop();
