@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, webcrypto } from 'node:crypto';
 import { verify } from 'hono/jwt';
 import { ForbiddenError, UnauthorizedError } from '../errors.ts';
 import { type Grant, isApiKey, type RouteScope } from '../auth/api-keys.ts';
@@ -41,6 +41,12 @@ export type Principal =
  */
 export class Auth {
   private readonly adminDigest: Buffer | undefined;
+  /**
+   * The JWT secret imported as a WebCrypto key, once per secret: hono imports a string secret
+   * on every verify, which cost about as much as the verify itself (a connect storm verifies
+   * one token per connection).
+   */
+  private jwtKey: { secret: string; key: Promise<webcrypto.CryptoKey> } | undefined;
 
   constructor(private readonly options: AuthOptions) {
     this.adminDigest = options.adminToken ? digest(options.adminToken) : undefined;
@@ -77,7 +83,7 @@ export class Auth {
     let sub: unknown;
     let iat: unknown;
     try {
-      ({ sub, iat } = await verify(token, secret, 'HS256'));
+      ({ sub, iat } = await verify(token, await this.keyOf(secret), 'HS256'));
     } catch (err) {
       // hono's messages quote the token itself; never echo credentials back.
       throw new UnauthorizedError(
@@ -92,6 +98,16 @@ export class Auth {
     if (before !== undefined && (typeof iat !== 'number' || iat * 1000 < before))
       throw new UnauthorizedError('invalid token: revoked (logout-all)');
     return { kind: 'member', member: sub };
+  }
+
+  private keyOf(secret: string): Promise<webcrypto.CryptoKey> {
+    if (this.jwtKey?.secret !== secret) {
+      const algorithm = { name: 'HMAC', hash: 'SHA-256' };
+      const raw = new TextEncoder().encode(secret);
+      const key = webcrypto.subtle.importKey('raw', raw, algorithm, false, ['verify']);
+      this.jwtKey = { secret, key };
+    }
+    return this.jwtKey.key;
   }
 }
 
