@@ -52,6 +52,8 @@ export class Presence {
   private readonly local = new Map<string, number>();
   /** Per member, the Redis write in flight: one at a time, so they land in order. */
   private readonly writes = new Map<string, Promise<void>>();
+  /** Per member, the write queued behind the one in flight and not started yet. */
+  private readonly queued = new Map<string, Promise<void>>();
   /** The leftovers of an earlier life of this node id, cleared before its first write. */
   private cleared: Promise<void> | undefined;
   private sweeping: Promise<void> = Promise.resolve();
@@ -204,7 +206,16 @@ export class Presence {
   }
 
   private enqueue(member: string): Promise<void> {
-    const next = (this.writes.get(member) ?? Promise.resolve()).then(() => this.write(member));
+    // A write not started yet writes the count as it is when it starts: this change joins it,
+    // so a member's burst of connections (a reconnect storm, many tabs) costs two writes, not
+    // one per connection.
+    const waiting = this.queued.get(member);
+    if (waiting) return waiting;
+    const next = (this.writes.get(member) ?? Promise.resolve()).then(() => {
+      this.queued.delete(member);
+      return this.write(member);
+    });
+    this.queued.set(member, next);
     this.writes.set(member, next);
     void next.then(() => {
       if (this.writes.get(member) === next) this.writes.delete(member);

@@ -186,6 +186,45 @@ describe('presence on stop, crash and restart', () => {
     expect(await redis.hget(keys.presence('user:gil'), 'reused')).toBe('1');
   });
 
+  it("a member's burst of connections writes their presence once or twice, not once per connection", async () => {
+    const prefix = uniquePrefix('presence-burst');
+    const keys = new Keys(prefix, 8);
+    const redis = defineScripts(connectRedis());
+    onTestFinished(async () => {
+      await deleteKeys(redis, prefix);
+      await redis.quit();
+    });
+    let writes = 0;
+    const setPresence = redis.setPresence.bind(redis);
+    redis.setPresence = ((...args: Parameters<typeof setPresence>) => {
+      writes++;
+      return setPresence(...args);
+    }) as typeof redis.setPresence;
+    const presence = new Presence(
+      redis,
+      keys,
+      { nodeId: 'busy', nodeTtlMs: 3000 },
+      new Metrics(),
+      createLogger('silent'),
+    );
+    // 200 connections at once share the write that was queued and not started yet.
+    await Promise.all(Array.from({ length: 200 }, () => presence.connected('user:ida')));
+    expect(await redis.hget(keys.presence('user:ida'), 'busy')).toBe('200');
+    expect(writes).toBeLessThanOrEqual(2);
+    // Half close one by one while a write is in flight: those behind it share one more.
+    const closing: Promise<void>[] = [];
+    for (let i = 0; i < 100; i++) {
+      closing.push(presence.disconnected('user:ida'));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(closing);
+    expect(await redis.hget(keys.presence('user:ida'), 'busy')).toBe('100');
+    expect(writes).toBeLessThan(2 + 100);
+    await Promise.all(Array.from({ length: 100 }, () => presence.disconnected('user:ida')));
+    await presence.disconnected('user:ida');
+    expect(await redis.hkeys(keys.presence('user:ida'))).toEqual([]);
+  });
+
   it('a node silent past the node ttl (swept by its peers meanwhile) writes its members again', async () => {
     const prefix = uniquePrefix('presence-pause');
     const keys = new Keys(prefix, 8);
