@@ -62,8 +62,9 @@ export async function runConnections(
   try {
     await client.call('connectIdle', { system: clientSystem, url: server.url, count: WARM_UP });
     await settle(w.settleMs);
-    const before = sample(server.pid)?.rssBytes ?? 0;
-    const cpuBefore = sample(server.pid)?.cpuSeconds ?? 0;
+    const start = sample(server.pid);
+    const before = start?.rssBytes ?? 0;
+    const cpuBefore = start?.cpuSeconds ?? 0;
     const r = await client.call<{ connections: number; perSecond: number }>('connectIdle', {
       system: clientSystem,
       url: server.url,
