@@ -207,8 +207,8 @@ export class Presence {
 
   private enqueue(member: string): Promise<void> {
     // A write not started yet writes the count as it is when it starts: this change joins it,
-    // so a member's burst of connections (a reconnect storm, many tabs) costs two writes, not
-    // one per connection.
+    // so a member's burst of connections (a reconnect storm, many tabs) costs one or two writes,
+    // not one per connection.
     const waiting = this.queued.get(member);
     if (waiting) return waiting;
     const next = (this.writes.get(member) ?? Promise.resolve()).then(() => {

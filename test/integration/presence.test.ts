@@ -28,6 +28,18 @@ function waitOnline(node: TestNode, room: string, online: string[]) {
   );
 }
 
+/** Keys under a prefix of their own and a client with the scripts, cleaned up after the test. */
+function ownKeys(name: string) {
+  const prefix = uniquePrefix(name);
+  const keys = new Keys(prefix, 8);
+  const redis = defineScripts(connectRedis());
+  onTestFinished(async () => {
+    await deleteKeys(redis, prefix);
+    await redis.quit();
+  });
+  return { keys, redis };
+}
+
 const isPresence = (member: string, online: boolean) => (f: Frame) =>
   f.type === 'presence' && f.member === member && f.online === online;
 
@@ -127,13 +139,10 @@ describe('presence on stop, crash and restart', () => {
   });
 
   it("sweeps a gone node's members (offline frame), and a node id's leftovers when it starts again", async () => {
-    const prefix = uniquePrefix('presence-sweep');
-    const keys = new Keys(prefix, 8);
-    const redis = defineScripts(connectRedis());
+    const { keys, redis } = ownKeys('presence-sweep');
     const sub = connectRedis();
     onTestFinished(async () => {
-      await deleteKeys(redis, prefix);
-      await Promise.all([redis.quit(), sub.quit()]);
+      await sub.quit();
     });
     const log = createLogger('silent');
     const presence = (nodeId: string) =>
@@ -187,13 +196,7 @@ describe('presence on stop, crash and restart', () => {
   });
 
   it("a member's burst of connections writes their presence once or twice, not once per connection", async () => {
-    const prefix = uniquePrefix('presence-burst');
-    const keys = new Keys(prefix, 8);
-    const redis = defineScripts(connectRedis());
-    onTestFinished(async () => {
-      await deleteKeys(redis, prefix);
-      await redis.quit();
-    });
+    const { keys, redis } = ownKeys('presence-burst');
     // Counts the presence writes through a view of the client (the client itself untouched:
     // on a Redis Cluster its commands go through ioredis's auto-pipelining).
     let writes = 0;
@@ -233,13 +236,7 @@ describe('presence on stop, crash and restart', () => {
   });
 
   it('a node silent past the node ttl (swept by its peers meanwhile) writes its members again', async () => {
-    const prefix = uniquePrefix('presence-pause');
-    const keys = new Keys(prefix, 8);
-    const redis = defineScripts(connectRedis());
-    onTestFinished(async () => {
-      await deleteKeys(redis, prefix);
-      await redis.quit();
-    });
+    const { keys, redis } = ownKeys('presence-pause');
     const log = createLogger('silent');
     const paused = new Presence(
       redis,
