@@ -79,7 +79,12 @@ interface Owned {
   due: boolean;
   /** The newest id we know the stream to hold, all of it read: the wait wakes on anything newer. */
   newest: string;
+  /** After a retry, not read before this time (ms): one room's poison stalls no other room. */
+  pausedUntil: number;
 }
+
+/** How long a partition waits after its batch handed entries back for a retry. */
+const RETRY_PAUSE_MS = 100;
 
 /**
  * Reads a stream of every partition this node owns (the funnel, the outbox: one reader of
@@ -89,11 +94,11 @@ interface Owned {
  * whose last read filled its batch, and those the wait saw new entries on. When none has,
  * it waits in one XREAD BLOCK over all of them (on a connection of its own; on a Redis
  * Cluster, for a sharded pub/sub wake-up: see StreamWait), whose reply names the streams with
- * new entries; after a busy round that wait returns at once. A fenced
- * read costs Redis a script call, an XREAD a few microseconds per stream: reading all owned
- * partitions every round made idle ones most of Redis's work under load. A wait that times
- * out reads every partition once, as a safety net. One batch is in hand at a time, so each
- * partition (and so each room) is processed in stream order.
+ * new entries; after a busy round that wait returns at once (reading every owned partition
+ * every round made idle ones most of Redis's work under load). A wait that times out reads
+ * every partition once, as a safety net. One batch is in hand at a time, so each partition
+ * (and so each room) is processed in stream order; a partition whose entries were handed back
+ * for a retry pauses (RETRY_PAUSE_MS) while the others go on.
  */
 export class PartitionConsumer {
   private readonly owned = new Map<number, Owned>();
@@ -102,10 +107,7 @@ export class PartitionConsumer {
   private batchDone: Promise<unknown> = Promise.resolve();
   private wake: (() => void) | undefined;
   private readonly fencedReader: FencedReader;
-  /**
-   * Set while the processor has no capacity: it calls this once it has some again (an outbox
-   * send finished), so the next read need not wait for the poll.
-   */
+  /** Set while the processor has no capacity: it calls this once it has some again. */
   resume: (() => void) | undefined;
   /** Called when a fenced read or the commit script reports that a lease is no longer ours. */
   onFenced: (partition: number) => void = () => {};
@@ -142,7 +144,14 @@ export class PartitionConsumer {
       this.options.group,
       this.options.nodeId,
     );
-    this.owned.set(partition, { lease, cursor: '0', rewinds: 0, due: true, newest: '' });
+    this.owned.set(partition, {
+      lease,
+      cursor: '0',
+      rewinds: 0,
+      due: true,
+      newest: '',
+      pausedUntil: 0,
+    });
     this.interrupt();
   }
 
@@ -200,6 +209,16 @@ export class PartitionConsumer {
     this.waiting.interrupt();
   }
 
+  /** Waits `ms`, or less if woken (a partition added or removed; with `resumable`, capacity). */
+  private async pause(ms: number, resumable = false): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+      if (resumable) this.resume = resolve;
+      setTimeout(resolve, ms);
+    });
+    this.wake = this.resume = undefined;
+  }
+
   private fenced(partition: number, message: string): void {
     this.log.warn({ partition }, message);
     this.owned.delete(partition);
@@ -213,7 +232,11 @@ export class PartitionConsumer {
    * Without it, looks once (partitions not read this round, so none is starved while others
    * keep the loop busy), and marks all of them due only after a failure.
    */
-  private async watch(partitions: [number, Owned][], blockMs?: number): Promise<void> {
+  private async watch(
+    partitions: [number, Owned][],
+    blockMs?: number,
+    safetyNet = true,
+  ): Promise<void> {
     const byStream = new Map(partitions.map(([p, o]) => [this.options.stream(p), o]));
     const streams = [...byStream].map(([stream, o]): [string, string] => [
       stream,
@@ -230,7 +253,7 @@ export class PartitionConsumer {
       this.log.debug({ err }, 'waiting for funnel entries failed');
       if (blockMs !== undefined) await sleep(100);
     }
-    if (woke === undefined || (woke.length === 0 && blockMs !== undefined))
+    if (woke === undefined || (woke.length === 0 && blockMs !== undefined && safetyNet))
       woke = [...byStream.keys()];
     for (const stream of woke) {
       const o = byStream.get(stream);
@@ -251,11 +274,7 @@ export class PartitionConsumer {
       }
       const capacity = this.processor.capacity?.() ?? Infinity;
       if (capacity <= 0 && this.owned.size > 0) {
-        await new Promise<void>((resolve) => {
-          this.wake = this.resume = resolve;
-          setTimeout(resolve, Math.min(this.options.blockMs, 100));
-        });
-        this.wake = this.resume = undefined;
+        await this.pause(Math.min(this.options.blockMs, 100), true);
         continue;
       }
       const batch = Math.max(1, Math.min(this.options.batch, capacity));
@@ -266,11 +285,17 @@ export class PartitionConsumer {
         this.wake = undefined;
         continue;
       }
-      const owned = [...this.owned.entries()];
+      const now = Date.now();
+      const owned = [...this.owned.entries()].filter(([, o]) => o.pausedUntil <= now);
+      // The earliest end of a pause (Infinity: none paused): the wait ends by then.
+      const ends = [...this.owned.values()].map((o) => o.pausedUntil).filter((t) => t > now);
+      const resumeAt = Math.min(...ends, Infinity);
       const idle = owned.filter(([, o]) => !o.due && o.cursor === '>');
       if (idle.length === owned.length) {
-        await this.watch(idle, this.options.blockMs);
-        watchedAll = true;
+        const blockMs = Math.max(1, Math.min(this.options.blockMs, resumeAt - now));
+        if (idle.length > 0) await this.watch(idle, blockMs, blockMs === this.options.blockMs);
+        else await this.pause(blockMs);
+        watchedAll = idle.length > 0;
         continue;
       }
       // The cursors as sent, and their rewinds: one rewound while we read must stay '0'.
@@ -376,12 +401,11 @@ export class PartitionConsumer {
       for (const p of outcome.fenced) {
         this.fenced(p, 'lease lost (fenced by the commit script); stopped reading the partition');
       }
-      if (outcome.retry.size > 0) {
-        for (const p of outcome.retry) {
-          const o = this.owned.get(p);
-          if (o) rewind(o);
-        }
-        await sleep(100);
+      for (const p of outcome.retry) {
+        const o = this.owned.get(p);
+        if (!o) continue;
+        rewind(o);
+        o.pausedUntil = Date.now() + RETRY_PAUSE_MS;
       }
     }
   }

@@ -135,6 +135,53 @@ describe('funnel', () => {
     expect(fields[fields.indexOf('e') + 1]).toBe('{"not":"an envelope"}');
   });
 
+  it("a room whose commit keeps failing holds up only its own partition: other rooms' messages commit without waiting for its retries", async () => {
+    const { prefix, keys } = await deployment('funnel retry pause');
+    const node = await startTestNode({
+      name: 'retry-pause',
+      overrides: { keyPrefix: prefix, partitions: P, mesh: { maxAttempts: 1000 } },
+    });
+    await node.createRoom('cellar');
+    const quick = ['pantry', 'larder', 'scullery', 'buttery'].find(
+      (r) => keys.partitionOf(r) !== keys.partitionOf('cellar'),
+    )!;
+    await node.createRoom(quick);
+    // The commit of this entry fails at its first command (its seen marker is not a string),
+    // so it is handed back for a retry, round after round.
+    const stuck = envelope('cellar', 'stuck');
+    const p = keys.partitionOf('cellar');
+    await redis.hset(keys.seen(p, stuck.id), 'not', 'a string');
+    await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(stuck));
+    await eventually(
+      'the entry read and retried',
+      async () => Number(((await redis.xpending(keys.funnel(p), RELAY_GROUP)) as [number])[0]),
+      (n) => n === 1,
+      5000,
+    );
+
+    const tookMs: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const started = performance.now();
+      const res = await node.admin('POST', `/v1/rooms/${quick}/messages?wait=1`, { body: `m${i}` });
+      expect(res.status).toBe(201);
+      tookMs.push(performance.now() - started);
+    }
+    // Paused as a whole after every retry (100 ms), the node made each of them wait about that.
+    const median = tookMs.sort((a, b) => a - b)[5]!;
+    expect(median).toBeLessThan(50);
+    // Meanwhile the stuck entry was still being retried, neither committed nor dead-lettered...
+    expect(await redis.xlen(keys.dead)).toBe(0);
+    expect(await redis.get(keys.seq('cellar'))).toBeNull();
+    // ...and once its obstacle is gone it commits: nothing was lost.
+    await redis.del(keys.seen(p, stuck.id));
+    await eventually(
+      'the stuck entry committed',
+      async () => Number(await redis.get(keys.seq('cellar'))),
+      (n) => n === 1,
+      5000,
+    );
+  });
+
   it('answers 503 with Retry-After once a partition holds its limit of entries', async () => {
     const { prefix } = await deployment('funnel full');
     const node = await startTestNode({
