@@ -1,6 +1,6 @@
 import { isRedisUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
+import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/batch.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { RunnerChannel, SendOutcome } from './channel.ts';
 import type { OutboxLedger } from './outbox-ledger.ts';

@@ -4,7 +4,7 @@ import type { Receipt, RoutedReceipt } from '../delivery/receipts.ts';
 import { type Envelope, memberIdOf, messageFrameParts, parseEnvelope } from '../funnel/envelope.ts';
 import { RELAY_GROUP, type ReplicaWait } from '../funnel/funnel.ts';
 import type { Logger } from '../log.ts';
-import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/partition-consumer.ts';
+import type { BatchOutcome, BatchProcessor, FunnelEntry } from '../mesh/batch.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { Code } from '../redis/codes.ts';
 import { entryKey, type Keys } from '../redis/keys.ts';

@@ -7,7 +7,7 @@ import { SmsPlanner } from '../../src/delivery/sms-plan.ts';
 import { RELAY_GROUP, prepareFunnel } from '../../src/funnel/funnel.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
-import type { FunnelEntry } from '../../src/mesh/partition-consumer.ts';
+import type { FunnelEntry } from '../../src/mesh/batch.ts';
 import { Keys } from '../../src/redis/keys.ts';
 import { defineScripts } from '../../src/redis/scripts.ts';
 import { Committer } from '../../src/rooms/committer.ts';
