@@ -262,15 +262,22 @@ export class PartitionConsumer {
       }
       const now = Date.now();
       const owned = [...this.owned.entries()].filter(([, o]) => o.pausedUntil <= now);
-      // The earliest end of a pause (Infinity: none paused): the wait ends by then.
+      // The earliest end of a pause (Infinity: none paused).
       const ends = [...this.owned.values()].map((o) => o.pausedUntil).filter((t) => t > now);
       const resumeAt = Math.min(...ends, Infinity);
       const idle = owned.filter(([, o]) => !o.due && o.cursor === '>');
       if (idle.length === owned.length) {
-        const blockMs = Math.max(1, Math.min(this.options.blockMs, resumeAt - now));
-        if (idle.length > 0) await this.watch(idle, blockMs, blockMs === this.options.blockMs);
-        else await this.pause(blockMs);
-        watchedAll = idle.length > 0;
+        const untilResumed = Math.max(1, Math.min(this.options.blockMs, resumeAt - now));
+        if (idle.length === 0) {
+          await this.pause(untilResumed);
+          continue;
+        }
+        // A paused partition resuming ends the wait early (no timeout: no safety-net reads).
+        const paused = resumeAt < Infinity;
+        const timer = paused ? setTimeout(() => this.waiting.interrupt(), untilResumed) : undefined;
+        await this.watch(idle, this.options.blockMs, !paused);
+        clearTimeout(timer);
+        watchedAll = true;
         continue;
       }
       // The cursors as sent, and their rewinds: one rewound while we read must stay '0'.
