@@ -113,20 +113,10 @@ export class PartitionConsumer {
    * last, become ours and are processed before anything new.
    */
   async add(partition: number, lease: string): Promise<void> {
-    await claimAllPending(
-      this.redis,
-      this.options.stream(partition),
-      this.options.group,
-      this.options.nodeId,
-    );
-    this.owned.set(partition, {
-      lease,
-      cursor: '0',
-      rewinds: 0,
-      due: true,
-      newest: '',
-      pausedUntil: 0,
-    });
+    const { stream, group, nodeId } = this.options;
+    await claimAllPending(this.redis, stream(partition), group, nodeId);
+    const fresh = { cursor: '0', rewinds: 0, due: true, newest: '', pausedUntil: 0 };
+    this.owned.set(partition, { lease, ...fresh });
     this.interrupt();
   }
 
