@@ -22,7 +22,7 @@ export interface NodeProcess {
 }
 
 /**
- * Runs `threshold <args>` as a real child process, killed when the test finishes. With
+ * Runs `threshold <args>` as a real child process, stopped when the test finishes. With
  * `ownGroup` it leads a process group of its own, as a command in a terminal does, so a test
  * can send a signal to the whole group the way Ctrl-C does.
  */
@@ -38,10 +38,19 @@ export function runThreshold(
   });
   const proc = watch(child);
   onTestFinished(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await proc.exited;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    // Without a Redis URL it runs a redis-server of its own, which a SIGKILL would leave
+    // running: it is asked to stop first, as a user would.
+    if (!env.THRESHOLD_REDIS_URL) {
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([
+        proc.exited.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+      ]);
+      if (stopped) return;
     }
+    child.kill('SIGKILL');
+    await proc.exited;
   });
   return proc;
 }
