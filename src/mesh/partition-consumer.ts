@@ -193,9 +193,10 @@ export class PartitionConsumer {
   /**
    * Marks the given partitions that have entries newer than the newest we read as due.
    * `blockMs`: waits that long for one (one XREAD BLOCK), and marks all of them due after a
-   * timeout, an interrupt or a failure (a safety net: every partition is read now and then).
-   * Without it, looks once (partitions not read this round, so none is starved while others
-   * keep the loop busy), and marks all of them due only after a failure.
+   * failure and, with `safetyNet` (not while a paused partition's end interrupts the wait),
+   * after a timeout or an interrupt: every partition is read now and then. Without it, looks
+   * once (partitions not read this round, so none is starved while others keep the loop
+   * busy), and marks all of them due only after a failure.
    */
   private async watch(
     partitions: [number, Owned][],
