@@ -243,14 +243,17 @@ describe('README', () => {
     const signUp = async (phone: string, first: string, last: string) => {
       const json = { 'content-type': 'application/json' };
       const start = { phone, first, last };
-      await fetch(`${base}/v1/auth/phone/start`, {
+      const started = await fetch(`${base}/v1/auth/phone/start`, {
         method: 'POST',
         headers: json,
         body: JSON.stringify(start),
       });
-      const { texts } = (await (await fetch(`${base}/v1/dev/outbox`)).json()) as {
-        texts: { to: string; body: string }[];
-      };
+      // Each answer checked as it comes: a failure says which step, with its body.
+      expect(`${started.status} ${await started.text()}`).toMatch(/^202 /);
+      const outbox = await fetch(`${base}/v1/dev/outbox`);
+      const listed = await outbox.text();
+      expect(`${outbox.status} ${listed}`).toMatch(/^200 /);
+      const { texts } = JSON.parse(listed) as { texts: { to: string; body: string }[] };
       const code = /\d{6}/.exec(texts.filter((t) => t.to === phone).at(-1)?.body ?? '')?.[0];
       const verified = await fetch(`${base}/v1/auth/phone/verify`, {
         method: 'POST',
