@@ -1,6 +1,7 @@
 import { onTestFailed } from 'vitest';
 import type { ClusterState } from '../../src/mesh/cluster-view.ts';
-import { type EmbeddedRedisOptions, freePort } from '../../src/redis/embedded.ts';
+import type { EmbeddedRedisOptions } from '../../src/redis/embedded.ts';
+import { freePort } from './ports.ts';
 import { ADMIN_TOKEN, JWT_SECRET } from './node.ts';
 import { type NodeProcess, runThreshold } from './process.ts';
 import { type PrivateRedis, onRedisCluster, registerCluster, startPrivateRedis } from './redis.ts';

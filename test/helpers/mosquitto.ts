@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, onTestFinished } from 'vitest';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from './ports.ts';
 
 export interface Mosquitto {
   /** `mqtt://127.0.0.1:<port>` */

@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { onTestFinished } from 'vitest';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort, portFree } from './ports.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/threshold.js', import.meta.url));
 /** The repository's root, where a terminal command runs. */
@@ -190,12 +189,4 @@ export async function freePortRange(count: number): Promise<number> {
     );
     if (free.every(Boolean)) return base;
   }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
 }

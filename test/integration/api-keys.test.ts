@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { as, startTestNode, type TestNode } from '../helpers/node.ts';
 import { createTestDatabase } from '../helpers/postgres.ts';

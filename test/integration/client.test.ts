@@ -13,7 +13,10 @@ import {
 import { startTestNode, type TestNode } from '../helpers/node.ts';
 import { runThreshold } from '../helpers/process.ts';
 import { readmeBlocks, ROOT, tempDir } from '../helpers/readme.ts';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
+
+/** Deliveries are awaited, not timed: a loaded CI machine (the Redis Cluster tier) is slow. */
+const UNTIL = { timeout: 10_000, interval: 100 };
 
 /** `ws`'s WebSocket, keeping every socket it opens so a test can cut one. */
 function recordingWebSocket(): { WebSocket: WebSocketConstructor; sockets: WebSocket[] } {
@@ -56,7 +59,7 @@ describe('ThresholdClient against one node', () => {
     expect((await post(node, 'porch', 'one')).status).toBe(201);
     const ack = await client.publish('porch', 'two');
     expect(ack.seq).toBe(2);
-    await vi.waitFor(() => expect(seen.map((m) => m.seq)).toEqual([1, 2]));
+    await vi.waitFor(() => expect(seen.map((m) => m.seq)).toEqual([1, 2]), UNTIL);
     expect(seen[1]).toMatchObject({
       room: 'porch',
       body: 'two',
@@ -69,7 +72,7 @@ describe('ThresholdClient against one node', () => {
     await post(node, 'porch', 'four');
     const five = client.publish('porch', 'five');
     expect((await five).seq).toBe(5);
-    await vi.waitFor(() => expect(seen.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]));
+    await vi.waitFor(() => expect(seen.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]), UNTIL);
     expect(sockets.length).toBe(2);
     expect(states).toEqual(['connecting', 'open', 'connecting', 'open']);
   });
@@ -99,8 +102,9 @@ describe('ThresholdClient against one node', () => {
     expect(refused).toBeInstanceOf(ThresholdClientError);
     expect(refused).toMatchObject({ code: 'forbidden' });
     client.subscribe('attic', () => {});
-    await vi.waitFor(() =>
-      expect(errors.map((e) => [e.code, e.details.room])).toEqual([['forbidden', 'attic']]),
+    await vi.waitFor(
+      () => expect(errors.map((e) => [e.code, e.details.room])).toEqual([['forbidden', 'attic']]),
+      UNTIL,
     );
   });
 
@@ -116,18 +120,20 @@ describe('ThresholdClient against one node', () => {
     await vi.waitFor(async () => {
       await post(node, 'porch', 'ping');
       expect(seen.length).toBeGreaterThan(0);
-    });
+    }, UNTIL);
     // A room she joins while connected arrives from its first message.
     await node.createRoom('garden', []);
     await post(node, 'garden', 'before she joined');
     expect((await node.admin('PUT', '/v1/rooms/garden/members/user:ann')).status).toBe(201);
     await post(node, 'garden', 'after');
-    await vi.waitFor(() =>
-      expect(seen.filter((s) => s.startsWith('garden:'))).toEqual(['garden:1', 'garden:2']),
+    await vi.waitFor(
+      () => expect(seen.filter((s) => s.startsWith('garden:'))).toEqual(['garden:1', 'garden:2']),
+      UNTIL,
     );
     client.read('garden', 2);
-    await vi.waitFor(() =>
-      expect(reads).toContainEqual({ room: 'garden', member: 'user:ann', seq: 2 }),
+    await vi.waitFor(
+      () => expect(reads).toContainEqual({ room: 'garden', member: 'user:ann', seq: 2 }),
+      UNTIL,
     );
   });
 });

@@ -6,7 +6,7 @@ import { openAuthDatabase } from '../../src/auth/database.ts';
 import { migrate } from '../../src/auth/migrations.ts';
 import { runDoctor } from '../../src/doctor.ts';
 import { createLogger } from '../../src/log.ts';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
 import { createTestDatabase } from '../helpers/postgres.ts';
 import { readmeLines, shell, tempDir } from '../helpers/readme.ts';
 import { startPrivateRedis } from '../helpers/redis.ts';

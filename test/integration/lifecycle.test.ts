@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
 import { alive, runThreshold } from '../helpers/process.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;

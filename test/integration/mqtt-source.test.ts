@@ -9,7 +9,7 @@ import type {
   SourceMessage,
 } from '../../src/ingress/source.ts';
 import { createLogger } from '../../src/log.ts';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { type Mosquitto, startMosquitto } from '../helpers/mosquitto.ts';
 

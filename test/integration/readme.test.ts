@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fileDefaults, settings } from '../../src/config.ts';
 import { MEANINGS } from '../../src/config-meanings.ts';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
 import { runThreshold } from '../helpers/process.ts';
 import { README, readmeBlocks, readmeLines, shell, tempDir } from '../helpers/readme.ts';
 import { connect } from '../helpers/ws-client.ts';

@@ -10,7 +10,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { freePort } from '../../src/redis/embedded.ts';
+import { freePort } from '../helpers/ports.ts';
 import { alive, freePortRange, processesUsing, runInTerminal } from '../helpers/process.ts';
 
 /** A fresh data directory; whatever still runs in it when the test ends is killed. */
