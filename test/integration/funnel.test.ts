@@ -153,7 +153,7 @@ describe('funnel', () => {
     await redis.hset(keys.seen(p, stuck.id), 'not', 'a string');
     await redis.xadd(keys.funnel(p), '*', 'e', JSON.stringify(stuck));
     await eventually(
-      'the entry read and retried',
+      'the entry read (its commit then fails, round after round)',
       async () => Number(((await redis.xpending(keys.funnel(p), RELAY_GROUP)) as [number])[0]),
       (n) => n === 1,
       5000,
@@ -166,7 +166,7 @@ describe('funnel', () => {
       expect(res.status).toBe(201);
       tookMs.push(performance.now() - started);
     }
-    // Paused as a whole after every retry (100 ms), the node made each of them wait about that.
+    // When the whole consumer paused 100 ms after every retry, each of them waited about that.
     const median = tookMs.sort((a, b) => a - b)[5]!;
     expect(median).toBeLessThan(50);
     // Meanwhile the stuck entry was still being retried, neither committed nor dead-lettered...
